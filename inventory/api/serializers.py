@@ -1,0 +1,109 @@
+"""Input and output shapes of the store and availability API. No business rules here."""
+
+from django.conf import settings
+from rest_framework import serializers
+
+from inventory.selectors import SERVICES
+
+
+class PointInput(serializers.Serializer):
+    lat = serializers.FloatField(required=False, min_value=-90, max_value=90)
+    lon = serializers.FloatField(required=False, min_value=-180, max_value=180)
+    address = serializers.CharField(required=False, max_length=300, allow_blank=False)
+    radius_km = serializers.FloatField(required=False, default=10.0, min_value=0.1, max_value=settings.O2O_MAX_RADIUS_KM)
+    service = serializers.ChoiceField(required=False, choices=SERVICES)
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
+
+    def validate(self, attrs):
+        has_point = "lat" in attrs and "lon" in attrs
+        if ("lat" in attrs) != ("lon" in attrs):
+            raise serializers.ValidationError("Give both lat and lon, or an address.")
+        if not has_point and not attrs.get("address"):
+            raise serializers.ValidationError("Give lat and lon, or an address.")
+        return attrs
+
+
+class CartLineInput(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    qty = serializers.IntegerField(min_value=1, max_value=10_000)
+
+
+class CartAvailabilityInput(PointInput):
+    lines = CartLineInput(many=True, allow_empty=False, max_length=settings.O2O_MAX_CART_LINES)
+    only_whole_cart = serializers.BooleanField(required=False, default=False)
+
+    def validate_lines(self, lines):
+        merged: dict[str, int] = {}
+        for line in lines:
+            merged[line["sku"]] = merged.get(line["sku"], 0) + line["qty"]
+        return merged
+
+
+class PlaceOutput(serializers.Serializer):
+    lat = serializers.FloatField()
+    lon = serializers.FloatField()
+    label = serializers.CharField()
+    source = serializers.CharField()
+
+
+class StoreOutput(serializers.Serializer):
+    code = serializers.CharField(source="store.code")
+    name = serializers.CharField(source="store.name")
+    address = serializers.CharField(source="store.address")
+    district = serializers.CharField(source="store.district")
+    city = serializers.CharField(source="store.city")
+    lat = serializers.FloatField(source="store.lat")
+    lon = serializers.FloatField(source="store.lon")
+    services = serializers.ListField(source="store.services", child=serializers.CharField())
+    delivery_radius_km = serializers.FloatField(source="store.delivery_radius_km")
+    distance_km = serializers.FloatField()
+    open_now = serializers.BooleanField()
+    closes_at = serializers.DateTimeField(allow_null=True)
+    next_opening = serializers.DateTimeField(allow_null=True)
+
+
+class StoresNearOutput(serializers.Serializer):
+    point = PlaceOutput()
+    stores = StoreOutput(many=True)
+
+
+class StoreAvailabilityOutput(serializers.Serializer):
+    store = StoreOutput(source="nearby")
+    serves_whole_cart = serializers.BooleanField()
+    available = serializers.DictField(child=serializers.IntegerField(), help_text="SKU -> units sellable online")
+
+
+class CartAvailabilityOutput(serializers.Serializer):
+    point = PlaceOutput()
+    lines = serializers.DictField(child=serializers.IntegerField(), help_text="SKU -> requested units")
+    stores = StoreAvailabilityOutput(many=True)
+
+
+class NetworkAtpInput(serializers.Serializer):
+    sku = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=False, max_length=200)
+    service = serializers.ChoiceField(required=False, choices=SERVICES)
+
+
+class NetworkAtpEntry(serializers.Serializer):
+    sku = serializers.CharField()
+    atp = serializers.IntegerField(help_text="Units the whole network can sell online")
+    stores = serializers.IntegerField(help_text="Stores holding at least one sellable unit")
+
+
+class HoldInput(serializers.Serializer):
+    store = serializers.CharField(max_length=32, help_text="Store code")
+    lines = CartLineInput(many=True, allow_empty=False, max_length=settings.O2O_MAX_CART_LINES)
+    ttl_seconds = serializers.IntegerField(
+        required=False, min_value=10, max_value=int(settings.O2O_HOLD_TTL.total_seconds()),
+        default=int(settings.O2O_HOLD_TTL.total_seconds()),
+    )
+
+    def validate_lines(self, lines):
+        return CartAvailabilityInput.validate_lines(self, lines)
+
+
+class HoldOutput(serializers.Serializer):
+    reference = serializers.CharField()
+    store = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    lines = CartLineInput(many=True)

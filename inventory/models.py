@@ -1,0 +1,205 @@
+"""Stores, products and per-store stock kept as an append-only ledger.
+
+Stock states per store and SKU (design notes): on_hand = available + reserved + safety + unavailable.
+`reserved` and `unavailable` are physical units set aside, so together they never exceed `on_hand`; `safety` is a
+buffer the website may not sell (the tills may), so it may exceed what is left. Online ATP is
+max(0, on_hand - reserved - safety - unavailable). The database refuses any row that breaks these rules.
+"""
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+WEEKDAYS = [(0, "Monday"), (1, "Tuesday"), (2, "Wednesday"), (3, "Thursday"), (4, "Friday"), (5, "Saturday"), (6, "Sunday")]
+
+
+class Store(models.Model):
+    code = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    address = models.CharField(max_length=300, blank=True)
+    district = models.CharField(max_length=100, blank=True)
+    city = models.CharField(max_length=100, db_index=True)
+    lat = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
+    lon = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    timezone = models.CharField(max_length=64, default="Asia/Ho_Chi_Minh")
+    offers_delivery = models.BooleanField("ship-from-store delivery", default=True)
+    offers_pickup = models.BooleanField("pickup in store", default=True)
+    offers_returns = models.BooleanField("accepts returns", default=True)
+    delivery_radius_km = models.FloatField(default=8.0, validators=[MinValueValidator(0)])
+    picking_capacity_per_hour = models.PositiveIntegerField(default=30, help_text="Order lines the staff can pick per hour.")
+    allow_negative_availability = models.BooleanField(
+        default=False,
+        help_text="Tills may sell more than the ledger says is on hand (the sale is kept and the SKU flagged for a count).",
+    )
+    is_active = models.BooleanField(default=True, db_index=True)
+
+    class Meta:
+        ordering = ["code"]
+        indexes = [models.Index(fields=["lat", "lon"], name="store_lat_lon_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(lat__gte=-90, lat__lte=90), name="store_lat_range"),
+            models.CheckConstraint(condition=Q(lon__gte=-180, lon__lte=180), name="store_lon_range"),
+            models.CheckConstraint(condition=Q(delivery_radius_km__gte=0), name="store_radius_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+    @property
+    def services(self) -> list[str]:
+        offered = [("delivery", self.offers_delivery), ("pickup", self.offers_pickup), ("returns", self.offers_returns)]
+        return [name for name, on in offered if on]
+
+
+class OpeningHours(models.Model):
+    """One opening interval on one weekday, in the store's own time zone. Several per day are allowed (lunch breaks)."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="opening_hours")
+    weekday = models.PositiveSmallIntegerField(choices=WEEKDAYS)
+    opens = models.TimeField()
+    closes = models.TimeField()
+
+    class Meta:
+        ordering = ["store", "weekday", "opens"]
+        verbose_name_plural = "opening hours"
+        constraints = [
+            models.CheckConstraint(condition=Q(opens__lt=F("closes")), name="opening_hours_opens_before_closes"),
+            models.CheckConstraint(condition=Q(weekday__lte=6), name="opening_hours_weekday_range"),
+            models.UniqueConstraint(fields=["store", "weekday", "opens"], name="opening_hours_unique_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}–{self.closes:%H:%M}"
+
+
+class Product(models.Model):
+    """A sellable SKU."""
+
+    sku = models.CharField("SKU", max_length=64, unique=True)
+    name = models.CharField(max_length=255)
+    barcode = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    price_vnd = models.PositiveBigIntegerField("price (VND)")
+    category = models.CharField(max_length=64, blank=True, db_index=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.name}"
+
+
+class Stock(models.Model):
+    """The current quantities of one SKU at one store, kept in step with StockMovement by inventory.services."""
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="stock")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="stock")
+    on_hand = models.BigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
+    safety = models.BigIntegerField(default=0)
+    unavailable = models.BigIntegerField(default=0)
+    target = models.BigIntegerField(default=0, help_text="The level the store wants to hold (replenishment, returns routing).")
+    needs_count = models.BooleanField(default=False, help_text="A till sold more than the ledger had: count this SKU.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "stock"
+        constraints = [
+            # (product, store) order: serves both "this cart at these stores" and "this SKU across the network".
+            models.UniqueConstraint(fields=["product", "store"], name="stock_product_store_unique"),
+            models.CheckConstraint(condition=Q(on_hand__gte=0), name="stock_on_hand_nonnegative"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="stock_reserved_nonnegative"),
+            models.CheckConstraint(condition=Q(safety__gte=0), name="stock_safety_nonnegative"),
+            models.CheckConstraint(condition=Q(unavailable__gte=0), name="stock_unavailable_nonnegative"),
+            models.CheckConstraint(condition=Q(target__gte=0), name="stock_target_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(on_hand__gte=F("reserved") + F("unavailable")), name="stock_set_aside_within_on_hand"
+            ),
+        ]
+        indexes = [models.Index(fields=["store", "product"], name="stock_store_product_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.store.code} / {self.product.sku}"
+
+    @property
+    def available(self) -> int:
+        """Online ATP, not counting holds that expired but were not yet cleaned up (selectors do that)."""
+        return max(0, self.on_hand - self.reserved - self.safety - self.unavailable)
+
+
+class MovementReason(models.TextChoices):
+    OPENING_BALANCE = "opening_balance", "Opening balance"
+    GOODS_RECEIPT = "goods_receipt", "Goods receipt"
+    ADJUSTMENT = "adjustment", "Adjustment"
+    COUNT = "count", "Stock count"
+    SAFETY_CHANGE = "safety_change", "Safety stock changed"
+    DAMAGE = "damage", "Damaged / quarantined"
+    RELEASE_FROM_QUARANTINE = "quarantine_release", "Back on sale from quarantine"
+    WRITE_OFF = "write_off", "Write-off"
+    RESERVE = "reserve", "Reserved"
+    RELEASE = "release", "Reservation released"
+    HOLD_EXPIRED = "hold_expired", "Checkout hold expired"
+    COMMIT = "commit", "Shipped / handed over"
+    SALE = "sale", "Till sale"
+    SALE_VOID = "sale_void", "Till sale voided"
+    RETURN = "return", "Customer return"
+    TRANSFER_OUT = "transfer_out", "Transfer out"
+    TRANSFER_IN = "transfer_in", "Transfer in"
+    DELIVERY_RETURNED = "delivery_returned", "Failed delivery back in store"
+
+
+class StockMovement(models.Model):
+    """An append-only line of the stock ledger: the change of each state, why, and on whose behalf."""
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="movements")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="movements")
+    reason = models.CharField(max_length=32, choices=MovementReason.choices)
+    delta_on_hand = models.BigIntegerField(default=0)
+    delta_reserved = models.BigIntegerField(default=0)
+    delta_safety = models.BigIntegerField(default=0)
+    delta_unavailable = models.BigIntegerField(default=0)
+    reference = models.CharField(max_length=120, blank=True, db_index=True, help_text="Order, receipt, count, ...")
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    actor = models.CharField(max_length=150, blank=True, help_text="Who asked: staff user, sales channel, POS key, task.")
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["store", "product", "created_at"], name="movement_store_product_time")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(delta_on_hand=0, delta_reserved=0, delta_safety=0, delta_unavailable=0),
+                name="movement_changes_something",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reason} {self.store_id}/{self.product_id}"
+
+
+class Reservation(models.Model):
+    """Units set aside at one store for a checkout hold (with an expiry) or a placed order (without).
+
+    A hold stops counting the moment `expires_at` passes: readers subtract only live holds, and the next writer on
+    the same stock row (or the periodic task) releases it into the ledger. Released reservations are deleted; the
+    ledger keeps their history.
+    """
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="reservations")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="reservations")
+    quantity = models.PositiveIntegerField()
+    reference = models.CharField(max_length=120, db_index=True, help_text="What holds it: 'hold:<id>', 'fulfillment:<id>'.")
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["product", "store", "expires_at"], name="reservation_stock_expiry")]
+        constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="reservation_quantity_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.reference}: {self.quantity} × {self.product_id} @ {self.store_id}"
+
+    def is_live(self, now=None) -> bool:
+        return self.expires_at is None or self.expires_at > (now or timezone.now())

@@ -1,0 +1,534 @@
+"""Every write to stock. Nothing else in the project changes Stock, StockMovement or Reservation rows.
+
+Each public action opens a transaction, locks the stock rows it touches in one fixed order (by primary key, in a
+single SELECT ... FOR UPDATE), checks the rule against the locked quantities, then appends one movement per row and
+applies the same deltas to the row. The database constraints on Stock are the last line of defence.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from inventory.exceptions import (
+    InsufficientStock,
+    InvalidStockChange,
+    ReservationNotFound,
+    StaleStockQuantity,
+)
+from inventory.models import MovementReason, Product, Reservation, Stock, StockMovement, Store
+
+Pair = tuple[int, int]  # (store_id, product_id)
+
+
+@dataclass(frozen=True)
+class StockLine:
+    """A quantity of one product at one store."""
+
+    store_id: int
+    product_id: int
+    quantity: int
+
+
+@dataclass
+class _Delta:
+    on_hand: int = 0
+    reserved: int = 0
+    safety: int = 0
+    unavailable: int = 0
+
+    def is_zero(self) -> bool:
+        return not (self.on_hand or self.reserved or self.safety or self.unavailable)
+
+
+def online_available(row: Stock) -> int:
+    return row.on_hand - row.reserved - row.safety - row.unavailable
+
+
+# --- locking and applying -----------------------------------------------------------------------------------------
+
+
+def _pairs_filter(pairs: Iterable[Pair]) -> Q:
+    by_store: dict[int, set[int]] = defaultdict(set)
+    for store_id, product_id in pairs:
+        by_store[store_id].add(product_id)
+    q = Q(pk__in=[])
+    for store_id, product_ids in by_store.items():
+        q |= Q(store_id=store_id, product_id__in=product_ids)
+    return q
+
+
+def _lock_stock(
+    pairs: Iterable[Pair], *, create_missing: bool = False, now: datetime | None = None, release_expired: bool = True
+) -> dict[Pair, Stock]:
+    """Lock the stock rows of `pairs` in primary-key order and release any expired holds on them first."""
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    if create_missing:
+        Stock.objects.bulk_create(
+            [Stock(store_id=s, product_id=p) for s, p in pairs], ignore_conflicts=True, batch_size=500
+        )
+    rows = {
+        (row.store_id, row.product_id): row
+        for row in Stock.objects.select_for_update().filter(_pairs_filter(pairs)).order_by("pk")
+    }
+    if release_expired:
+        _release_expired_on_locked(rows, now=now or timezone.now())
+    return rows
+
+
+def _apply(
+    rows: dict[Pair, Stock],
+    changes: Sequence[tuple[Pair, _Delta]],
+    *,
+    reason: str,
+    reference: str,
+    actor: str,
+    note: str = "",
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> list[StockMovement]:
+    """Append one movement per change and apply its deltas to the locked row. Rows must come from _lock_stock."""
+    now = now or timezone.now()
+    movements = []
+    for index, (pair, delta) in enumerate(changes):
+        if delta.is_zero():
+            continue
+        row = rows[pair]
+        row.on_hand += delta.on_hand
+        row.reserved += delta.reserved
+        row.safety += delta.safety
+        row.unavailable += delta.unavailable
+        if min(row.on_hand, row.reserved, row.safety, row.unavailable) < 0 or row.reserved + row.unavailable > row.on_hand:
+            raise InvalidStockChange(
+                details={
+                    "store_id": pair[0],
+                    "product_id": pair[1],
+                    "would_be": {
+                        "on_hand": row.on_hand,
+                        "reserved": row.reserved,
+                        "safety": row.safety,
+                        "unavailable": row.unavailable,
+                    },
+                }
+            )
+        Stock.objects.filter(pk=row.pk).update(
+            on_hand=F("on_hand") + delta.on_hand,
+            reserved=F("reserved") + delta.reserved,
+            safety=F("safety") + delta.safety,
+            unavailable=F("unavailable") + delta.unavailable,
+            updated_at=now,
+        )
+        key = None
+        if idempotency_key:
+            key = idempotency_key if len(changes) == 1 else f"{idempotency_key}#{index}"
+        movements.append(
+            StockMovement(
+                store_id=pair[0],
+                product_id=pair[1],
+                reason=reason,
+                delta_on_hand=delta.on_hand,
+                delta_reserved=delta.reserved,
+                delta_safety=delta.safety,
+                delta_unavailable=delta.unavailable,
+                reference=reference[:120],
+                idempotency_key=key,
+                actor=actor[:150],
+                note=note[:300],
+                created_at=now,
+            )
+        )
+    return StockMovement.objects.bulk_create(movements)
+
+
+def _release_expired_on_locked(rows: dict[Pair, Stock], *, now: datetime) -> int:
+    """Release holds that expired on rows this transaction has locked. Returns the units released."""
+    if not rows:
+        return 0
+    expired = list(
+        Reservation.objects.filter(_pairs_filter(rows.keys()), expires_at__lte=now).values_list(
+            "pk", "store_id", "product_id", "quantity", "reference"
+        )
+    )
+    if not expired:
+        return 0
+    per_pair: dict[Pair, int] = defaultdict(int)
+    for _pk, store_id, product_id, quantity, _ref in expired:
+        per_pair[(store_id, product_id)] += quantity
+    Reservation.objects.filter(pk__in=[e[0] for e in expired]).delete()
+    _apply(
+        rows,
+        [(pair, _Delta(reserved=-qty)) for pair, qty in sorted(per_pair.items())],
+        reason=MovementReason.HOLD_EXPIRED,
+        reference="expired holds",
+        actor="system",
+        now=now,
+    )
+    return sum(per_pair.values())
+
+
+def _merge_lines(lines: Iterable[StockLine]) -> dict[Pair, int]:
+    merged: dict[Pair, int] = defaultdict(int)
+    for line in lines:
+        if not isinstance(line.quantity, int) or line.quantity <= 0:
+            raise InvalidStockChange("Quantities must be positive whole numbers.", details={"quantity": line.quantity})
+        merged[(line.store_id, line.product_id)] += line.quantity
+    return dict(merged)
+
+
+def _shortage_details(pairs_wanted: dict[Pair, int], rows: dict[Pair, Stock]) -> list[dict]:
+    short = []
+    for pair, wanted in sorted(pairs_wanted.items()):
+        row = rows.get(pair)
+        available = max(0, online_available(row)) if row else 0
+        if available < wanted:
+            short.append({"store_id": pair[0], "product_id": pair[1], "requested": wanted, "available": available})
+    if short:
+        codes = dict(Store.objects.filter(pk__in={s["store_id"] for s in short}).values_list("pk", "code"))
+        skus = dict(Product.objects.filter(pk__in={s["product_id"] for s in short}).values_list("pk", "sku"))
+        for entry in short:
+            entry["store"] = codes.get(entry["store_id"])
+            entry["sku"] = skus.get(entry["product_id"])
+    return short
+
+
+# --- reservations --------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def reserve_stock(
+    *,
+    lines: Iterable[StockLine],
+    reference: str,
+    actor: str,
+    expires_at: datetime | None = None,
+) -> list[Reservation]:
+    """Set units aside for a checkout hold (with `expires_at`) or an order (without). All lines or none.
+
+    Raises InsufficientStock listing every short line when any store cannot spare the units online
+    (on_hand - reserved - safety - unavailable, live holds only).
+    """
+    now = timezone.now()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidStockChange("A hold must expire in the future.")
+    wanted = _merge_lines(lines)
+    if not wanted:
+        raise InvalidStockChange("Nothing to reserve.")
+    rows = _lock_stock(wanted.keys(), now=now)
+    short = _shortage_details(wanted, rows)
+    if short:
+        raise InsufficientStock(short)
+    _apply(
+        rows,
+        [(pair, _Delta(reserved=qty)) for pair, qty in sorted(wanted.items())],
+        reason=MovementReason.RESERVE,
+        reference=reference,
+        actor=actor,
+        now=now,
+    )
+    return Reservation.objects.bulk_create(
+        [
+            Reservation(
+                store_id=pair[0], product_id=pair[1], quantity=qty, reference=reference, expires_at=expires_at, created_at=now
+            )
+            for pair, qty in sorted(wanted.items())
+        ]
+    )
+
+
+def _lock_reservations(reference: str, *, now: datetime) -> tuple[dict[Pair, Stock], list[Reservation]]:
+    pairs = set(Reservation.objects.filter(reference=reference).values_list("store_id", "product_id"))
+    rows = _lock_stock(pairs, now=now)  # releases expired holds of this reference too
+    reservations = list(Reservation.objects.filter(reference=reference).order_by("pk"))
+    return rows, reservations
+
+
+@transaction.atomic
+def release_reservations(*, reference: str, actor: str, reason: str = MovementReason.RELEASE, note: str = "") -> int:
+    """Give reserved units back to sale (cancelled order, released hold). Returns the units released; 0 if none
+    were live (releasing twice is harmless)."""
+    now = timezone.now()
+    rows, reservations = _lock_reservations(reference, now=now)
+    if not reservations:
+        return 0
+    per_pair: dict[Pair, int] = defaultdict(int)
+    for r in reservations:
+        per_pair[(r.store_id, r.product_id)] += r.quantity
+    Reservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
+    _apply(
+        rows,
+        [(pair, _Delta(reserved=-qty)) for pair, qty in sorted(per_pair.items())],
+        reason=reason,
+        reference=reference,
+        actor=actor,
+        note=note,
+        now=now,
+    )
+    return sum(per_pair.values())
+
+
+@transaction.atomic
+def commit_reservations(
+    *, reference: str, actor: str, quantities: dict[int, int] | None = None, note: str = ""
+) -> dict[int, int]:
+    """Goods leave the store: on-hand and reserved go down together.
+
+    `quantities` (product_id -> units) commits part of what is reserved (the rest stays reserved for the caller to
+    release or re-route); by default everything reserved under `reference` is committed. Returns what was committed.
+    """
+    now = timezone.now()
+    rows, reservations = _lock_reservations(reference, now=now)
+    if not reservations:
+        raise ReservationNotFound(details={"reference": reference})
+    remaining = dict(quantities) if quantities is not None else None
+    committed: dict[Pair, int] = defaultdict(int)
+    for r in reservations:
+        take = r.quantity if remaining is None else min(r.quantity, remaining.get(r.product_id, 0))
+        if take <= 0:
+            continue
+        if remaining is not None:
+            remaining[r.product_id] -= take
+        committed[(r.store_id, r.product_id)] += take
+        if take == r.quantity:
+            r.delete()
+        else:
+            Reservation.objects.filter(pk=r.pk).update(quantity=F("quantity") - take)
+    if remaining and any(v > 0 for v in remaining.values()):
+        raise InvalidStockChange(
+            "Cannot commit more than is reserved.", details={"over": {k: v for k, v in remaining.items() if v > 0}}
+        )
+    _apply(
+        rows,
+        [(pair, _Delta(on_hand=-qty, reserved=-qty)) for pair, qty in sorted(committed.items())],
+        reason=MovementReason.COMMIT,
+        reference=reference,
+        actor=actor,
+        note=note,
+        now=now,
+    )
+    return {pair[1]: qty for pair, qty in committed.items()}
+
+
+def release_expired_holds(*, now: datetime | None = None, batch_size: int = 200) -> int:
+    """The periodic clean-up: release every hold whose expiry has passed, a batch of stock rows per transaction.
+    Readers already ignore expired holds; this puts the release into the ledger and deletes the rows."""
+    now = now or timezone.now()
+    released = 0
+    while True:
+        pairs = list(
+            Reservation.objects.filter(expires_at__lte=now)
+            .values_list("store_id", "product_id")
+            .distinct()
+            .order_by("store_id", "product_id")[:batch_size]
+        )
+        if not pairs:
+            return released
+        with transaction.atomic():
+            rows = _lock_stock(pairs, now=now, release_expired=False)
+            released += _release_expired_on_locked(rows, now=now)
+
+
+# --- adjustments ---------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def adjust_stock(
+    *,
+    store: Store,
+    product: Product,
+    reason: str,
+    actor: str,
+    on_hand: int = 0,
+    unavailable: int = 0,
+    safety: int = 0,
+    reference: str = "",
+    note: str = "",
+    idempotency_key: str | None = None,
+) -> StockMovement:
+    """Change one stock row by deltas (a goods receipt, a damage, a correction). Refused with InvalidStockChange if
+    the row would become impossible (e.g. less on hand than reserved). With an idempotency key, a replay returns
+    the first movement and changes nothing."""
+    if reason not in MovementReason.values:
+        raise InvalidStockChange(f"Unknown reason {reason!r}.")
+    delta = _Delta(on_hand=on_hand, unavailable=unavailable, safety=safety)
+    if delta.is_zero():
+        raise InvalidStockChange("The adjustment changes nothing.")
+    pair = (store.pk, product.pk)
+    rows = _lock_stock([pair], create_missing=True)
+    if idempotency_key:
+        # Checked under the row lock, so a concurrent replay of the same call waits and then finds the first.
+        first = StockMovement.objects.filter(idempotency_key=idempotency_key).first()
+        if first is not None:
+            return first
+    try:
+        with transaction.atomic():
+            (movement,) = _apply(
+                rows,
+                [(pair, delta)],
+                reason=reason,
+                reference=reference,
+                actor=actor,
+                note=note,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        # Only a concurrent call with the same idempotency key gets here (the row lock serialises the rest).
+        first = StockMovement.objects.filter(idempotency_key=idempotency_key).first()
+        if first is None:
+            raise
+        return first
+    return movement
+
+
+@transaction.atomic
+def set_stock_levels(
+    *,
+    store: Store,
+    product: Product,
+    actor: str,
+    reason: str = MovementReason.COUNT,
+    on_hand: int | None = None,
+    safety: int | None = None,
+    target: int | None = None,
+    expected_on_hand: int | None = None,
+    reference: str = "",
+    note: str = "",
+) -> StockMovement | None:
+    """Set absolute levels (a count, a new safety stock). `expected_on_hand` makes it a compare-and-set: refused
+    with StaleStockQuantity when the ledger has moved since the caller looked. Returns None if nothing changed."""
+    for name, value in (("on_hand", on_hand), ("safety", safety), ("target", target)):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise InvalidStockChange(f"{name} must be a whole number ≥ 0.")
+    pair = (store.pk, product.pk)
+    rows = _lock_stock([pair], create_missing=True)
+    row = rows[pair]
+    if expected_on_hand is not None and row.on_hand != expected_on_hand:
+        raise StaleStockQuantity(details={"expected_on_hand": expected_on_hand, "on_hand": row.on_hand})
+    if target is not None and target != row.target:
+        Stock.objects.filter(pk=row.pk).update(target=target)
+    delta = _Delta(
+        on_hand=(on_hand - row.on_hand) if on_hand is not None else 0,
+        safety=(safety - row.safety) if safety is not None else 0,
+    )
+    if delta.is_zero():
+        return None
+    if delta.on_hand == 0 and reason == MovementReason.COUNT:
+        reason = MovementReason.SAFETY_CHANGE
+    (movement,) = _apply(rows, [(pair, delta)], reason=reason, reference=reference, actor=actor, note=note)
+    return movement
+
+
+# --- bulk loading --------------------------------------------------------------------------------------------------
+
+
+def load_opening_balances(*, rows: Iterable[tuple[int, int, int, int, int]], actor: str, batch_size: int = 5000) -> int:
+    """Create stock rows (store_id, product_id, on_hand, safety, target) for pairs that have none, each with its
+    opening-balance movement. For a new chain or new products; existing rows are left alone. Returns rows created."""
+    now = timezone.now()
+    created = 0
+    batch: list[tuple[int, int, int, int, int]] = []
+
+    def flush() -> int:
+        with transaction.atomic():
+            existing = set(
+                Stock.objects.filter(_pairs_filter((s, p) for s, p, *_ in batch)).values_list("store_id", "product_id")
+            )
+            fresh = [r for r in batch if (r[0], r[1]) not in existing]
+            Stock.objects.bulk_create(
+                [Stock(store_id=s, product_id=p, on_hand=oh, safety=sf, target=tg, updated_at=now) for s, p, oh, sf, tg in fresh]
+            )
+            StockMovement.objects.bulk_create(
+                [
+                    StockMovement(
+                        store_id=s,
+                        product_id=p,
+                        reason=MovementReason.OPENING_BALANCE,
+                        delta_on_hand=oh,
+                        delta_safety=sf,
+                        reference="opening balance",
+                        actor=actor,
+                        created_at=now,
+                    )
+                    for s, p, oh, sf, _tg in fresh
+                    if oh or sf
+                ]
+            )
+            return len(fresh)
+
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= batch_size:
+            created += flush()
+            batch = []
+    if batch:
+        created += flush()
+    return created
+
+
+def load_synthetic_stock_postgres(
+    *, store_ids: Sequence[int], seed: int, actor: str, scarce_share: float = 0.2
+) -> int:
+    """PostgreSQL fast path of the chain generator: stock and opening-balance movements for every product at the
+    given stores, generated server-side (INSERT ... SELECT) from a hash of the seed so that it is reproducible
+    whatever the batch order. About 20 % of SKUs are scarce (0–2 units); the rest hold 0–40."""
+    if connection.vendor != "postgresql":
+        raise RuntimeError("load_synthetic_stock_postgres needs PostgreSQL")
+    scarce_permille = int(scarce_share * 1000)
+    stock_table = Stock._meta.db_table
+    movement_table = StockMovement._meta.db_table
+    product_table = Product._meta.db_table
+    sql = f"""
+        WITH generated AS (
+            SELECT s.id AS store_id, p.id AS product_id,
+                   CASE WHEN abs(hashtext(%(seed)s || ':p:' || p.id)) %% 1000 < %(scarce)s
+                        THEN abs(hashtext(%(seed)s || ':' || s.id || ':' || p.id)) %% 3
+                        ELSE abs(hashtext(%(seed)s || ':' || s.id || ':' || p.id)) %% 41
+                   END AS on_hand,
+                   abs(hashtext(%(seed)s || ':s:' || s.id || ':' || p.id)) %% 3 AS safety
+            FROM unnest(%(store_ids)s::bigint[]) AS s(id)
+            CROSS JOIN {product_table} p
+        ), inserted AS (
+            INSERT INTO {stock_table} (store_id, product_id, on_hand, reserved, safety, unavailable, target,
+                                      needs_count, updated_at)
+            SELECT store_id, product_id, on_hand, 0, safety, 0, 20, false, now() FROM generated
+            ON CONFLICT DO NOTHING
+            RETURNING store_id, product_id, on_hand, safety
+        )
+        INSERT INTO {movement_table} (store_id, product_id, reason, delta_on_hand, delta_reserved, delta_safety,
+                                      delta_unavailable, reference, idempotency_key, actor, note, created_at)
+        SELECT store_id, product_id, 'opening_balance', on_hand, 0, safety, 0, 'opening balance', NULL, %(actor)s, '',
+               now()
+        FROM inserted WHERE on_hand <> 0 OR safety <> 0
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, {"seed": str(seed), "scarce": scarce_permille, "store_ids": list(store_ids), "actor": actor})
+        return cursor.rowcount
+
+
+@dataclass(frozen=True)
+class Hold:
+    reference: str
+    expires_at: datetime
+    reservations: list[Reservation]
+
+
+def hold_stock(*, store: Store, quantities: dict[Product, int], ttl_seconds: int, actor: str) -> Hold:
+    """A checkout hold: units set aside at one store until `ttl_seconds` from now, then back on sale by themselves."""
+    import uuid
+
+    if ttl_seconds <= 0:
+        raise InvalidStockChange("A hold needs a positive time to live.")
+    reference = f"hold:{uuid.uuid4().hex}"
+    expires_at = timezone.now() + timedelta(seconds=ttl_seconds)
+    reservations = reserve_stock(
+        lines=[StockLine(store.pk, product.pk, qty) for product, qty in quantities.items()],
+        reference=reference,
+        actor=actor,
+        expires_at=expires_at,
+    )
+    return Hold(reference, expires_at, reservations)

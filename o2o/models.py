@@ -1,0 +1,51 @@
+"""Sales channels (who calls the customer-facing API) and HTTP idempotency records."""
+
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
+
+
+class SalesChannel(models.Model):
+    """A customer-facing channel that calls the API server to server: the website, the app, a marketplace."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=120)
+    is_active = models.BooleanField(default=True)
+    webhook_url = models.URLField(blank=True, help_text="Where this channel's events are delivered (the outbox).")
+    webhook_secret = models.CharField(max_length=128, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SalesChannelKeyManager(APIKeyManager):
+    def get_usable_keys(self) -> models.QuerySet:
+        return super().get_usable_keys().select_related("channel")
+
+
+class SalesChannelKey(AbstractAPIKey):
+    """An API key of a sales channel, stored hashed; several per channel so keys can be rotated."""
+
+    objects = SalesChannelKeyManager()
+    channel = models.ForeignKey(SalesChannel, on_delete=models.CASCADE, related_name="api_keys")
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "sales channel API key"
+        verbose_name_plural = "sales channel API keys"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer given to a retried POST. Written in the same transaction as the change it answers for,
+    so a crash leaves either both or neither."""
+
+    scope = models.CharField(max_length=120, help_text="Who asked and which operation, e.g. 'channel:3:orders.place'.")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

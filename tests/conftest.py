@@ -1,0 +1,66 @@
+import socket
+
+import pytest
+from rest_framework.test import APIClient
+
+from inventory import services as stock_services
+from inventory.models import MovementReason
+from o2o.models import SalesChannelKey
+from tests.factories import ProductFactory, SalesChannelFactory, StoreFactory
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Tests never call out: any connection to a non-loopback address fails loudly."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in {"localhost", "::1"} or host.startswith("/")):
+            raise RuntimeError(f"tests may not connect to {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def channel(db):
+    return SalesChannelFactory()
+
+
+@pytest.fixture
+def channel_key(channel):
+    _, key = SalesChannelKey.objects.create_key(name="test", channel=channel)
+    return key
+
+
+@pytest.fixture
+def api(channel_key):
+    """An API client authenticated as the website sales channel."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {channel_key}")
+    return client
+
+
+@pytest.fixture
+def anon_api():
+    return APIClient()
+
+
+@pytest.fixture
+def store(db):
+    return StoreFactory()
+
+
+@pytest.fixture
+def product(db):
+    return ProductFactory()
+
+
+def put_stock(store, product, on_hand, *, safety=0):
+    """Give a store stock the way a retailer would: a goods receipt through the service."""
+    stock_services.adjust_stock(
+        store=store, product=product, reason=MovementReason.GOODS_RECEIPT, actor="test", on_hand=on_hand
+    )
+    if safety:
+        stock_services.set_stock_levels(store=store, product=product, actor="test", safety=safety)
