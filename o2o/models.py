@@ -49,3 +49,33 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"
+
+
+class OutboxEvent(models.Model):
+    """A customer-visible change, written in the same transaction as the change itself (transactional outbox).
+    A Celery task delivers pending events to the channel's webhook, in order per aggregate, at least once; the
+    event id lets the receiver deduplicate."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead letter"
+
+    event_id = models.UUIDField(unique=True)
+    topic = models.CharField(max_length=64, db_index=True, help_text="e.g. order.placed, fulfillment.ready_for_pickup")
+    aggregate = models.CharField(max_length=120, db_index=True, help_text="What it is about, e.g. 'order:WEB-1001'.")
+    channel = models.ForeignKey(SalesChannel, null=True, blank=True, on_delete=models.SET_NULL)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.aggregate}"

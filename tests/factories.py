@@ -11,6 +11,7 @@ from o2o.models import SalesChannel
 class StoreFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Store
+        skip_postgeneration_save = True
 
     code = factory.Sequence(lambda n: f"HCM-T-{n:04d}")
     name = factory.Sequence(lambda n: f"Cửa hàng thử {n}")

@@ -1,0 +1,72 @@
+"""The one-command demo: migrate, load the demo chain, create a login and an API key, print curl calls, serve."""
+
+import json
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import connection
+
+from o2o.models import SalesChannel, SalesChannelKey
+
+
+class Command(BaseCommand):
+    help = "Set up and serve the demo on http://127.0.0.1:8000 (SQLite by default; PostgreSQL with DATABASE_URL)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--addr", default="127.0.0.1:8000", help="Where to serve (default 127.0.0.1:8000).")
+        parser.add_argument("--no-serve", action="store_true", help="Set up and print, but do not start the server.")
+
+    def handle(self, *args, addr: str, no_serve: bool, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("load_demo_chain")
+        credentials = self._credentials()
+        self._print(addr, credentials)
+        if not no_serve:
+            call_command("runserver", addr, use_reloader=False)
+
+    def _credentials(self) -> dict:
+        """Demo credentials are kept in .demo/credentials.json (git-ignored): API keys are stored hashed, so the
+        plain key can only be shown from there."""
+        path = Path(settings.BASE_DIR) / ".demo" / f"credentials-{connection.vendor}.json"
+        path.parent.mkdir(exist_ok=True)
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        User = get_user_model()
+        if not User.objects.filter(username="admin").exists() or "admin_password" not in saved:
+            saved["admin_password"] = secrets.token_urlsafe(9)
+            user, _ = User.objects.get_or_create(username="admin", defaults={"email": "admin@example.vn"})
+            user.is_staff = user.is_superuser = True
+            user.set_password(saved["admin_password"])
+            user.save()
+        channel, _ = SalesChannel.objects.get_or_create(code="website", defaults={"name": "Website"})
+        key = saved.get("website_api_key")
+        if not key or not SalesChannelKey.objects.is_valid(key):
+            _, key = SalesChannelKey.objects.create_key(name="demo website", channel=channel)
+            saved["website_api_key"] = key
+        path.write_text(json.dumps(saved, indent=2))
+        return saved
+
+    def _print(self, addr: str, credentials: dict) -> None:
+        base = f"http://{addr}"
+        key = credentials["website_api_key"]
+        self.stdout.write(
+            f"""
+o2o demo is ready ({connection.vendor}).
+
+  Admin:    {base}/admin/   user: admin   password: {credentials["admin_password"]}
+  API docs: {base}/api/docs/   (schema: {base}/api/schema/)
+  Website API key: {key}
+
+Try:
+  curl -s -H 'Authorization: Api-Key {key}' '{base}/api/v1/stores/?address=Quận 1, TP.HCM&service=pickup&limit=3'
+
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \\
+       -d '{{"lat": 10.7769, "lon": 106.7009, "radius_km": 5, "limit": 3, "lines": [{{"sku": "AO-THUN-TRANG-M", "qty": 1}}]}}' \\
+       {base}/api/v1/availability/
+
+  curl -s -H 'Authorization: Api-Key {key}' '{base}/api/v1/availability/network/?sku=AO-THUN-TRANG-M'
+"""
+        )
