@@ -203,3 +203,8 @@ class Reservation(models.Model):
 
     def is_live(self, now=None) -> bool:
         return self.expires_at is None or self.expires_at > (now or timezone.now())
+
+
+# The store POS integration keeps its data (store API keys, till receipts, counts, transfers) in its own module;
+# importing it here registers those models with the inventory app.
+from inventory.pos.models import *  # noqa: E402,F401,F403

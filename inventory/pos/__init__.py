@@ -1,0 +1,1 @@
+"""The stores' point-of-sale integration: store-bound API keys, sales sync, voids, counts, receipts, transfers."""
