@@ -117,7 +117,11 @@ class Stock(models.Model):
                 condition=Q(on_hand__gte=F("reserved") + F("unavailable")), name="stock_set_aside_within_on_hand"
             ),
         ]
-        indexes = [models.Index(fields=["store", "product"], name="stock_store_product_idx")]
+        indexes = [
+            models.Index(fields=["store", "product"], name="stock_store_product_idx"),
+            # Few rows need a count at any time; a partial index finds them without scanning millions.
+            models.Index(fields=["store"], condition=Q(needs_count=True), name="stock_needs_count_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.store.code} / {self.product.sku}"

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
@@ -44,3 +45,18 @@ class IsSalesChannel(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return isinstance(request.auth, SalesChannelKey)
+
+
+class SalesChannelKeyScheme(OpenApiAuthenticationExtension):
+    """Documents the sales-channel key in the OpenAPI schema."""
+
+    target_class = SalesChannelKeyAuthentication
+    name = "SalesChannelKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>` of a sales channel (the website).",
+        }

@@ -1,0 +1,558 @@
+"""Operations admin for stores, products and stock.
+
+Stores, opening hours and products are configuration and are edited here directly. Stock, movements and
+reservations are read-only: the only writes are the "Adjust stock" form and the "release" action, and both go
+through inventory.services (which keeps the ledger). The stock tables hold millions of rows, so their change lists
+never run a full COUNT(*), never list distinct values of a big table in a filter, and resolve searches to ids
+through the small tables first so that PostgreSQL can use the indexes.
+"""
+
+import json
+from datetime import datetime, time, timedelta
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Max, Min, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.text import smart_split, unescape_string_literal
+
+from inventory import selectors, services
+from inventory.exceptions import StaleStockQuantity
+from inventory.forms import StockAdjustmentForm
+from inventory.models import OpeningHours, Product, Reservation, Stock, StockMovement, Store
+from o2o.domain_errors import DomainError
+
+# --- helpers for big tables ----------------------------------------------------------------------------------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts exactly up to `exact_limit` rows; past that, uses PostgreSQL's planner estimate instead of COUNT(*).
+
+    Unfiltered lists read the table's row estimate from pg_class; filtered ones ask EXPLAIN. The page links past the
+    true end of a filtered list may then show an empty page, which is the price of not counting ten million rows.
+    """
+
+    exact_limit = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet):
+            return super().count
+        exact = queryset.order_by()[: self.exact_limit + 1].count()
+        if exact <= self.exact_limit or connection.vendor != "postgresql":
+            return exact if exact <= self.exact_limit else queryset.count()
+        return max(exact, self._estimate(queryset))
+
+    @staticmethod
+    def _estimate(queryset: QuerySet) -> int:
+        if not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]
+                )
+                row = cursor.fetchone()
+            return int(row[0]) if row and row[0] and row[0] > 0 else 0
+        try:
+            plan = queryset.order_by().explain(format="json")
+        except Exception:  # noqa: BLE001 - an estimate is best effort; the exact floor is still shown
+            return 0
+        parsed = json.loads(plan) if isinstance(plan, str) else plan
+        return int(parsed[0]["Plan"].get("Plan Rows", 0))
+
+
+class ProbedDatesQuerySet(QuerySet):
+    """`datetimes()` for the admin's date hierarchy without SELECT DISTINCT over the whole table: it reads the first
+    and last dates (index), then asks EXISTS for each year, month or day between them (an index probe each)."""
+
+    max_probes = 400
+
+    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
+        if kind not in ("year", "month", "day"):
+            return super().datetimes(field_name, kind, order, tzinfo)
+        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
+        if bounds["first"] is None:
+            return []
+        tz = tzinfo or timezone.get_current_timezone()
+        starts = []
+        start = _truncate(timezone.localtime(bounds["first"], tz), kind)
+        while start <= bounds["last"]:
+            starts.append(start)
+            if len(starts) > self.max_probes:
+                return super().datetimes(field_name, kind, order, tzinfo)
+            start = _next_period(start, kind)
+        found = [
+            start
+            for start in starts
+            if self.filter(**{f"{field_name}__gte": start, f"{field_name}__lt": _next_period(start, kind)}).exists()
+        ]
+        return found[::-1] if order == "DESC" else found
+
+
+def _truncate(moment: datetime, kind: str) -> datetime:
+    day = moment.date()
+    if kind == "year":
+        day = day.replace(month=1, day=1)
+    elif kind == "month":
+        day = day.replace(day=1)
+    return datetime.combine(day, time(0), tzinfo=moment.tzinfo)
+
+
+def _next_period(start: datetime, kind: str) -> datetime:
+    day = start.date()
+    if kind == "year":
+        day = day.replace(year=day.year + 1)
+    elif kind == "month":
+        day = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    else:
+        day = day + timedelta(days=1)
+    return datetime.combine(day, time(0), tzinfo=start.tzinfo)
+
+
+def _search_terms(search_term: str) -> list[str]:
+    terms = []
+    for bit in smart_split(search_term):
+        if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
+            bit = unescape_string_literal(bit)
+        if bit.strip():
+            terms.append(bit.strip())
+    return terms
+
+
+def _product_ids(term: str) -> list[int]:
+    """Products whose SKU (any case) or barcode is exactly `term`."""
+    return list(Product.objects.filter(Q(sku__iexact=term) | Q(barcode=term)).values_list("pk", flat=True)[:100])
+
+
+def _store_ids(term: str) -> list[int]:
+    return list(Store.objects.filter(code__iexact=term).values_list("pk", flat=True)[:100])
+
+
+def format_vnd(amount: int | None) -> str:
+    """199000 -> '199.000 ₫' (Vietnamese grouping: a dot every three digits)."""
+    if amount is None:
+        return "-"
+    return f"{amount:,}".replace(",", ".") + " ₫"
+
+
+class StoreCityFilter(admin.SimpleListFilter):
+    """City of the store, with the choices read from the store table (not from the millions of stock rows)."""
+
+    title = "city"
+    parameter_name = "city"
+
+    def lookups(self, request, model_admin):
+        cities = Store.objects.exclude(city="").order_by("city").values_list("city", flat=True).distinct()
+        return [(city, city) for city in cities]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(store__in=Store.objects.filter(city=self.value()).values("pk"))
+        return queryset
+
+
+class StoreFilter(admin.SimpleListFilter):
+    """One store. With a thousand stores the list only appears once a city is chosen (or for a small chain);
+    the search box also takes a store code."""
+
+    title = "store"
+    parameter_name = "store"
+    small_chain = 30
+
+    def lookups(self, request, model_admin):
+        stores = Store.objects.order_by("code")
+        city = request.GET.get(StoreCityFilter.parameter_name)
+        if city:
+            stores = stores.filter(city=city)
+        elif stores.count() > self.small_chain:
+            selected = self.value()
+            stores = stores.filter(pk=selected) if selected and selected.isdigit() else stores.none()
+        return [(str(pk), f"{code} {name}") for pk, code, name in stores.values_list("pk", "code", "name")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value:
+            if not value.isdigit():
+                return queryset.none()
+            return queryset.filter(store_id=int(value))
+        return queryset
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    """Read-only listing of a large table: no full counts, no facet counts, ids resolved before searching."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 100
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def search_q(self, term: str) -> Q:
+        """The condition one search term adds (terms are ANDed, like Django's own search)."""
+        return Q(product_id__in=_product_ids(term)) | Q(store_id__in=_store_ids(term))
+
+    def get_search_results(self, request, queryset, search_term):
+        for term in _search_terms(search_term):
+            queryset = queryset.filter(self.search_q(term))
+        return queryset, False
+
+
+# --- stores and products -------------------------------------------------------------------------------------------
+
+
+class OpeningHoursInline(admin.TabularInline):
+    model = OpeningHours
+    extra = 0
+    fields = ("weekday", "opens", "closes")
+
+
+class StoreServiceFilter(admin.SimpleListFilter):
+    title = "service"
+    parameter_name = "service"
+
+    def lookups(self, request, model_admin):
+        return [("delivery", "Delivery"), ("pickup", "Pickup"), ("returns", "Returns")]
+
+    def queryset(self, request, queryset):
+        if self.value() in selectors.SERVICES:
+            return queryset.filter(**{f"offers_{self.value()}": True})
+        return queryset
+
+
+@admin.register(Store)
+class StoreAdmin(admin.ModelAdmin):
+    list_display = (
+        "code",
+        "name",
+        "city",
+        "district",
+        "services",
+        "delivery_radius_km",
+        "picking_capacity_per_hour",
+        "is_active",
+        "stock_link",
+    )
+    list_display_links = ("code", "name")
+    list_filter = ("city", StoreServiceFilter, "is_active", "allow_negative_availability")
+    search_fields = ("code", "name", "address")
+    inlines = [OpeningHoursInline]
+    readonly_fields = ("stock_link",)
+    fieldsets = (
+        (None, {"fields": ("code", "name", "is_active", "stock_link")}),
+        ("Location", {"fields": ("address", "district", "city", "lat", "lon", "timezone")}),
+        (
+            "Services",
+            {
+                "fields": (
+                    "offers_delivery",
+                    "offers_pickup",
+                    "offers_returns",
+                    "delivery_radius_km",
+                    "picking_capacity_per_hour",
+                    "allow_negative_availability",
+                )
+            },
+        ),
+    )
+
+    @admin.display(description="services")
+    def services(self, obj: Store) -> str:
+        return ", ".join(obj.services) or "-"
+
+    @admin.display(description="stock")
+    def stock_link(self, obj: Store) -> str:
+        if not obj.pk:
+            return "-"
+        url = reverse("admin:inventory_stock_changelist") + f"?{StoreFilter.parameter_name}={obj.pk}"
+        return format_html('<a href="{}">Stock of {}</a>', url, obj.code)
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ("sku", "name", "barcode", "price", "category", "is_active")
+    list_display_links = ("sku", "name")
+    list_filter = ("is_active", "category")
+    search_fields = ("sku", "name", "barcode")
+
+    @admin.display(description="price", ordering="price_vnd")
+    def price(self, obj: Product) -> str:
+        return format_vnd(obj.price_vnd)
+
+
+# --- stock ---------------------------------------------------------------------------------------------------------
+
+
+class StockChangeList(ChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        _attach_online_atp(list(self.result_list))
+
+
+def _attach_online_atp(rows: list[Stock]) -> None:
+    """Set `online_atp` on each row (live holds only, as the API computes it) with one query for the page."""
+    if not rows:
+        return
+    atp = selectors.sellable_online(
+        store_ids=sorted({r.store_id for r in rows}), product_ids=sorted({r.product_id for r in rows})
+    )
+    for row in rows:
+        row.online_atp = atp.get((row.store_id, row.product_id), row.available)
+
+
+def describe_domain_error(exc: DomainError) -> str:
+    message = exc.message
+    would_be = exc.details.get("would_be") if isinstance(exc.details, dict) else None
+    if would_be:
+        message += " It would leave " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in would_be.items()) + "."
+    if isinstance(exc, StaleStockQuantity):
+        message += (
+            f" On hand was {exc.details.get('expected_on_hand')} when this page was opened and is now "
+            f"{exc.details.get('on_hand')}; check the count and submit again."
+        )
+    return message
+
+
+@admin.register(Stock)
+class StockAdmin(BigTableAdmin):
+    list_display = (
+        "store_code",
+        "sku",
+        "product_name",
+        "on_hand",
+        "reserved",
+        "safety",
+        "unavailable",
+        "available_online",
+        "target",
+        "needs_count",
+        "updated_at",
+    )
+    list_display_links = ("store_code", "sku")
+    list_select_related = ("store", "product")
+    list_filter = (StoreCityFilter, StoreFilter, "needs_count")
+    search_fields = ("product__sku", "product__barcode", "store__code")
+    search_help_text = "Exact SKU, barcode or store code; several terms narrow the list (e.g. a store code and a SKU)."
+    fields = (
+        "store",
+        "product",
+        "on_hand",
+        "reserved",
+        "safety",
+        "unavailable",
+        "available_online",
+        "target",
+        "needs_count",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="store", ordering="store__code")
+    def store_code(self, obj: Stock) -> str:
+        return obj.store.code
+
+    @admin.display(description="SKU", ordering="product__sku")
+    def sku(self, obj: Stock) -> str:
+        return obj.product.sku
+
+    @admin.display(description="product")
+    def product_name(self, obj: Stock) -> str:
+        return obj.product.name
+
+    @admin.display(description="available (online)")
+    def available_online(self, obj: Stock) -> int:
+        if not hasattr(obj, "online_atp"):
+            _attach_online_atp([obj])  # the change page: one row
+        return obj.online_atp
+
+    @admin.display(description="")
+    def adjust_link(self, obj: Stock) -> str:
+        return format_html('<a href="{}">Adjust</a>', reverse("admin:inventory_stock_adjust", args=[obj.pk]))
+
+    def get_changelist(self, request, **kwargs):
+        return StockChangeList
+
+    def get_list_display(self, request):
+        if self.has_adjust_permission(request):
+            return (*self.list_display, "adjust_link")
+        return self.list_display
+
+    def has_adjust_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    def get_urls(self):
+        adjust = path(
+            "<path:object_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="inventory_stock_adjust"
+        )
+        return [adjust, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        if self.has_adjust_permission(request):
+            extra_context["adjust_url"] = reverse("admin:inventory_stock_adjust", args=[object_id])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def adjust_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Record a manual adjustment of one stock row through inventory.services."""
+        if not self.has_adjust_permission(request):
+            raise PermissionDenied
+        stock = self.get_object(request, unquote(object_id))
+        if stock is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if request.method == "POST":
+            form = StockAdjustmentForm(request.POST, stock=stock)
+            if form.is_valid():
+                try:
+                    movement = form.apply(actor=request.user.get_username())
+                except DomainError as exc:
+                    stock = self.get_object(request, unquote(object_id))
+                    data = request.POST.copy()
+                    if isinstance(exc, StaleStockQuantity):
+                        data["expected_on_hand"] = str(stock.on_hand)  # resubmitting now means "I checked"
+                    form = StockAdjustmentForm(data, stock=stock)
+                    form.is_valid()
+                    form.add_error(None, describe_domain_error(exc))
+                else:
+                    if movement is None:
+                        summary = "Nothing in the ledger changed (only the target, if anything)."
+                    else:
+                        summary = (
+                            f"Recorded movement #{movement.pk} ({movement.get_reason_display()}): on hand "
+                            f"{movement.delta_on_hand:+d}, unavailable {movement.delta_unavailable:+d}, "
+                            f"safety {movement.delta_safety:+d}."
+                        )
+                    self.log_change(request, stock, f"Adjusted stock. {summary}")
+                    self.message_user(request, f"{stock}: {summary}", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:inventory_stock_change", args=[stock.pk]))
+        else:
+            form = StockAdjustmentForm(stock=stock)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Adjust stock: {stock}",
+            "subtitle": None,
+            "original": stock,
+            "available_online": self.available_online(stock),
+            "form": form,
+            "delta_fields": [form[name] for name in ("delta_on_hand", "delta_unavailable")],
+            "level_fields": [form[name] for name in ("counted_on_hand", "new_safety", "new_target")],
+            "why_fields": [form[name] for name in ("reason", "reference", "note")],
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/inventory/stock/adjust.html", context)
+
+
+# --- ledger and reservations ---------------------------------------------------------------------------------------
+
+
+@admin.register(StockMovement)
+class StockMovementAdmin(BigTableAdmin):
+    list_display = (
+        "created_at",
+        "store_code",
+        "sku",
+        "reason",
+        "delta_on_hand",
+        "delta_reserved",
+        "delta_safety",
+        "delta_unavailable",
+        "reference",
+        "actor",
+    )
+    list_select_related = ("store", "product")
+    list_filter = ("reason", StoreCityFilter, StoreFilter)
+    date_hierarchy = "created_at"
+    search_fields = ("product__sku", "reference", "idempotency_key", "store__code")
+    search_help_text = "Exact SKU, barcode, store code, reference or idempotency key."
+
+    @admin.display(description="store", ordering="store__code")
+    def store_code(self, obj: StockMovement) -> str:
+        return obj.store.code
+
+    @admin.display(description="SKU", ordering="product__sku")
+    def sku(self, obj: StockMovement) -> str:
+        return obj.product.sku
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return ProbedDatesQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
+
+    def search_q(self, term: str) -> Q:
+        return super().search_q(term) | Q(reference=term) | Q(idempotency_key=term)
+
+
+class ReservationStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("live", "Live"), ("expired", "Expired (not yet released)"), ("order", "Order (no expiry)")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "live":
+            return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        if self.value() == "expired":
+            return queryset.filter(expires_at__lte=now)
+        if self.value() == "order":
+            return queryset.filter(expires_at__isnull=True)
+        return queryset
+
+
+@admin.register(Reservation)
+class ReservationAdmin(BigTableAdmin):
+    list_display = ("reference", "store_code", "sku", "quantity", "expires_at", "live", "created_at")
+    list_select_related = ("store", "product")
+    list_filter = (ReservationStateFilter, StoreCityFilter, StoreFilter)
+    search_fields = ("reference", "product__sku", "store__code")
+    search_help_text = "Exact reference, SKU, barcode or store code."
+    actions = ["release"]
+
+    @admin.display(description="store", ordering="store__code")
+    def store_code(self, obj: Reservation) -> str:
+        return obj.store.code
+
+    @admin.display(description="SKU", ordering="product__sku")
+    def sku(self, obj: Reservation) -> str:
+        return obj.product.sku
+
+    @admin.display(description="live", boolean=True)
+    def live(self, obj: Reservation) -> bool:
+        return obj.is_live()
+
+    def search_q(self, term: str) -> Q:
+        return super().search_q(term) | Q(reference=term)
+
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Release the selected references (every line held under them)", permissions=["release"])
+    def release(self, request: HttpRequest, queryset: QuerySet) -> None:
+        references = sorted(set(queryset.values_list("reference", flat=True)))
+        actor = request.user.get_username()
+        released = 0
+        for reference in references:
+            try:
+                released += services.release_reservations(reference=reference, actor=actor, note="released in admin")
+            except DomainError as exc:
+                self.message_user(request, f"{reference}: {describe_domain_error(exc)}", messages.ERROR)
+        self.message_user(
+            request, f"Released {released} unit(s) under {len(references)} reference(s).", messages.SUCCESS
+        )

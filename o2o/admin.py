@@ -1,0 +1,118 @@
+"""Admin for sales channels, their API keys, HTTP idempotency records and the event outbox."""
+
+from django.contrib import admin
+from django.db import models
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
+
+from o2o.models import IdempotencyRecord, OutboxEvent, SalesChannel, SalesChannelKey
+
+# The library registers its own key model; nothing authenticates with it here, so keys made there would not work.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
+
+
+class ReadOnlyAdminMixin:
+    """Records written by the application itself: staff look, they do not edit."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class SalesChannelKeyInline(admin.TabularInline):
+    """The channel's keys (hashed; the key itself is shown once, when it is created from the key admin)."""
+
+    model = SalesChannelKey
+    fields = ("prefix", "name", "created", "expiry_date", "revoked")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SalesChannel)
+class SalesChannelAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "is_active", "webhook_url", "key_count")
+    list_filter = ("is_active",)
+    search_fields = ("code", "name")
+    readonly_fields = ("new_key_link",)
+    fields = ("code", "name", "is_active", "webhook_url", "webhook_secret", "new_key_link")
+    inlines = [SalesChannelKeyInline]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.URLField):
+            kwargs["assume_scheme"] = "https"  # webhooks are delivered over HTTPS
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_key_count=Count("api_keys"))
+
+    @admin.display(description="API keys", ordering="_key_count")
+    def key_count(self, obj: SalesChannel) -> int:
+        return obj._key_count
+
+    @admin.display(description="API key")
+    def new_key_link(self, obj: SalesChannel) -> str:
+        if not obj.pk:
+            return "Save the channel first, then create its key."
+        url = reverse("admin:o2o_saleschannelkey_add") + f"?channel={obj.pk}"
+        return format_html('<a class="addlink" href="{}">Create an API key for {}</a>', url, obj.code)
+
+
+@admin.register(SalesChannelKey)
+class SalesChannelKeyAdmin(APIKeyModelAdmin):
+    """Creating a key shows it once, in a message (APIKeyModelAdmin); only its hash is stored."""
+
+    list_display = (*APIKeyModelAdmin.list_display, "channel")
+    list_filter = ("channel", "revoked", "created")
+    list_select_related = ("channel",)
+    search_fields = ("name", "prefix", "channel__code")
+    fields = ("channel", "name", "prefix", "expiry_date", "revoked")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "channel") if obj is not None else fields
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "scope", "key", "response_status")
+    list_filter = ("response_status",)
+    search_fields = ("=key", "scope")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "topic",
+        "aggregate",
+        "channel",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+    )
+    list_filter = ("status", "channel")
+    list_select_related = ("channel",)
+    search_fields = ("=aggregate", "topic")
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
