@@ -59,6 +59,7 @@ class OutboxEvent(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         DELIVERED = "delivered", "Delivered"
+        SKIPPED = "skipped", "No webhook configured"
         DEAD = "dead", "Dead letter"
 
     event_id = models.UUIDField(unique=True)

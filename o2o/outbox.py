@@ -1,17 +1,156 @@
-"""Write customer-visible events into the outbox, inside the caller's transaction."""
+"""The transactional outbox: events are written inside the transaction that makes the change, then delivered to
+the sales channel's webhook by a Celery task, signed, in order per aggregate, at least once.
+
+Delivery claims the oldest pending event of each aggregate with FOR UPDATE SKIP LOCKED, so several workers can run
+side by side without sending one aggregate's events out of order; a worker killed mid-delivery leaves its row
+pending (its transaction never commits), and the event goes out again later. Receivers deduplicate by event id.
+"""
 
 import json
+import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+import requests
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
 
+from o2o import signing
+from o2o.domain_errors import Conflict
 from o2o.models import OutboxEvent, SalesChannel
+
+logger = logging.getLogger(__name__)
 
 
 def emit(*, topic: str, aggregate: str, payload: dict[str, Any], channel: SalesChannel | None = None) -> OutboxEvent:
     """Record an event. Call it inside the transaction that makes the change, so both commit or neither does."""
     body = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
-    return OutboxEvent.objects.create(
+    event = OutboxEvent.objects.create(
         event_id=uuid.uuid4(), topic=topic, aggregate=aggregate[:120], channel=channel, payload=body
+    )
+    transaction.on_commit(_kick_delivery)
+    return event
+
+
+def _kick_delivery() -> None:
+    """Ask a worker to deliver now rather than at the next beat. Best effort: if the broker is down, the periodic
+    task still delivers, so a change never fails because of it."""
+    if not getattr(settings, "O2O_OUTBOX_KICK", True):
+        return
+    try:
+        from o2o.tasks import deliver_outbox
+
+        deliver_outbox.apply_async(retry=False)
+    except Exception as exc:  # noqa: BLE001 - the broker being away must not undo a committed change
+        logger.warning("could not queue outbox delivery now (the beat will): %s", exc)
+
+
+def envelope(event: OutboxEvent) -> bytes:
+    """The exact bytes sent (and signed) for an event."""
+    body = {
+        "id": str(event.event_id),
+        "topic": event.topic,
+        "aggregate": event.aggregate,
+        "created_at": event.created_at,
+        "data": event.payload,
+    }
+    return json.dumps(body, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential back-off: 5 s, 10 s, 20 s ... capped at an hour."""
+    return timedelta(seconds=min(3600, settings.O2O_OUTBOX_BASE_DELAY_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+@dataclass
+class DeliveryRound:
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    skipped: int = 0
+
+
+def _due_heads(now: datetime, limit: int) -> list[OutboxEvent]:
+    table = OutboxEvent._meta.db_table
+    # The head of each aggregate's pending queue, if due; rows another worker holds are skipped, not waited for.
+    return list(
+        OutboxEvent.objects.raw(
+            f"""
+            SELECT e.* FROM {table} e
+            WHERE e.status = 'pending' AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= %s)
+              AND NOT EXISTS (SELECT 1 FROM {table} p
+                              WHERE p.aggregate = e.aggregate AND p.status = 'pending' AND p.id < e.id)
+            ORDER BY e.id LIMIT %s
+            FOR UPDATE OF e SKIP LOCKED
+            """,
+            [now, limit],
+        )
+    )
+
+
+def deliver_due_events(*, limit: int = 100, session: requests.Session | None = None) -> DeliveryRound:
+    """One delivery round. Each event is sent in its own short transaction holding its row lock."""
+    result = DeliveryRound()
+    http = session or requests.Session()
+    for _ in range(limit):
+        with transaction.atomic():
+            heads = _due_heads(timezone.now(), 1)
+            if not heads:
+                break
+            outcome = _deliver_one(heads[0], http)
+        setattr(result, outcome, getattr(result, outcome) + 1)
+    return result
+
+
+def _deliver_one(event: OutboxEvent, http: requests.Session) -> str:
+    channel = event.channel
+    now = timezone.now()
+    if channel is None or not channel.webhook_url:
+        event.status = OutboxEvent.Status.SKIPPED
+        event.last_error = "no webhook configured for this channel"
+        event.save(update_fields=["status", "last_error"])
+        return "skipped"
+    body = envelope(event)
+    headers = {
+        "Content-Type": "application/json",
+        "O2O-Event-Id": str(event.event_id),
+        "O2O-Event-Topic": event.topic,
+        signing.HEADER: signing.sign(channel.webhook_secret, body),
+    }
+    event.attempts += 1
+    try:
+        response = http.post(channel.webhook_url, data=body, headers=headers, timeout=settings.O2O_OUTBOX_TIMEOUT_SECONDS)
+        ok = 200 <= response.status_code < 300
+        error = "" if ok else f"HTTP {response.status_code}: {response.text[:200]}"
+    except requests.RequestException as exc:
+        ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+    if ok:
+        event.status = OutboxEvent.Status.DELIVERED
+        event.delivered_at = now
+        event.last_error = ""
+        outcome = "delivered"
+    elif event.attempts >= settings.O2O_OUTBOX_MAX_ATTEMPTS:
+        event.status = OutboxEvent.Status.DEAD
+        event.last_error = error
+        outcome = "dead"
+    else:
+        event.next_attempt_at = now + backoff(event.attempts)
+        event.last_error = error
+        outcome = "failed"
+    event.save(update_fields=["status", "attempts", "next_attempt_at", "last_error", "delivered_at"])
+    return outcome
+
+
+@transaction.atomic
+def replay_dead_events(*, event_ids: list[int]) -> int:
+    """Put dead-lettered events back in the queue (the admin's replay action)."""
+    events = OutboxEvent.objects.select_for_update().filter(pk__in=event_ids)
+    if any(e.status != OutboxEvent.Status.DEAD for e in events):
+        raise Conflict("Only dead-lettered events can be replayed.", details={"event_ids": event_ids})
+    return OutboxEvent.objects.filter(pk__in=event_ids).update(
+        status=OutboxEvent.Status.PENDING, attempts=0, next_attempt_at=None
     )

@@ -189,7 +189,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inventory.tasks.release_expired_holds",
         "schedule": timedelta(seconds=60),
     },
+    "o2o-deliver-outbox": {"task": "o2o.tasks.deliver_outbox", "schedule": timedelta(seconds=5)},
 }
+
+# --- Outbox (events to the sales channels' webhooks) ----------------------------------------------------------
+O2O_OUTBOX_KICK = env_bool("O2O_OUTBOX_KICK", True)  # queue a delivery right after each commit, not only on beat
+O2O_OUTBOX_MAX_ATTEMPTS = int(os.environ.get("O2O_OUTBOX_MAX_ATTEMPTS", "12"))
+O2O_OUTBOX_BASE_DELAY_SECONDS = int(os.environ.get("O2O_OUTBOX_BASE_DELAY_SECONDS", "5"))
+O2O_OUTBOX_TIMEOUT_SECONDS = float(os.environ.get("O2O_OUTBOX_TIMEOUT_SECONDS", "5"))
 
 # --- Production hardening (checked by `manage.py check --deploy`) --------------------------------------------
 if env_bool("O2O_PRODUCTION", False):

@@ -23,6 +23,12 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(autouse=True)
+def _no_outbox_kick(settings):
+    """Outbox delivery is driven explicitly by the tests that test it, not kicked through the broker."""
+    settings.O2O_OUTBOX_KICK = False
+
+
 @pytest.fixture
 def channel(db):
     return SalesChannelFactory()
