@@ -220,3 +220,30 @@ LOGGING = {
 }
 
 TEST_RUNNER = "o2o.test_runner.PytestRunner"
+
+# --- Orders ---------------------------------------------------------------------------------------------------
+# A checkout promise can be placed for this long; then the client asks for a new one.
+O2O_PROMISE_TTL_SECONDS = int(os.environ.get("O2O_PROMISE_TTL_SECONDS", "300"))
+# Uncollected pickups go back on sale after this many days ready in store.
+O2O_PICKUP_HOLD_DAYS = float(os.environ.get("O2O_PICKUP_HOLD_DAYS", "3"))
+# Delivery orders placed within this window that have not started picking are re-optimised together.
+O2O_WAVE_WINDOW_SECONDS = int(os.environ.get("O2O_WAVE_WINDOW_SECONDS", "30"))
+O2O_ROUTER_TIME_LIMIT_S = float(os.environ.get("O2O_ROUTER_TIME_LIMIT_S", "0.05"))  # checkout: a single order
+O2O_WAVE_TIME_LIMIT_S = float(os.environ.get("O2O_WAVE_TIME_LIMIT_S", "2.0"))
+O2O_ROUTING_K_CANDIDATES = int(os.environ.get("O2O_ROUTING_K_CANDIDATES", "12"))  # stores offered to the router
+O2O_ROUTING_SEARCH_RADIUS_KM = float(os.environ.get("O2O_ROUTING_SEARCH_RADIUS_KM", "20"))  # widest store radius
+O2O_PICKUP_SEARCH_RADIUS_KM = float(os.environ.get("O2O_PICKUP_SEARCH_RADIUS_KM", "10"))
+O2O_PICKUP_OPTIONS = int(os.environ.get("O2O_PICKUP_OPTIONS", "5"))
+O2O_EXPRESS_1H_RADIUS_KM = float(os.environ.get("O2O_EXPRESS_1H_RADIUS_KM", "4"))
+O2O_PICK_MINUTES = int(os.environ.get("O2O_PICK_MINUTES", "15"))  # picking and packing one order
+O2O_COURIER_KMH = float(os.environ.get("O2O_COURIER_KMH", "18"))  # motorbike courier in city traffic
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "orders-route-wave": {"task": "orders.tasks.route_wave", "schedule": timedelta(seconds=O2O_WAVE_WINDOW_SECONDS)},
+        "orders-release-uncollected-pickups": {
+            "task": "orders.tasks.release_uncollected_pickups",
+            "schedule": timedelta(minutes=15),
+        },
+        "orders-purge-expired-promises": {"task": "orders.tasks.purge_expired_promises", "schedule": timedelta(hours=1)},
+    }
+)

@@ -1,0 +1,400 @@
+"""Order benchmarks on PostgreSQL (a separate database, default `o2o_bench_orders`).
+
+1. Single-order routing as placement does it: load the problem from PostgreSQL (candidate stores, online ATP with
+   live holds, opening hours, slot load) and route it: p50/p99 over random carts at random points, on a 1,000-store
+   chain (600 stores in Ho Chi Minh City, 300 in Hà Nội, 100 in Đà Nẵng; 500 SKUs, ~20 % scarce).
+2. Order placement over HTTP (reserve + route + write + outbox + idempotency record): gunicorn + wrk, 32
+   connections, then the ledger audit (stock = sum of movements, reserved = sum of reservations) and a count of the
+   orders written against the 201s wrk saw.
+
+    .venv/bin/python bench/orders/run.py --routing 500 --http 30
+    .venv/bin/python bench/orders/run.py --reset ...     # drop and regenerate the bench database
+
+Writes bench/orders/RESULTS-orders.md (figures, date, machine) unless --no-write.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from datetime import time as dtime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+PG = "postgres://postgres@127.0.0.1:5432"
+
+CITIES = [  # name, lat, lon, spread (deg), stores
+    ("HCM", 10.7769, 106.7009, 0.09, 600),
+    ("HN", 21.0285, 105.8542, 0.08, 300),
+    ("DN", 16.0544, 108.2022, 0.05, 100),
+]
+
+
+def prepare_database(name: str, *, reset: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists and reset:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(db_name: str) -> None:
+    os.environ["DATABASE_URL"] = f"{PG}/{db_name}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "o2o.settings")
+    os.environ.setdefault("O2O_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def generate_chain(*, seed: int, skus: int) -> None:
+    """The chain, unless the database already has one."""
+    from django.core.management import call_command
+
+    from inventory import services
+    from inventory.models import OpeningHours, Product, Store
+
+    call_command("migrate", verbosity=0)
+    if Store.objects.exists():
+        return
+    rng = random.Random(seed)
+    stores = []
+    for city, lat, lon, spread, count in CITIES:
+        for i in range(count):
+            stores.append(
+                Store(
+                    code=f"{city}-{i + 1:04d}", name=f"{city} store {i + 1}", city=city,
+                    lat=lat + rng.gauss(0, spread / 2), lon=lon + rng.gauss(0, spread / 2),
+                    delivery_radius_km=rng.choice([5, 6, 8, 8, 10]), picking_capacity_per_hour=rng.choice([20, 30, 40]),
+                    offers_pickup=rng.random() > 0.1,
+                )
+            )
+    Store.objects.bulk_create(stores, batch_size=1000)
+    ids = list(Store.objects.values_list("pk", flat=True))
+    OpeningHours.objects.bulk_create(
+        [OpeningHours(store_id=s, weekday=d, opens=dtime(0, 0), closes=dtime(23, 59, 59)) for s in ids for d in range(7)],
+        batch_size=5000,
+    )
+    Product.objects.bulk_create(
+        [Product(sku=f"SKU-{i:05d}", name=f"Product {i}", price_vnd=rng.choice([99_000, 149_000, 199_000, 349_000]))
+         for i in range(skus)],
+        batch_size=1000,
+    )
+    for start in range(0, len(ids), 100):
+        services.load_synthetic_stock_postgres(store_ids=ids[start : start + 100], seed=seed, actor="bench")
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def hcm_points(n: int, seed: int) -> list[tuple[float, float]]:
+    rng = random.Random(seed)
+    _, lat, lon, spread, _ = CITIES[0]
+    return [(lat + rng.gauss(0, spread / 2), lon + rng.gauss(0, spread / 2)) for _ in range(n)]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def bench_routing(n: int, seed: int) -> dict:
+    """Placement's routing step (load from PostgreSQL + route), and the route() call alone."""
+    from django.db import reset_queries
+    from django.utils import timezone
+
+    from inventory.models import Product
+    from orders import problem as problems
+    from orders import promises
+
+    rng = random.Random(seed)
+    skus = dict(Product.objects.values_list("pk", "sku"))
+    pids = list(skus)
+    points = hcm_points(n, seed)
+    total_ms, route_ms, served, shipments, candidates, statuses = [], [], 0, 0, [], {}
+    for i in range(n + 20):
+        lat, lon = points[i % n]
+        lines = {pid: rng.choice([1, 1, 2]) for pid in rng.sample(pids, rng.choice([1, 2, 3]))}
+        t0 = time.perf_counter()
+        now = timezone.now()
+        cands = problems.load_candidates(lat=lat, lon=lon, lines=lines, method="delivery", at=now)
+        routed = promises.fastest_delivery(
+            lines=lines, candidates=cands, skus=skus, lat=lat, lon=lon, allow_split=True, at=now, tiers=("express_2h",)
+        )
+        elapsed = (time.perf_counter() - t0) * 1000
+        reset_queries()
+        if i < 20:
+            continue  # warm-up
+        total_ms.append(elapsed)
+        candidates.append(len(cands))
+        if routed:
+            served += 1
+            shipments += len(routed[0].shipments)
+            route_ms.append(routed[0].solve_ms)
+            statuses[routed[0].plan.get("status")] = statuses.get(routed[0].plan.get("status"), 0) + 1
+    return {
+        "orders": n,
+        "load_and_route_p50_ms": round(pct(total_ms, 50), 2),
+        "load_and_route_p99_ms": round(pct(total_ms, 99), 2),
+        "load_and_route_mean_ms": round(statistics.mean(total_ms), 2),
+        "route_only_p50_ms": round(pct(route_ms, 50), 2) if route_ms else None,
+        "route_only_p99_ms": round(pct(route_ms, 99), 2) if route_ms else None,
+        "served": served,
+        "shipments_per_served_order": round(shipments / served, 3) if served else None,
+        "candidates_mean": round(statistics.mean(candidates), 1),
+        "plan_statuses": statuses,
+    }
+
+
+WRK_SCRIPT = """
+local threads = {}
+counter, created, conflict, other = 0, 0, 0, 0
+local skus = {%(skus)s}
+local points = {%(points)s}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  run_id = "%(run)s-" .. (args[1] or "main")
+  math.randomseed(os.time() * 100 + tid)
+end
+function request()
+  counter = counter + 1
+  local n = math.random(1, 3)
+  local lines = {}
+  for i = 1, n do
+    lines[i] = string.format('{"sku":"%%s","qty":1}', skus[math.random(#skus)])
+  end
+  local p = points[math.random(#points)]
+  local body = string.format(
+    '{"lines":[%%s],"customer":{"name":"Bench","phone":"0901234567"},"method":"delivery","destination":{"lat":%%.6f,"lon":%%.6f}}',
+    table.concat(lines, ","), p[1], p[2])
+  return wrk.format("POST", "/api/v1/orders/", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Api-Key %(key)s",
+    ["Idempotency-Key"] = run_id .. "-" .. tid .. "-" .. counter,
+  }, body)
+end
+function response(status, headers, body)
+  if status == 201 then created = created + 1
+  elseif status == 409 then conflict = conflict + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local c, k, o = 0, 0, 0
+  for _, t in ipairs(threads) do
+    c = c + t:get("created"); k = k + t:get("conflict"); o = o + t:get("other")
+  end
+  io.write(string.format('RESULT {"created":%%d,"conflict":%%d,"other":%%d,"requests":%%d,"errors":%%d,' ..
+    '"p50_ms":%%.2f,"p90_ms":%%.2f,"p99_ms":%%.2f,"max_ms":%%.2f,"duration_s":%%.3f}\\n',
+    c, k, o, summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, summary.duration / 1e6))
+end
+"""
+
+
+def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, seed: int) -> dict:
+    from django.db import connection
+
+    from inventory.models import Product
+    from inventory.selectors import reservation_differences, stock_ledger_differences
+    from o2o.models import SalesChannel, SalesChannelKey
+    from orders.models import Order
+
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    channel, _ = SalesChannel.objects.get_or_create(code="website", defaults={"name": "Website"})
+    _, key = SalesChannelKey.objects.create_key(name=f"bench-{time.time():.0f}", channel=channel)
+    rng = random.Random(seed)
+    # Best-sellers: the first 200 SKUs, so that scarce ones run out and 409s happen too.
+    skus = list(Product.objects.order_by("sku").values_list("sku", flat=True)[:200])
+    points = hcm_points(400, seed + 1)
+    rng.shuffle(points)
+    run_id = f"bench{int(time.time())}"
+    script = WRK_SCRIPT % {
+        "skus": ",".join(f'"{s}"' for s in skus),
+        "points": ",".join(f"{{{lat:.6f},{lon:.6f}}}" for lat, lon in points),
+        "key": key,
+        "run": run_id,
+    }
+    orders_before = Order.objects.count()
+    connection.close()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{PG}/{db_name}",
+        "O2O_LOG_LEVEL": "WARNING",
+        "O2O_DB_CONN_MAX_AGE": "600",
+    }
+    port = 8765
+    gunicorn = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "o2o.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+         "--log-level", "warning", "--backlog", "256", "--preload"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    try:
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=2)
+                break
+            except Exception:  # noqa: BLE001 - waiting for gunicorn
+                time.sleep(0.2)
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(script)
+            lua = f.name
+        # warm-up: every worker connects, imports OR-Tools and fills its caches
+        subprocess.run(["wrk", "-t2", f"-c{connections}", "-d5s", "-s", lua, f"http://127.0.0.1:{port}", "--", "warmup"],
+                       capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", lua,
+             f"http://127.0.0.1:{port}", "--", "main"],
+            capture_output=True, text=True, check=False,
+        )
+    finally:
+        os.killpg(gunicorn.pid, signal.SIGTERM)
+        gunicorn.wait(timeout=30)
+    match = re.search(r"RESULT (\{.*\})", out.stdout)
+    if not match:
+        raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
+    result = json.loads(match.group(1))
+    result["orders_per_s"] = round(result["created"] / result["duration_s"], 1)
+    result["requests_per_s"] = round(result["requests"] / result["duration_s"], 1)
+    result["connections"], result["workers"] = connections, workers
+    orders_written = Order.objects.count() - orders_before
+    ledger = stock_ledger_differences(limit=10)
+    reservations = reservation_differences(limit=10)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM inventory_stock WHERE reserved + unavailable > on_hand OR on_hand < 0 OR reserved < 0"
+        )
+        oversold = cursor.fetchone()[0]
+    result["audit"] = {
+        "orders_written_incl_warmup": orders_written,
+        "ledger_differences": len(ledger),
+        "reservation_differences": len(reservations),
+        "oversold_rows": oversold,
+    }
+    return result
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.1f} GB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} cores, {cpu}{mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def write_results(path: Path, *, routing: dict | None, http: dict | None, args) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
+    lines = [
+        "# Orders benchmark",
+        "",
+        f"Date: {datetime.now().astimezone().isoformat(timespec='seconds')}  ",
+        f"Machine: {machine()}, PostgreSQL {pg}  ",
+        f"Chain: {sum(c[4] for c in CITIES)} stores (HCM 600, Hà Nội 300, Đà Nẵng 100), {args.skus} SKUs, "
+        f"seed {args.seed}, database `{args.db}`.",
+        "",
+    ]
+    if routing:
+        lines += [
+            "## Single-order routing, including loading the problem from PostgreSQL",
+            "",
+            f"`{args.command_line}`",
+            "",
+            "What placement does before it writes: candidate stores around the point (bounding box + great circle, "
+            "own delivery radius), online ATP with live holds, opening hours, slot load; then `route()`. Carts of 1–3 "
+            "random SKUs at random points in Ho Chi Minh City; 20 warm-up orders not counted.",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+        ]
+        lines += [f"| {k} | {v} |" for k, v in routing.items()]
+        lines.append("")
+    if http:
+        lines += [
+            f"## Order placement over HTTP ({http['connections']} connections, gunicorn {http['workers']} sync workers, wrk)",
+            "",
+            f"`{args.command_line}`",
+            "",
+            "POST /api/v1/orders/ with a unique Idempotency-Key, 1–3 lines from the 200 first SKUs, a random point in "
+            "Ho Chi Minh City: idempotency record, routing, reservation (row locks), order, lines, fulfillment(s), "
+            "routing decision, two outbox events, one transaction. 409 = no store can serve the cart now.",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+        ]
+        lines += [f"| {k} | {v} |" for k, v in http.items() if k != "audit"]
+        lines += [f"| audit: {k} | {v} |" for k, v in http["audit"].items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default="o2o_bench_orders")
+    parser.add_argument("--reset", action="store_true", help="drop and regenerate the bench database")
+    parser.add_argument("--skus", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--routing", type=int, default=500, help="orders for the routing bench (0: skip)")
+    parser.add_argument("--http", type=int, default=30, help="seconds of HTTP load (0: skip)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    args.command_line = "python bench/orders/run.py " + " ".join(sys.argv[1:])
+    prepare_database(args.db, reset=args.reset)
+    setup_django(args.db)
+    t0 = time.perf_counter()
+    generate_chain(seed=args.seed, skus=args.skus)
+    print(f"chain ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    routing = bench_routing(args.routing, args.seed) if args.routing else None
+    if routing:
+        print(json.dumps(routing, indent=2), flush=True)
+    http = (
+        bench_http(db_name=args.db, seconds=args.http, connections=args.connections, workers=args.workers, seed=args.seed)
+        if args.http
+        else None
+    )
+    if http:
+        print(json.dumps(http, indent=2), flush=True)
+    if not args.no_write:
+        write_results(Path(__file__).with_name("RESULTS-orders.md"), routing=routing, http=http, args=args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The website's promise and order API (sales channel key). Views parse, call one service or selector, render.
+A channel sees only its own orders: anyone else's number is a 404."""
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inventory.geocoding import locate
+from o2o.idempotency import run_once
+from orders import selectors, services
+from orders.api import serializers as io
+from orders.models import OrderStatus
+
+ERRORS = {400: OpenApiResponse(description="Invalid input"), 401: OpenApiResponse(description="Missing or bad key")}
+IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)
+
+
+def _actor(request: Request) -> str:
+    return f"channel:{request.auth.channel.code}"
+
+
+def _point(destination: dict | None) -> tuple[float | None, float | None, str]:
+    if not destination:
+        return None, None, ""
+    place = locate(lat=destination.get("lat"), lon=destination.get("lon"), address=destination.get("address"))
+    return place.lat, place.lon, destination.get("address") or ""
+
+
+class PromisesView(APIView):
+    @extend_schema(
+        operation_id="promise_create",
+        summary="Delivery and pickup options the chain can keep now for a cart",
+        description=(
+            "For a destination: express delivery within 1 h or 2 h (serving store or stores, split or not), pickup at "
+            "nearby stores that can serve the whole cart (ready-by time), or a scheduled fallback. With "
+            "`pickup_store`: pickup there only. Place the order with the promise id and an option id before "
+            "`expires_at` to get what it showed."
+        ),
+        request=io.PromiseInput,
+        responses={
+            201: io.PromiseOutput,
+            **ERRORS,
+            404: OpenApiResponse(description="Address not found"),
+            409: OpenApiResponse(description="insufficient_stock: no store can serve the cart"),
+            422: OpenApiResponse(description="unknown_sku, pickup_not_offered, unknown_store, out_of_delivery_area"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = io.PromiseInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        q = body.validated_data
+        lat, lon, address = _point(q.get("destination"))
+        promise = services.quote_promise(
+            channel=request.auth.channel, lines=q["lines"], lat=lat, lon=lon, address=address,
+            pickup_store_code=q.get("pickup_store"), allow_split=q["allow_split"],
+        )
+        return Response(io.PromiseOutput(promise).data, status=status.HTTP_201_CREATED)
+
+
+class OrdersView(APIView):
+    pagination_class = LimitOffsetPagination
+
+    @extend_schema(
+        operation_id="order_list",
+        summary="The channel's orders, newest first",
+        parameters=[OpenApiParameter("status", str, enum=list(OrderStatus.values), required=False)],
+        responses={200: io.OrderOutput(many=True), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        status_filter = request.query_params.get("status")
+        if status_filter and status_filter not in OrderStatus.values:
+            status_filter = "__none__"
+        orders = selectors.orders_of_channel(channel=request.auth.channel, status=status_filter)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response(io.OrderOutput(page, many=True).data)
+
+    @extend_schema(
+        operation_id="order_place",
+        summary="Place an order: reserve the stock and route it in one transaction",
+        description=(
+            "Needs an `Idempotency-Key` header: the same key and body returns the first answer; another body is a "
+            "422. Delivery: a destination and/or a promise with one of its options. Pickup: a store code. The answer "
+            "lists one fulfillment per serving store with its lines, promise time and (pickup) the pickup code."
+        ),
+        parameters=[IDEMPOTENCY_HEADER],
+        request=io.OrderInput,
+        responses={
+            201: io.OrderOutput,
+            **ERRORS,
+            404: OpenApiResponse(description="promise_not_found, address_not_found"),
+            409: OpenApiResponse(description="insufficient_stock (stock moved), promise_expired"),
+            422: OpenApiResponse(
+                description="unknown_sku, pickup_not_offered, out_of_delivery_area, promise_mismatch, "
+                "idempotency_key_reused"
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = io.OrderInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        q = body.validated_data
+
+        def action():
+            lat, lon, address = _point(q.get("destination"))
+            order = services.place_order(
+                channel=request.auth.channel, lines=q["lines"], customer_name=q["customer"]["name"],
+                customer_phone=q["customer"]["phone"], method=q["method"], lat=lat, lon=lon, address=address,
+                pickup_store_code=q.get("pickup_store"), promise_id=q.get("promise"), option_id=q.get("option"),
+                payment_state=q["payment_state"], allow_split=q["allow_split"], actor=_actor(request),
+            )
+            order = selectors.order_for_channel(channel=request.auth.channel, number=order.number, with_decisions=False)
+            return status.HTTP_201_CREATED, io.OrderOutput(order).data
+
+        code, payload, _ = run_once(
+            scope=f"channel:{request.auth.channel_id}:orders.place",
+            key=request.headers.get("Idempotency-Key"),
+            payload=request.data,
+            action=action,
+        )
+        return Response(payload, status=code)
+
+
+class OrderDetailView(APIView):
+    @extend_schema(
+        operation_id="order_detail",
+        summary="One order with its fulfillments and each routing decision (candidates, scores, reason)",
+        responses={200: io.OrderDetailOutput, 401: ERRORS[401], 404: OpenApiResponse(description="order_not_found")},
+    )
+    def get(self, request: Request, number: str) -> Response:
+        order = selectors.order_for_channel(channel=request.auth.channel, number=number)
+        return Response(io.OrderDetailOutput(order).data)
+
+
+class OrderCancelView(APIView):
+    @extend_schema(
+        operation_id="order_cancel",
+        summary="Cancel an order and release its stock (idempotent)",
+        request=io.CancelInput,
+        responses={
+            200: io.OrderOutput,
+            401: ERRORS[401],
+            404: OpenApiResponse(description="order_not_found"),
+            409: OpenApiResponse(description="order_not_cancellable: goods already left a store"),
+        },
+    )
+    def post(self, request: Request, number: str) -> Response:
+        body = io.CancelInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        order = selectors.order_for_channel(channel=request.auth.channel, number=number, with_decisions=False)
+        services.cancel_order(order=order, actor=_actor(request), reason=body.validated_data["reason"])
+        order = selectors.order_for_channel(channel=request.auth.channel, number=number, with_decisions=False)
+        return Response(io.OrderOutput(order).data)

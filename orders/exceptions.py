@@ -1,0 +1,72 @@
+"""Domain errors of the orders app. Each carries a stable code; o2o.api_errors turns them into JSON."""
+
+from o2o.domain_errors import Conflict, DomainError, InvalidInput, NotFound
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    default_message = "No such order."
+
+
+class FulfillmentNotFound(NotFound):
+    code = "fulfillment_not_found"
+    default_message = "No such fulfillment."
+
+
+class PromiseNotFound(NotFound):
+    code = "promise_not_found"
+    default_message = "No such promise."
+
+
+class PromiseExpired(Conflict):
+    code = "promise_expired"
+    default_message = "The promise has expired; ask for a new one."
+
+
+class PromiseMismatch(DomainError):
+    code = "promise_mismatch"
+    status = 422
+    default_message = "The order does not match the promise (cart, method, destination or option)."
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    default_message = "This fulfillment cannot move to that state."
+
+
+class OrderNotCancellable(Conflict):
+    code = "order_not_cancellable"
+    default_message = "Goods have already left the store; the order cannot be cancelled."
+
+
+class PickupNotOffered(DomainError):
+    code = "pickup_not_offered"
+    status = 422
+    default_message = "This store does not offer pickup."
+
+
+class OutOfDeliveryArea(DomainError):
+    code = "out_of_delivery_area"
+    status = 422
+    default_message = "No store delivers to this destination."
+
+
+class UnknownPickupStore(DomainError):
+    code = "unknown_store"
+    status = 422
+    default_message = "Unknown or inactive pickup store."
+
+
+class InvalidPhone(InvalidInput):
+    code = "invalid_phone"
+    default_message = "The phone number is not a valid Vietnamese number."
+
+
+class InvalidShortPick(InvalidInput):
+    code = "invalid_short_pick"
+    default_message = "Short pick quantities must be between 0 and the quantity on the pick list."
+
+
+class InvalidPlan(Conflict):
+    code = "invalid_plan"
+    default_message = "The router's plan breaks a stock or capacity limit; it was not applied."

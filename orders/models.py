@@ -1,0 +1,260 @@
+"""Orders, their fulfillments (one pick list per serving store), pickup codes, routing decisions and checkout promises.
+
+Every write goes through orders.services; stock moves only through inventory.services (reservation reference
+`fulfillment:<id>`). The database refuses impossible rows: non-positive quantities, two live pickups with the same
+code, two fulfillments of one order at one store in the same routing round, unknown states.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from inventory.models import Product, Store
+from o2o.models import SalesChannel
+
+
+class Method(models.TextChoices):
+    DELIVERY = "delivery", "Delivery"
+    PICKUP = "pickup", "Pickup in store"
+
+
+class PaymentState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    AUTHORIZED = "authorized", "Authorized"
+    PAID = "paid", "Paid"
+    COD = "cod", "Cash on delivery / at pickup"
+
+
+class OrderStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed (not collected / not delivered)"
+
+
+class FulfillmentStatus(models.TextChoices):
+    ASSIGNED = "assigned", "Assigned"
+    PICKING = "picking", "Picking"
+    PACKED = "packed", "Packed"
+    READY_FOR_PICKUP = "ready_for_pickup", "Ready for pickup"
+    COLLECTED = "collected", "Collected"
+    NOT_COLLECTED = "not_collected", "Not collected"
+    HANDED_TO_COURIER = "handed_to_courier", "Handed to courier"
+    DELIVERED = "delivered", "Delivered"
+    DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+S = FulfillmentStatus
+# The state machine. Method-specific edges (ready_for_pickup for pickup, handed_to_courier for delivery) are checked
+# by the service.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.ASSIGNED: frozenset({S.PICKING, S.CANCELLED}),
+    S.PICKING: frozenset({S.PACKED, S.CANCELLED}),
+    S.PACKED: frozenset({S.READY_FOR_PICKUP, S.HANDED_TO_COURIER, S.CANCELLED}),
+    S.READY_FOR_PICKUP: frozenset({S.COLLECTED, S.NOT_COLLECTED, S.CANCELLED}),
+    S.HANDED_TO_COURIER: frozenset({S.DELIVERED, S.DELIVERY_FAILED}),
+    S.COLLECTED: frozenset(),
+    S.NOT_COLLECTED: frozenset(),
+    S.DELIVERED: frozenset(),
+    S.DELIVERY_FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+OPEN_STATUSES = frozenset({S.ASSIGNED, S.PICKING, S.PACKED, S.READY_FOR_PICKUP, S.HANDED_TO_COURIER})
+NOT_STARTED = frozenset({S.ASSIGNED})
+# Goods have left the store: the order can no longer be cancelled as a whole.
+LEFT_STORE = frozenset({S.HANDED_TO_COURIER, S.DELIVERED, S.DELIVERY_FAILED, S.COLLECTED})
+SUCCESS = frozenset({S.DELIVERED, S.COLLECTED})
+
+
+class Order(models.Model):
+    number = models.CharField(max_length=32, unique=True, help_text="Public number, e.g. WEB-000123.")
+    channel = models.ForeignKey(SalesChannel, on_delete=models.PROTECT, related_name="orders")
+    customer_name = models.CharField(max_length=200)
+    customer_phone = models.CharField(max_length=20, db_index=True, help_text="E.164, e.g. +84901234567.")
+    method = models.CharField(max_length=16, choices=Method.choices)
+    destination_lat = models.FloatField(null=True, blank=True)
+    destination_lon = models.FloatField(null=True, blank=True)
+    destination_address = models.CharField(max_length=300, blank=True)
+    pickup_store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    promise = models.ForeignKey("Promise", null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    promise_option = models.CharField(max_length=64, blank=True)
+    allow_split = models.BooleanField(default=True)
+    payment_state = models.CharField(max_length=16, choices=PaymentState.choices, default=PaymentState.PENDING)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.OPEN, db_index=True)
+    subtotal_vnd = models.PositiveBigIntegerField(default=0)
+    points_tender_vnd = models.PositiveBigIntegerField(
+        default=0, help_text="Paid with loyalty points (placeholder until the loyalty integration)."
+    )
+    total_vnd = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["channel", "-created_at"], name="order_channel_created_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(method__in=Method.values), name="order_method_valid"),
+            models.CheckConstraint(condition=Q(status__in=OrderStatus.values), name="order_status_valid"),
+            models.CheckConstraint(
+                condition=Q(method="pickup", pickup_store__isnull=False)
+                | Q(method="delivery", destination_lat__isnull=False, destination_lon__isnull=False),
+                name="order_destination_for_method",
+            ),
+            models.CheckConstraint(condition=Q(total_vnd__lte=F("subtotal_vnd")), name="order_total_within_subtotal"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def aggregate(self) -> str:
+        return f"order:{self.number}"
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    qty = models.PositiveIntegerField()
+    unit_price_vnd = models.PositiveBigIntegerField()
+    unfulfilled_qty = models.PositiveIntegerField(default=0, help_text="Units no store could serve (after a short pick).")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(qty__gt=0), name="order_line_qty_positive"),
+            models.CheckConstraint(condition=Q(unfulfilled_qty__lte=F("qty")), name="order_line_unfulfilled_within_qty"),
+            models.UniqueConstraint(fields=["order", "product"], name="order_line_unique_product"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.qty} × {self.product_id}"
+
+
+class Fulfillment(models.Model):
+    """What one store does for one order: its pick list, its state, its promise time."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fulfillments")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="fulfillments")
+    round = models.PositiveSmallIntegerField(default=1, help_text="Routing round: 1 at placement, +1 per re-route/wave.")
+    method = models.CharField(max_length=16, choices=Method.choices)
+    status = models.CharField(max_length=20, choices=FulfillmentStatus.choices, default=S.ASSIGNED)
+    promised_by = models.DateTimeField()
+    distance_km = models.FloatField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True, help_text="When it became ready for pickup.")
+    courier_name = models.CharField(max_length=100, blank=True)
+    courier_tracking = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["promised_by", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=FulfillmentStatus.values), name="fulfillment_status_valid"),
+            models.UniqueConstraint(fields=["order", "store", "round"], name="fulfillment_one_per_store_per_round"),
+        ]
+        indexes = [
+            models.Index(fields=["store", "status", "promised_by"], name="fulfillment_store_queue_idx"),
+            models.Index(
+                fields=["status", "ready_at"], condition=Q(status="ready_for_pickup"), name="fulfillment_ready_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}@{self.store_id} ({self.status})"
+
+    @property
+    def reference(self) -> str:
+        return f"fulfillment:{self.pk}"
+
+
+class FulfillmentLine(models.Model):
+    fulfillment = models.ForeignKey(Fulfillment, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    qty = models.PositiveIntegerField()
+    picked_qty = models.PositiveIntegerField(null=True, blank=True, help_text="Units found when picking (after a short pick).")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(qty__gt=0), name="fulfillment_line_qty_positive"),
+            models.CheckConstraint(
+                condition=Q(picked_qty__isnull=True) | Q(picked_qty__lte=F("qty")), name="fulfillment_line_picked_within_qty"
+            ),
+            models.UniqueConstraint(fields=["fulfillment", "product"], name="fulfillment_line_unique_product"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.qty} × {self.product_id}"
+
+    @property
+    def units(self) -> int:
+        """Units this store will hand over."""
+        return self.qty if self.picked_qty is None else self.picked_qty
+
+
+class PickupCode(models.Model):
+    """The code a customer shows at the store. Unique among live pickups; retired when the pickup ends."""
+
+    ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
+
+    fulfillment = models.OneToOneField(Fulfillment, on_delete=models.CASCADE, related_name="pickup_code")
+    code = models.CharField(max_length=12)
+    qr_payload = models.CharField(max_length=120)
+    is_live = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["code"], condition=Q(is_live=True), name="pickup_code_unique_live"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class RoutingKind(models.TextChoices):
+    INITIAL = "initial", "At placement"
+    REROUTE = "reroute", "Re-route after a short pick"
+    WAVE = "wave", "Wave re-optimisation"
+
+
+class RoutingDecision(models.Model):
+    """Why an order went where it went: the problem (bounded), the plan, the candidates and the reason."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="routing_decisions")
+    kind = models.CharField(max_length=16, choices=RoutingKind.choices)
+    plan_status = models.CharField(max_length=16, blank=True)
+    problem = models.JSONField(help_text="The routing problem, cut to this order's candidates.")
+    plan = models.JSONField()
+    candidates = models.JSONField(default=list, help_text="[{store, distance_km, stock, capacity, score, chosen, note}]")
+    reason = models.TextField(blank=True)
+    solve_ms = models.FloatField(default=0)
+    applied = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.order_id}"
+
+
+class Promise(models.Model):
+    """The options shown at checkout. Placing an order with this id and one option id gets what the option said."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    channel = models.ForeignKey(SalesChannel, on_delete=models.CASCADE, related_name="+")
+    cart = models.JSONField(help_text="{sku: qty}")
+    destination_lat = models.FloatField(null=True, blank=True)
+    destination_lon = models.FloatField(null=True, blank=True)
+    destination_address = models.CharField(max_length=300, blank=True)
+    pickup_store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    options = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return str(self.id)

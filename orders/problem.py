@@ -1,0 +1,398 @@
+"""Builds routing problems (the JSON of routing-problem.md) from the database. Reads only; no writes.
+
+The service around the router loads the problem here and applies the plan in orders.services. Candidate stores are
+active, offer the method, reach the point (their own delivery radius, or the pickup search radius), and hold at least
+one unit of the cart online. At most k of them go to the router: the nearest that can serve the whole cart first, then
+the nearest partial ones (useful only for splits). Capacity is the picking capacity of the slot minus the order lines
+already assigned there.
+"""
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, F, Max
+
+from inventory.models import OpeningHours, Stock, Store
+from inventory.selectors import expired_hold_quantities, opening_status
+from orders.models import FulfillmentLine, FulfillmentStatus
+
+KM_PER_DEGREE_LAT = 111.32
+OPEN_LOAD_STATUSES = (FulfillmentStatus.ASSIGNED, FulfillmentStatus.PICKING)
+
+
+class Interval(NamedTuple):
+    """An opening interval, as opening_status() reads it (without building model instances)."""
+
+    weekday: int
+    opens: dtime
+    closes: dtime
+
+
+@dataclass
+class Candidate:
+    store_id: int
+    code: str
+    name: str
+    lat: float
+    lon: float
+    distance_km: float
+    delivery_radius_km: float
+    methods: list[str]
+    capacity_per_hour: int
+    stock: dict[int, int] = field(default_factory=dict)  # product_id -> units sellable online
+    load: int = 0  # open order lines already assigned in the slot
+    open_now: bool = False
+    closes_at: datetime | None = None
+    next_opening: datetime | None = None
+    time_zone: str = "Asia/Ho_Chi_Minh"
+
+    def capacity(self, slot_hours: float) -> int:
+        return max(0, int(self.capacity_per_hour * slot_hours) - self.load)
+
+    def serves_whole(self, lines: dict[int, int]) -> bool:
+        return all(self.stock.get(pid, 0) >= qty for pid, qty in lines.items())
+
+
+def _bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
+    dlat = radius_km / KM_PER_DEGREE_LAT
+    dlon = radius_km / (KM_PER_DEGREE_LAT * max(math.cos(math.radians(lat)), 0.01))
+    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
+
+
+def load_candidates(
+    *,
+    lat: float,
+    lon: float,
+    lines: dict[int, int],
+    method: str,
+    at: datetime,
+    radius_km: float | None = None,
+    k: int | None = None,
+    slot_hours: float = 2,
+    exclude_store_ids: Iterable[int] = (),
+    only_store_ids: Iterable[int] | None = None,
+    only_whole_cart: bool = False,
+    extra_stock: dict[tuple[int, int], int] | None = None,
+    extra_capacity: dict[int, int] | None = None,
+) -> list[Candidate]:
+    """Candidate stores for a cart (`lines`: product_id -> qty) at a point, nearest first within each group.
+
+    `extra_stock` / `extra_capacity` add back units and lines the caller's own orders hold (a wave re-optimising
+    orders that already reserved)."""
+    exclude = set(exclude_store_ids)
+    radius = radius_km if radius_km is not None else widest_delivery_radius_km()
+    south, north, west, east = _bounding_box(lat, lon, radius)
+    if connection.vendor == "postgresql":
+        found = _stores_with_stock_postgres(
+            lat=lat, lon=lon, lines=lines, method=method, at=at, radius=radius,
+            box=(south, north, west, east), only_store_ids=only_store_ids, exclude=exclude,
+        )
+    else:
+        found = _stores_with_stock_orm(
+            lat=lat, lon=lon, lines=lines, method=method, at=at, radius=radius,
+            box=(south, north, west, east), only_store_ids=only_store_ids, exclude=exclude,
+        )
+    if not found:
+        return []
+    for (store_id, product_id), units in (extra_stock or {}).items():
+        if store_id in found:
+            found[store_id].stock[product_id] = found[store_id].stock.get(product_id, 0) + units
+    holding = [c for c in found.values() if any(c.stock.get(pid, 0) > 0 for pid in lines)]
+    whole = sorted((c for c in holding if c.serves_whole(lines)), key=lambda c: (c.distance_km, c.code))
+    partial = sorted((c for c in holding if not c.serves_whole(lines)), key=lambda c: (c.distance_km, c.code))
+    if only_whole_cart:
+        partial = []
+    limit = k or settings.O2O_ROUTING_K_CANDIDATES
+    chosen = whole[:limit] + partial[:limit]  # partial stores only matter for splits
+    if not chosen:
+        return []
+    ids = [c.store_id for c in chosen]
+    hours = defaultdict(list)
+    for store_id, weekday, opens, closes in OpeningHours.objects.filter(store_id__in=ids).values_list(
+        "store_id", "weekday", "opens", "closes"
+    ):
+        hours[store_id].append(Interval(weekday, opens, closes))
+    load = slot_load(store_ids=ids, at=at, slot_hours=slot_hours)
+    for c in chosen:
+        c.open_now, c.next_opening, c.closes_at = opening_status(hours[c.store_id], time_zone=c.time_zone, at=at)
+        c.load = max(0, load.get(c.store_id, 0) - (extra_capacity or {}).get(c.store_id, 0))
+    return chosen
+
+
+def _stores_with_stock_orm(*, lat, lon, lines, method, at, radius, box, only_store_ids, exclude) -> dict[int, "Candidate"]:
+    south, north, west, east = box
+    stores = Store.objects.filter(is_active=True)
+    if only_store_ids is not None:
+        stores = stores.filter(pk__in=list(only_store_ids))
+    else:
+        stores = stores.filter(lat__gte=south, lat__lte=north, lon__gte=west, lon__lte=east)
+    if method == "delivery":
+        stores = stores.filter(offers_delivery=True)
+    elif method == "pickup":
+        stores = stores.filter(offers_pickup=True)
+    found: dict[int, Candidate] = {}
+    for pk, code, name, s_lat, s_lon, s_radius, delivers, picks, cap, tz in stores.values_list(*_STORE_COLUMNS):
+        if pk in exclude:
+            continue
+        distance = great_circle_km(lat, lon, s_lat, s_lon)
+        if only_store_ids is None and (distance > radius or (method == "delivery" and distance > s_radius)):
+            continue
+        methods = [m for m, on in (("delivery", delivers), ("pickup", picks)) if on]
+        found[pk] = Candidate(pk, code, name, s_lat, s_lon, round(distance, 3), s_radius, methods, cap, time_zone=tz)
+    if found:
+        for (store_id, product_id), units in online_stock(store_ids=list(found), product_ids=list(lines), at=at).items():
+            found[store_id].stock[product_id] = units
+    return found  # stores without units stay: a wave adds back what its own orders hold
+
+
+_STORE_COLUMNS = (
+    "id", "code", "name", "lat", "lon", "delivery_radius_km", "offers_delivery", "offers_pickup",
+    "picking_capacity_per_hour", "timezone",
+)
+
+
+def _stores_with_stock_postgres(
+    *, lat, lon, lines, method, at, radius, box, only_store_ids, exclude
+) -> dict[int, "Candidate"]:
+    """One query: stores in the box and within reach (great circle computed in SQL) joined to their sellable stock
+    rows for the cart; then live holds are accounted for (expired ones no longer count)."""
+    south, north, west, east = box
+    store_table, stock_table = Store._meta.db_table, Stock._meta.db_table
+    where = ["s.is_active"]
+    params: dict = {"lat": lat, "lon": lon, "pids": list(lines), "radius": radius, "r": EARTH_RADIUS_KM}
+    if only_store_ids is not None:
+        where.append("s.id = ANY(%(only)s)")
+        params["only"] = list(only_store_ids)
+    else:
+        where.append("s.lat BETWEEN %(south)s AND %(north)s AND s.lon BETWEEN %(west)s AND %(east)s")
+        params.update(south=south, north=north, west=west, east=east)
+    if method == "delivery":
+        where.append("s.offers_delivery")
+    elif method == "pickup":
+        where.append("s.offers_pickup")
+    reach = "TRUE" if only_store_ids is not None else (
+        "d.km <= %(radius)s" + (" AND d.km <= d.delivery_radius_km" if method == "delivery" else "")
+    )
+    columns = ", ".join(f"s.{c}" for c in _STORE_COLUMNS)
+    sql = f"""
+        WITH d AS (
+            SELECT {columns},
+                   2 * %(r)s * asin(least(1, sqrt(
+                       power(sin(radians(s.lat - %(lat)s) / 2), 2)
+                       + cos(radians(%(lat)s)) * cos(radians(s.lat)) * power(sin(radians(s.lon - %(lon)s) / 2), 2)
+                   ))) AS km
+            FROM {store_table} s WHERE {" AND ".join(where)}
+        )
+        SELECT d.id, d.code, d.name, d.lat, d.lon, d.delivery_radius_km, d.offers_delivery, d.offers_pickup,
+               d.picking_capacity_per_hour, d.timezone, d.km,
+               st.product_id, st.on_hand, st.reserved, st.safety, st.unavailable
+        FROM d JOIN {stock_table} st ON st.store_id = d.id AND st.product_id = ANY(%(pids)s)
+        WHERE {reach} AND st.on_hand > st.safety + st.unavailable
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    found: dict[int, Candidate] = {}
+    quantities = []
+    for pk, code, name, s_lat, s_lon, s_radius, delivers, picks, cap, tz, km, pid, on_hand, reserved, safety, unav in rows:
+        if pk in exclude:
+            continue
+        if pk not in found:
+            methods = [m for m, on in (("delivery", delivers), ("pickup", picks)) if on]
+            found[pk] = Candidate(pk, code, name, s_lat, s_lon, round(km, 3), s_radius, methods, cap, time_zone=tz)
+        quantities.append((pk, pid, on_hand, reserved, safety, unav))
+    expired = {}
+    if any(r[3] for r in quantities):
+        expired = expired_hold_quantities(store_ids=list(found), product_ids=list(lines), now=at)
+    for pk, pid, on_hand, reserved, safety, unav in quantities:
+        units = on_hand - (reserved - expired.get((pk, pid), 0)) - safety - unav
+        if units > 0:
+            found[pk].stock[pid] = units
+    return found  # stores without units stay: a wave adds back what its own orders hold
+
+
+EARTH_RADIUS_KM = 6371.009  # geopy's great_circle and the router use the same mean radius
+_widest: tuple[float, float] = (0.0, 0.0)  # (computed at, km)
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(a, 1.0)))
+
+
+def widest_delivery_radius_km() -> float:
+    """The largest delivery radius of any active store (the search box), re-read at most once a minute, and
+    never more than O2O_ROUTING_SEARCH_RADIUS_KM."""
+    global _widest
+    now = time.monotonic()
+    if now - _widest[0] > 60 or _widest[1] == 0:
+        widest = Store.objects.filter(is_active=True).aggregate(m=Max("delivery_radius_km"))["m"] or 0.0
+        _widest = (now, float(widest))
+    return min(max(_widest[1], 0.1), settings.O2O_ROUTING_SEARCH_RADIUS_KM)
+
+
+def online_stock(*, store_ids: Sequence[int], product_ids: Sequence[int], at: datetime) -> dict[tuple[int, int], int]:
+    """Online ATP (on_hand - reserved - safety - unavailable, live holds only) of the rows that have any, per
+    (store, product). Rows with nothing sellable are filtered out in the database."""
+    rows = Stock.objects.filter(
+        store_id__in=store_ids, product_id__in=product_ids, on_hand__gt=F("safety") + F("unavailable")
+    ).values_list("store_id", "product_id", "on_hand", "reserved", "safety", "unavailable")
+    rows = list(rows)
+    if not rows:
+        return {}
+    expired = expired_hold_quantities(store_ids={r[0] for r in rows}, product_ids=product_ids, now=at)
+    out = {}
+    for s, p, on_hand, reserved, safety, unavailable in rows:
+        units = on_hand - (reserved - expired.get((s, p), 0)) - safety - unavailable
+        if units > 0:
+            out[(s, p)] = units
+    return out
+
+
+def slot_load(*, store_ids: Sequence[int], at: datetime, slot_hours: float) -> dict[int, int]:
+    """Open order lines (assigned or picking) promised before the end of the slot, per store."""
+    until = at + timedelta(hours=slot_hours)
+    return dict(
+        FulfillmentLine.objects.filter(
+            fulfillment__store_id__in=store_ids,
+            fulfillment__status__in=OPEN_LOAD_STATUSES,
+            fulfillment__promised_by__lt=until,
+        )
+        .values_list("fulfillment__store_id")
+        .annotate(n=Count("id"))
+        .values_list("fulfillment__store_id", "n")
+    )
+
+
+# --- timing ---------------------------------------------------------------------------------------------------------
+
+
+def travel_minutes(distance_km: float) -> float:
+    return distance_km / max(settings.O2O_COURIER_KMH, 1) * 60
+
+
+def pick_minutes(candidate: Candidate) -> float:
+    """Picking and packing one order, after the lines already queued at the store."""
+    queue = candidate.load / max(candidate.capacity_per_hour, 1) * 60
+    return settings.O2O_PICK_MINUTES + queue
+
+
+def ready_time(candidate: Candidate, *, at: datetime, hours: list | None = None) -> datetime:
+    """When the store can have the order packed: now (or its next opening) plus the pick time; if it would close
+    first, from its next opening."""
+    minutes = timedelta(minutes=pick_minutes(candidate))
+    if candidate.open_now and candidate.closes_at and at + minutes <= candidate.closes_at:
+        return at + minutes
+    start = candidate.next_opening
+    if start is None and candidate.closes_at is not None:
+        # open now but closing too soon: the next opening after closing time
+        intervals = hours if hours is not None else list(OpeningHours.objects.filter(store_id=candidate.store_id))
+        after = candidate.closes_at + timedelta(seconds=1)
+        _, start, _ = opening_status(intervals, time_zone=candidate.time_zone, at=after)
+    if start is None:
+        return at + timedelta(days=7)  # no opening hours configured: a week, say
+    return start + minutes
+
+
+# --- the problem JSON -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OrderSpec:
+    """One order in a routing problem: its id in the problem, its lines (product_id -> qty), and its candidates."""
+
+    id: str
+    method: str
+    lines: dict[int, int]
+    candidates: list[Candidate]
+    lat: float | None = None
+    lon: float | None = None
+    allow_split: bool = True
+    pickup_store: str | None = None
+
+
+def build_problem(
+    *, orders: Sequence[OrderSpec], skus: dict[int, str], slot_hours: float = 2, time_limit_s: float | None = None
+) -> dict:
+    """The routing problem for these orders. Each delivery order lists its candidates explicitly as `options`
+    (cost = distance in km, workload = number of lines), so the router never needs the database or a geodesic."""
+    stores: dict[int, Candidate] = {}
+    for spec in orders:
+        for c in spec.candidates:
+            stores.setdefault(c.store_id, c)
+    product_ids = sorted({pid for spec in orders for pid in spec.lines})
+    problem_orders = []
+    for spec in orders:
+        lines = [{"sku": skus[pid], "qty": qty} for pid, qty in sorted(spec.lines.items())]
+        entry: dict = {"id": spec.id, "method": spec.method, "lines": lines, "workload": len(lines)}
+        if spec.method == "pickup":
+            entry["pickup_store"] = spec.pickup_store
+        else:
+            entry.update(lat=spec.lat, lon=spec.lon, allow_split=spec.allow_split)
+            entry["options"] = [
+                {"store": c.code, "cost": round(c.distance_km, 3), "workload": len(lines)} for c in spec.candidates
+            ]
+        problem_orders.append(entry)
+    problem = {
+        "stores": [
+            {
+                "id": c.code,
+                "lat": c.lat,
+                "lon": c.lon,
+                "capacity": c.capacity(slot_hours),
+                "methods": c.methods,
+                "delivery_radius_km": c.delivery_radius_km,
+            }
+            for c in stores.values()
+        ],
+        "stock": [
+            {"store": c.code, "sku": skus[pid], "qty": c.stock[pid]}
+            for c in stores.values()
+            for pid in product_ids
+            if c.stock.get(pid, 0) > 0
+        ],
+        "orders": problem_orders,
+        "settings": {"time_limit_s": time_limit_s if time_limit_s is not None else settings.O2O_ROUTER_TIME_LIMIT_S},
+    }
+    return problem
+
+
+def candidate_summary(candidates: Sequence[Candidate], *, lines: dict[int, int], skus: dict[int, str], slot_hours: float,
+                      chosen: set[str]) -> list[dict]:
+    """What the admin and the order detail show for each candidate store."""
+    out = []
+    for c in candidates:
+        whole = c.serves_whole(lines)
+        capacity = c.capacity(slot_hours)
+        if c.code in chosen:
+            note = "chosen"
+        elif not whole:
+            note = "lacks stock for the whole cart"
+        elif capacity < len(lines):
+            note = "no picking capacity in the slot"
+        else:
+            note = "farther / costlier"
+        out.append(
+            {
+                "store": c.code,
+                "name": c.name,
+                "distance_km": c.distance_km,
+                "stock": {skus[pid]: c.stock.get(pid, 0) for pid in sorted(lines)},
+                "whole_cart": whole,
+                "capacity": capacity,
+                "open_now": c.open_now,
+                "score": round(c.distance_km, 3),
+                "chosen": c.code in chosen,
+                "note": note,
+            }
+        )
+    return out

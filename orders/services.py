@@ -1,0 +1,945 @@
+"""Every write of the orders app: promises, placement, cancellation, the fulfilment state machine, short picks and
+re-routing, released pickups and waves.
+
+Stock moves only through inventory.services, one reservation reference per fulfillment (`fulfillment:<id>`):
+reserved at placement, committed when goods leave the store (handed to the courier, collected), released on cancel,
+not-collected or re-route. Locks are always taken in one order: orders (by pk), then their fulfillments (by pk), then
+stock rows (inventory.services, by pk), so two actions on the same orders cannot deadlock. Events go to the outbox in
+the same transaction.
+"""
+
+import logging
+import secrets
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import phonenumbers
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, Max, OuterRef
+from django.utils import timezone
+from geopy.distance import great_circle
+
+from inventory import services as stock
+from inventory.exceptions import InsufficientStock, InvalidStockChange
+from inventory.models import MovementReason, Product, Store
+from inventory.selectors import products_by_sku
+from o2o.domain_errors import InvalidInput
+from o2o.models import SalesChannel
+from o2o.outbox import emit
+from orders import problem as problems
+from orders import promises
+from orders.exceptions import (
+    FulfillmentNotFound,
+    InvalidPhone,
+    InvalidPlan,
+    InvalidShortPick,
+    InvalidTransition,
+    OrderNotCancellable,
+    OutOfDeliveryArea,
+    PickupNotOffered,
+    PromiseExpired,
+    PromiseMismatch,
+    PromiseNotFound,
+    UnknownPickupStore,
+)
+from orders.models import (
+    LEFT_STORE,
+    OPEN_STATUSES,
+    SUCCESS,
+    TRANSITIONS,
+    Fulfillment,
+    FulfillmentLine,
+    FulfillmentStatus,
+    Method,
+    Order,
+    OrderLine,
+    OrderStatus,
+    PaymentState,
+    PickupCode,
+    Promise,
+    RoutingDecision,
+    RoutingKind,
+)
+from orders.routing import check_plan, route
+
+log = logging.getLogger(__name__)
+S = FulfillmentStatus
+SYSTEM = "system:orders"
+
+
+# --- input helpers --------------------------------------------------------------------------------------------------
+
+
+def normalize_phone(raw: str) -> str:
+    """A Vietnamese phone number in E.164 (+84...). Raises InvalidPhone."""
+    try:
+        number = phonenumbers.parse(raw, "VN")
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(details={"phone": raw}) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(details={"phone": raw})
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass
+class Cart:
+    wanted: dict[int, int]  # product_id -> qty
+    skus: dict[int, str]  # product_id -> sku
+    products: dict[int, Product]
+
+    @property
+    def by_sku(self) -> dict[str, int]:
+        return {self.skus[pid]: qty for pid, qty in sorted(self.wanted.items(), key=lambda kv: self.skus[kv[0]])}
+
+
+def load_cart(lines: dict[str, int]) -> Cart:
+    """Products of a cart {sku: qty}. Raises InvalidInput for an empty cart or a quantity ≤ 0, UnknownSku (422)."""
+    if not lines:
+        raise InvalidInput("The cart is empty.")
+    bad = {sku: qty for sku, qty in lines.items() if not isinstance(qty, int) or isinstance(qty, bool) or qty <= 0}
+    if bad:
+        raise InvalidInput("Quantities must be whole numbers ≥ 1.", details={"lines": bad})
+    found = products_by_sku(lines.keys())
+    products = {p.pk: p for p in found.values()}
+    return Cart({found[sku].pk: qty for sku, qty in lines.items()}, {p.pk: p.sku for p in products.values()}, products)
+
+
+def _pickup_store(code: str) -> Store:
+    store = Store.objects.filter(code=code, is_active=True).first()
+    if store is None:
+        raise UnknownPickupStore(details={"store": code})
+    if not store.offers_pickup:
+        raise PickupNotOffered(details={"store": code})
+    return store
+
+
+def _shortage(cart: Cart, candidates: list[problems.Candidate]) -> InsufficientStock:
+    best = {pid: max((c.stock.get(pid, 0) for c in candidates), default=0) for pid in cart.wanted}
+    return InsufficientStock(
+        [
+            {"sku": cart.skus[pid], "requested": qty, "available": best[pid]}
+            for pid, qty in sorted(cart.wanted.items())
+        ],
+        "No store that can serve this cart has the units or the picking capacity now.",
+    )
+
+
+def _any_store_delivers(lat: float, lon: float) -> bool:
+    radius = settings.O2O_ROUTING_SEARCH_RADIUS_KM
+    south, north, west, east = problems._bounding_box(lat, lon, radius)
+    for s_lat, s_lon, s_radius in Store.objects.filter(
+        is_active=True, offers_delivery=True, lat__gte=south, lat__lte=north, lon__gte=west, lon__lte=east
+    ).values_list("lat", "lon", "delivery_radius_km"):
+        if great_circle((lat, lon), (s_lat, s_lon)).km <= s_radius:
+            return True
+    return False
+
+
+# --- promises -------------------------------------------------------------------------------------------------------
+
+
+def quote_promise(
+    *,
+    channel: SalesChannel,
+    lines: dict[str, int],
+    lat: float | None = None,
+    lon: float | None = None,
+    address: str = "",
+    pickup_store_code: str | None = None,
+    allow_split: bool = True,
+    at: datetime | None = None,
+) -> Promise:
+    """The options the chain can keep now for this cart, stored for O2O_PROMISE_TTL_SECONDS.
+
+    With `pickup_store_code`: only pickup at that store. With a destination: express 1 h / 2 h delivery (or the
+    scheduled fallback) and pickup at the nearby stores that can serve the whole cart. Raises UnknownSku (422),
+    PickupNotOffered (422), OutOfDeliveryArea (422) or InsufficientStock (409) when there is no option at all."""
+    at = at or timezone.now()
+    cart = load_cart(lines)
+    options: list[promises.Routed] = []
+    pickup_store = None
+    if pickup_store_code:
+        pickup_store = _pickup_store(pickup_store_code)
+        cands = problems.load_candidates(
+            lat=pickup_store.lat, lon=pickup_store.lon, lines=cart.wanted, method="pickup", at=at,
+            only_store_ids=[pickup_store.pk], only_whole_cart=True,
+        )
+        for c in cands:
+            routed = promises.pickup_at(lines=cart.wanted, candidate=c, skus=cart.skus, at=at)
+            if routed.served:
+                options.append(routed)
+        if not options:
+            raise _shortage(cart, cands)
+    else:
+        if lat is None or lon is None:
+            raise InvalidInput("Give a destination (lat and lon, or an address) or a pickup store.")
+        delivery = problems.load_candidates(lat=lat, lon=lon, lines=cart.wanted, method="delivery", at=at)
+        options += promises.fastest_delivery(
+            lines=cart.wanted, candidates=delivery, skus=cart.skus, lat=lat, lon=lon, allow_split=allow_split, at=at,
+            all_tiers=True,
+        )
+        pickups = problems.load_candidates(
+            lat=lat, lon=lon, lines=cart.wanted, method="pickup", at=at, radius_km=settings.O2O_PICKUP_SEARCH_RADIUS_KM,
+            k=settings.O2O_PICKUP_OPTIONS, only_whole_cart=True,
+        )
+        for c in pickups:
+            if c.capacity(promises.TIER_SLOT_HOURS["pickup"]) < len(cart.wanted):
+                continue
+            routed = promises.pickup_at(lines=cart.wanted, candidate=c, skus=cart.skus, at=at)
+            if routed.served:
+                options.append(routed)
+        if not options:
+            if not delivery and not pickups and not _any_store_delivers(lat, lon):
+                raise OutOfDeliveryArea(details={"lat": lat, "lon": lon})
+            raise _shortage(cart, delivery + pickups)
+    return Promise.objects.create(
+        channel=channel,
+        cart=cart.by_sku,
+        destination_lat=lat if not pickup_store else None,
+        destination_lon=lon if not pickup_store else None,
+        destination_address=address[:300],
+        pickup_store=pickup_store,
+        options=[promises.option_json(r, skus=cart.skus, lines=cart.wanted, at=at) for r in options],
+        created_at=at,
+        expires_at=at + timedelta(seconds=settings.O2O_PROMISE_TTL_SECONDS),
+    )
+
+
+# --- placement ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedShipment:
+    store_id: int
+    code: str
+    distance_km: float | None
+    lines: dict[int, int]
+
+
+@dataclass
+class PlannedOrder:
+    """Where an order goes, when it is promised, and the routing record that explains it."""
+
+    shipments: list[PlannedShipment]
+    promised_by: datetime
+    option_id: str
+    decision: dict = field(default_factory=dict)  # kind, plan_status, problem, plan, candidates, reason, solve_ms
+
+
+def _planned_from_routed(routed: promises.Routed, *, cart: Cart) -> PlannedOrder:
+    option = promises.option_json(routed, skus=cart.skus, lines=cart.wanted, at=routed.window_start)
+    return PlannedOrder(
+        shipments=[
+            PlannedShipment(s.candidate.store_id, s.candidate.code, s.candidate.distance_km, s.lines)
+            for s in routed.shipments
+        ],
+        promised_by=routed.window_end,
+        option_id=routed.option_id,
+        decision=_decision_from_option(option),
+    )
+
+
+def _decision_from_option(option: dict) -> dict:
+    routing = option.get("routing", {})
+    return {
+        "plan_status": routing.get("plan", {}).get("status", ""),
+        "problem": routing.get("problem", {}),
+        "plan": routing.get("plan", {}),
+        "candidates": routing.get("candidates", []),
+        "reason": routing.get("reason", ""),
+        "solve_ms": routing.get("solve_ms", 0),
+    }
+
+
+def _plan_from_promise(
+    *, channel: SalesChannel, promise_id, option_id: str | None, cart: Cart, method: str, lat, lon,
+    pickup_store_code: str | None, at: datetime,
+) -> tuple[PlannedOrder, Promise]:
+    promise = Promise.objects.filter(pk=promise_id, channel=channel).first()
+    if promise is None:
+        raise PromiseNotFound(details={"promise": str(promise_id)})
+    if promise.expires_at <= at:
+        raise PromiseExpired(details={"promise": str(promise.pk), "expired_at": promise.expires_at.isoformat()})
+    if promise.cart != cart.by_sku:
+        raise PromiseMismatch("The cart differs from the promised one.", details={"promised": promise.cart})
+    option = next((o for o in promise.options if o["id"] == option_id), None)
+    if option is None:
+        raise PromiseMismatch(
+            "Choose one of the promise's options.", details={"options": [o["id"] for o in promise.options]}
+        )
+    if option["method"] != method:
+        raise PromiseMismatch("The method differs from the promised option.", details={"option": option_id})
+    if method == Method.PICKUP and pickup_store_code and option["shipments"][0]["store"] != pickup_store_code:
+        raise PromiseMismatch("The pickup store differs from the promised option.", details={"option": option_id})
+    if method == Method.DELIVERY and lat is not None and lon is not None:
+        if abs(lat - promise.destination_lat) > 1e-4 or abs(lon - promise.destination_lon) > 1e-4:
+            raise PromiseMismatch("The destination differs from the promised one.")
+    stores = dict(Store.objects.filter(code__in=[s["store"] for s in option["shipments"]]).values_list("code", "pk"))
+    pid_of = {sku: pid for pid, sku in cart.skus.items()}
+    shipments = [
+        PlannedShipment(
+            stores[s["store"]], s["store"], s.get("distance_km"), {pid_of[line["sku"]]: line["qty"] for line in s["lines"]}
+        )
+        for s in option["shipments"]
+    ]
+    promised_by = datetime.fromisoformat(option["window_end"])
+    return PlannedOrder(shipments, promised_by, option_id, _decision_from_option(option)), promise
+
+
+def _plan_now(
+    *, cart: Cart, method: str, lat, lon, pickup_store: Store | None, allow_split: bool, at: datetime
+) -> PlannedOrder:
+    """Route an order without a promise: pickup at its store, or the fastest delivery tier that can serve it."""
+    if method == Method.PICKUP:
+        cands = problems.load_candidates(
+            lat=pickup_store.lat, lon=pickup_store.lon, lines=cart.wanted, method="pickup", at=at,
+            only_store_ids=[pickup_store.pk], only_whole_cart=True,
+        )
+        routed = promises.pickup_at(lines=cart.wanted, candidate=cands[0], skus=cart.skus, at=at) if cands else None
+        if routed is None or not routed.served:
+            raise _shortage(cart, cands)
+        return _planned_from_routed(routed, cart=cart)
+    candidates = problems.load_candidates(lat=lat, lon=lon, lines=cart.wanted, method="delivery", at=at)
+    served = promises.fastest_delivery(
+        lines=cart.wanted, candidates=candidates, skus=cart.skus, lat=lat, lon=lon, allow_split=allow_split, at=at,
+        tiers=("express_2h", "scheduled"),
+    )
+    if not served:
+        if not candidates and not _any_store_delivers(lat, lon):
+            raise OutOfDeliveryArea(details={"lat": lat, "lon": lon})
+        raise _shortage(cart, candidates)
+    return _planned_from_routed(served[0], cart=cart)
+
+
+def _new_pickup_code(fulfillment: Fulfillment, order_number: str) -> PickupCode:
+    for _ in range(10):
+        code = "".join(secrets.choice(PickupCode.ALPHABET) for _ in range(6))
+        try:
+            with transaction.atomic():
+                return PickupCode.objects.create(
+                    fulfillment=fulfillment, code=code, qr_payload=f"o2o:pickup:{order_number}:{code}"
+                )
+        except IntegrityError:
+            continue  # a live pickup already has this code: draw again
+    raise RuntimeError("could not draw a free pickup code")
+
+
+def _create_fulfillments(
+    *, order: Order, planned: PlannedOrder, round_no: int, actor: str, now: datetime
+) -> list[Fulfillment]:
+    """Fulfillments, their lines, reservations and pickup codes for a plan. Stores in id order (lock order)."""
+    created = []
+    for shipment in sorted(planned.shipments, key=lambda s: s.store_id):
+        f = Fulfillment.objects.create(
+            order=order, store_id=shipment.store_id, round=round_no, method=order.method,
+            promised_by=planned.promised_by, distance_km=shipment.distance_km, created_at=now, status_changed_at=now,
+        )
+        FulfillmentLine.objects.bulk_create(
+            [FulfillmentLine(fulfillment=f, product_id=pid, qty=qty) for pid, qty in sorted(shipment.lines.items())]
+        )
+        stock.reserve_stock(
+            lines=[stock.StockLine(shipment.store_id, pid, qty) for pid, qty in sorted(shipment.lines.items())],
+            reference=f.reference,
+            actor=actor,
+        )
+        if order.method == Method.PICKUP:
+            _new_pickup_code(f, order.number)
+        created.append(f)
+    return created
+
+
+def _record_decision(*, order: Order, kind: str, decision: dict, now: datetime) -> RoutingDecision:
+    problem = decision.get("problem", {})
+    return RoutingDecision.objects.create(
+        order=order,
+        kind=kind,
+        plan_status=decision.get("plan_status", "")[:16],
+        problem=problem,
+        plan=decision.get("plan", {}),
+        candidates=decision.get("candidates", []),
+        reason=decision.get("reason", ""),
+        solve_ms=decision.get("solve_ms", 0) or 0,
+        created_at=now,
+    )
+
+
+def place_order(
+    *,
+    channel: SalesChannel,
+    lines: dict[str, int],
+    customer_name: str,
+    customer_phone: str,
+    method: str,
+    actor: str,
+    lat: float | None = None,
+    lon: float | None = None,
+    address: str = "",
+    pickup_store_code: str | None = None,
+    promise_id: uuid.UUID | str | None = None,
+    option_id: str | None = None,
+    payment_state: str = PaymentState.PENDING,
+    allow_split: bool = True,
+) -> Order:
+    """Reserve the stock and route the order in one transaction.
+
+    With a promise (and one of its options), the order gets exactly the option's stores and window, or
+    InsufficientStock (409) if stock moved since. Without one, it is routed now (pickup at its store; delivery in the
+    fastest tier that can serve it) and routed again once if a concurrent order took the units first."""
+    at = timezone.now()
+    if method not in Method.values:
+        raise InvalidInput("method must be delivery or pickup.", details={"method": method})
+    if payment_state not in PaymentState.values:
+        raise InvalidInput("Unknown payment state.", details={"payment_state": payment_state})
+    if not customer_name.strip():
+        raise InvalidInput("The customer's name is required.")
+    phone = normalize_phone(customer_phone)
+    cart = load_cart(lines)
+    pickup_store = None
+    if method == Method.PICKUP:
+        if not pickup_store_code:
+            raise InvalidInput("A pickup order needs a pickup store.")
+        pickup_store = _pickup_store(pickup_store_code)
+    elif promise_id is None and (lat is None or lon is None):
+        raise InvalidInput("A delivery order needs a destination (lat and lon, or an address) or a promise.")
+
+    promise = None
+    attempts = 1 if promise_id else 2
+    for attempt in range(attempts):
+        if promise_id:
+            planned, promise = _plan_from_promise(
+                channel=channel, promise_id=promise_id, option_id=option_id, cart=cart, method=method, lat=lat, lon=lon,
+                pickup_store_code=pickup_store_code, at=at,
+            )
+            if method == Method.DELIVERY and lat is None:
+                lat, lon, address = promise.destination_lat, promise.destination_lon, address or promise.destination_address
+            if method == Method.PICKUP:
+                pickup_store = Store.objects.get(code=planned.shipments[0].code)
+        else:
+            planned = _plan_now(
+                cart=cart, method=method, lat=lat, lon=lon, pickup_store=pickup_store, allow_split=allow_split, at=at
+            )
+            _check_plan(planned)
+        try:
+            with transaction.atomic():
+                return _write_order(
+                    channel=channel, cart=cart, planned=planned, customer_name=customer_name.strip()[:200], phone=phone,
+                    method=method, lat=lat, lon=lon, address=address, pickup_store=pickup_store, promise=promise,
+                    payment_state=payment_state, allow_split=allow_split, actor=actor, at=at,
+                )
+        except InsufficientStock:
+            if attempt + 1 >= attempts:
+                raise
+            at = timezone.now()  # another order took the units between routing and reserving: route again
+    raise AssertionError("unreachable")
+
+
+def _check_plan(planned: PlannedOrder) -> None:
+    """A plan is checked against the stock and capacity of its own problem before it is applied."""
+    problem, plan = planned.decision.get("problem"), planned.decision.get("plan")
+    if problem and plan:
+        violations = check_plan(problem, plan)
+        if violations:
+            raise InvalidPlan(details={"violations": violations[:20]})
+
+
+def _write_order(
+    *, channel, cart: Cart, planned: PlannedOrder, customer_name, phone, method, lat, lon, address, pickup_store,
+    promise, payment_state, allow_split, actor, at,
+) -> Order:
+    subtotal = sum(cart.products[pid].price_vnd * qty for pid, qty in cart.wanted.items())
+    order = Order.objects.create(
+        number=f"tmp-{uuid.uuid4().hex[:24]}", channel=channel, customer_name=customer_name, customer_phone=phone,
+        method=method, destination_lat=lat if method == Method.DELIVERY else None,
+        destination_lon=lon if method == Method.DELIVERY else None, destination_address=address[:300],
+        pickup_store=pickup_store, promise=promise, promise_option=planned.option_id[:64], allow_split=allow_split,
+        payment_state=payment_state, subtotal_vnd=subtotal, total_vnd=subtotal, created_at=at, updated_at=at,
+    )
+    prefix = (channel.code[:3] or "ORD").upper()
+    order.number = f"{prefix}-{order.pk:06d}"
+    Order.objects.filter(pk=order.pk).update(number=order.number)
+    OrderLine.objects.bulk_create(
+        [
+            OrderLine(order=order, product_id=pid, qty=qty, unit_price_vnd=cart.products[pid].price_vnd)
+            for pid, qty in sorted(cart.wanted.items())
+        ]
+    )
+    fulfillments = _create_fulfillments(order=order, planned=planned, round_no=1, actor=actor, now=at)
+    decision = _record_decision(order=order, kind=RoutingKind.INITIAL, decision=planned.decision, now=at)
+    emit(
+        topic="order.placed",
+        aggregate=order.aggregate,
+        channel=channel,
+        payload={
+            "order": order.number,
+            "method": method,
+            "total_vnd": order.total_vnd,
+            "promised_by": planned.promised_by,
+            "lines": [{"sku": sku, "qty": qty} for sku, qty in cart.by_sku.items()],
+        },
+    )
+    emit(
+        topic="order.routed",
+        aggregate=order.aggregate,
+        channel=channel,
+        payload={
+            "order": order.number,
+            "kind": decision.kind,
+            "fulfillments": [
+                {"id": f.pk, "store": s.code, "promised_by": f.promised_by}
+                for f, s in zip(fulfillments, sorted(planned.shipments, key=lambda s: s.store_id), strict=True)
+            ],
+            "reason": decision.reason,
+        },
+    )
+    return order
+
+
+# --- order status and cancellation ----------------------------------------------------------------------------------
+
+
+def _sync_order_status(order: Order, *, now: datetime) -> str:
+    """Keep Order.status in step with its fulfillments (the caller holds the order's lock)."""
+    if order.status == OrderStatus.CANCELLED:
+        return order.status
+    statuses = set(order.fulfillments.values_list("status", flat=True))
+    live = statuses - {S.CANCELLED}
+    if not live:
+        new = OrderStatus.CANCELLED
+    elif live & OPEN_STATUSES:
+        new = OrderStatus.OPEN
+    elif live & SUCCESS:
+        new = OrderStatus.COMPLETED
+    else:
+        new = OrderStatus.FAILED
+    if new != order.status:
+        Order.objects.filter(pk=order.pk).update(status=new, updated_at=now)
+        order.status = new
+    return new
+
+
+def _lock_order(order_id: int) -> Order:
+    return Order.objects.select_for_update().select_related("channel").get(pk=order_id)
+
+
+def _retire_pickup_code(fulfillment: Fulfillment) -> None:
+    PickupCode.objects.filter(fulfillment=fulfillment, is_live=True).update(is_live=False)
+
+
+def _set_status(f: Fulfillment, to: str, *, now: datetime, **extra) -> None:
+    changed = Fulfillment.objects.filter(pk=f.pk, status=f.status).update(status=to, status_changed_at=now, **extra)
+    if changed != 1:  # cannot happen under the row lock; kept as the last line of defence
+        raise InvalidTransition(details={"fulfillment": f.pk, "from": f.status, "to": to})
+    f.status = to
+    f.status_changed_at = now
+    for name, value in extra.items():
+        setattr(f, name, value)
+
+
+@transaction.atomic
+def cancel_order(*, order: Order, actor: str, reason: str = "") -> Order:
+    """Cancel an order whose goods have not left any store: release every reservation. Cancelling twice is a no-op.
+    Raises OrderNotCancellable (409) once something was handed to a courier or collected."""
+    now = timezone.now()
+    order = _lock_order(order.pk)
+    if order.status == OrderStatus.CANCELLED:
+        return order
+    fulfillments = list(order.fulfillments.select_for_update().order_by("pk"))
+    if any(f.status in LEFT_STORE for f in fulfillments):
+        raise OrderNotCancellable(details={"order": order.number})
+    for f in fulfillments:
+        if f.status in OPEN_STATUSES:
+            stock.release_reservations(reference=f.reference, actor=actor, note=reason or "order cancelled")
+            _set_status(f, S.CANCELLED, now=now)
+            _retire_pickup_code(f)
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.CANCELLED, updated_at=now)
+    order.status = OrderStatus.CANCELLED
+    emit(
+        topic="order.cancelled", aggregate=order.aggregate, channel=order.channel,
+        payload={"order": order.number, "reason": reason},
+    )
+    return order
+
+
+# --- the fulfilment state machine -----------------------------------------------------------------------------------
+
+EVENTS = {
+    S.READY_FOR_PICKUP: "fulfillment.ready_for_pickup",
+    S.HANDED_TO_COURIER: "fulfillment.out_for_delivery",
+    S.DELIVERED: "fulfillment.delivered",
+    S.DELIVERY_FAILED: "fulfillment.delivery_failed",
+    S.COLLECTED: "fulfillment.collected",
+    S.NOT_COLLECTED: "fulfillment.not_collected",
+    S.CANCELLED: "fulfillment.cancelled",
+    S.PICKING: "fulfillment.picking",
+    S.PACKED: "fulfillment.packed",
+}
+
+
+def allowed_transitions(f: Fulfillment) -> list[str]:
+    allowed = set(TRANSITIONS[f.status])
+    if f.method == Method.PICKUP:
+        allowed -= {S.HANDED_TO_COURIER}
+    else:
+        allowed -= {S.READY_FOR_PICKUP}
+    return sorted(allowed)
+
+
+def _units(f: Fulfillment) -> dict[int, int]:
+    return {line.product_id: line.units for line in f.lines.all() if line.units > 0}
+
+
+@transaction.atomic
+def transition_fulfillment(
+    *, fulfillment: Fulfillment | int, to: str, actor: str, courier_name: str = "", courier_tracking: str = ""
+) -> Fulfillment:
+    """Move a fulfillment one step along the state machine. Refused with InvalidTransition (409) otherwise.
+
+    Goods leaving the store (handed_to_courier, collected) commit the reservation; not_collected and cancelled
+    release it; delivery_failed brings the goods back on hand at the store."""
+    now = timezone.now()
+    fid = fulfillment.pk if isinstance(fulfillment, Fulfillment) else fulfillment
+    order_id = Fulfillment.objects.filter(pk=fid).values_list("order_id", flat=True).first()
+    if order_id is None:
+        raise FulfillmentNotFound(details={"fulfillment": fid})
+    order = _lock_order(order_id)
+    f = Fulfillment.objects.select_for_update().select_related("store").get(pk=fid)
+    if to not in allowed_transitions(f):
+        raise InvalidTransition(
+            f"A {f.method} fulfillment cannot go from {f.status} to {to}.",
+            details={"fulfillment": f.pk, "from": f.status, "to": to, "allowed": allowed_transitions(f)},
+        )
+    extra: dict = {}
+    if to == S.PACKED:
+        FulfillmentLine.objects.filter(fulfillment=f, picked_qty__isnull=True).update(picked_qty=F("qty"))
+    elif to == S.READY_FOR_PICKUP:
+        extra["ready_at"] = now
+    elif to in (S.HANDED_TO_COURIER, S.COLLECTED):
+        units = _units(f)
+        if units:
+            stock.commit_reservations(reference=f.reference, actor=actor, quantities=units, note=to)
+        stock.release_reservations(reference=f.reference, actor=actor, note="left over after commit")
+        if to == S.HANDED_TO_COURIER:
+            extra.update(courier_name=courier_name[:100], courier_tracking=courier_tracking[:100])
+    elif to in (S.NOT_COLLECTED, S.CANCELLED):
+        stock.release_reservations(reference=f.reference, actor=actor, note=to)
+    elif to == S.DELIVERY_FAILED:
+        for pid, qty in sorted(_units(f).items()):
+            stock.adjust_stock(
+                store=f.store, product=Product(pk=pid), reason=MovementReason.DELIVERY_RETURNED, actor=actor,
+                on_hand=qty, reference=f.reference, idempotency_key=f"{f.reference}:returned:{pid}",
+            )
+    _set_status(f, to, now=now, **extra)
+    if to in (S.COLLECTED, S.NOT_COLLECTED, S.CANCELLED):
+        _retire_pickup_code(f)
+    _sync_order_status(order, now=now)
+    payload = {"order": order.number, "fulfillment": f.pk, "store": f.store.code, "status": to, "order_status": order.status}
+    if to == S.READY_FOR_PICKUP:
+        code = PickupCode.objects.filter(fulfillment=f, is_live=True).first()
+        payload.update(pickup_code=code.code if code else None, qr_payload=code.qr_payload if code else None)
+    emit(topic=EVENTS[to], aggregate=order.aggregate, channel=order.channel, payload=payload)
+    return f
+
+
+# --- short picks and re-routing -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def report_short_pick(*, fulfillment: Fulfillment | int, found: dict[int, int], actor: str) -> list[Fulfillment]:
+    """The store found fewer units than expected: `found` maps product_id -> units actually found (lines not listed
+    were found whole). The missing units are written off at this store (a stock adjustment, when the ledger allows
+    it), the reservation shrinks to what was found, and the missing lines are re-routed to the next best store
+    (delivery orders; a pickup order stays at its store, so its missing units are reported unfulfilled).
+    Returns the new fulfillments."""
+    now = timezone.now()
+    fid = fulfillment.pk if isinstance(fulfillment, Fulfillment) else fulfillment
+    order_id = Fulfillment.objects.filter(pk=fid).values_list("order_id", flat=True).first()
+    if order_id is None:
+        raise FulfillmentNotFound(details={"fulfillment": fid})
+    order = _lock_order(order_id)
+    f = Fulfillment.objects.select_for_update().select_related("store").get(pk=fid)
+    if f.status not in (S.ASSIGNED, S.PICKING):
+        raise InvalidTransition(
+            "Short picks are reported while picking.", details={"fulfillment": f.pk, "status": f.status}
+        )
+    lines = {line.product_id: line for line in f.lines.all()}
+    missing: dict[int, int] = {}
+    for pid, units in found.items():
+        line = lines.get(pid)
+        if line is None or not isinstance(units, int) or units < 0 or units > line.units:
+            raise InvalidShortPick(details={"product_id": pid, "found": units})
+        if units < line.units:
+            missing[pid] = line.units - units
+    if not missing:
+        return []
+    for pid, short in missing.items():
+        FulfillmentLine.objects.filter(pk=lines[pid].pk).update(picked_qty=lines[pid].units - short)
+        lines[pid].picked_qty = lines[pid].units - short
+    # The reservation shrinks to what was found: release, then reserve the found units again (same reference).
+    stock.release_reservations(reference=f.reference, actor=actor, note="short pick")
+    keep = {pid: line.units for pid, line in lines.items() if line.units > 0}
+    if keep:
+        stock.reserve_stock(
+            lines=[stock.StockLine(f.store_id, pid, qty) for pid, qty in sorted(keep.items())],
+            reference=f.reference, actor=actor,
+        )
+    for pid, short in sorted(missing.items()):
+        try:
+            stock.adjust_stock(
+                store=f.store, product=Product(pk=pid), reason=MovementReason.ADJUSTMENT, actor=actor, on_hand=-short,
+                reference=f.reference, note="short pick: units not found",
+            )
+        except InvalidStockChange:
+            log.warning("short pick on %s: could not write off %s × %s", f.reference, short, pid)
+    if f.status == S.ASSIGNED:
+        _set_status(f, S.PICKING, now=now)
+    if not keep:
+        _set_status(f, S.CANCELLED, now=now)
+        _retire_pickup_code(f)
+    created = _reroute(order=order, lines=missing, exclude_store_ids={f.store_id}, actor=actor, now=now, source=f)
+    _sync_order_status(order, now=now)
+    return created
+
+
+def _reroute(
+    *, order: Order, lines: dict[int, int], exclude_store_ids: set[int], actor: str, now: datetime, source: Fulfillment
+) -> list[Fulfillment]:
+    skus = dict(Product.objects.filter(pk__in=lines).values_list("pk", "sku"))
+    cart = Cart(lines, skus, {})
+    served = []
+    candidates: list[problems.Candidate] = []
+    if order.method == Method.DELIVERY:
+        candidates = problems.load_candidates(
+            lat=order.destination_lat, lon=order.destination_lon, lines=lines, method="delivery", at=now,
+            exclude_store_ids=exclude_store_ids,
+        )
+        served = promises.fastest_delivery(
+            lines=lines, candidates=candidates, skus=skus, lat=order.destination_lat, lon=order.destination_lon,
+            allow_split=order.allow_split, at=now,
+        )
+    created: list[Fulfillment] = []
+    if served:
+        planned = _planned_from_routed(served[0], cart=cart)
+        _check_plan(planned)
+        round_no = (order.fulfillments.aggregate(m=Max("round"))["m"] or 0) + 1
+        created = _create_fulfillments(order=order, planned=planned, round_no=round_no, actor=actor, now=now)
+        decision = _record_decision(order=order, kind=RoutingKind.REROUTE, decision=planned.decision, now=now)
+        emit(
+            topic="order.rerouted", aggregate=order.aggregate, channel=order.channel,
+            payload={
+                "order": order.number, "from_store": source.store.code,
+                "fulfillments": [{"id": f.pk, "store_id": f.store_id, "promised_by": f.promised_by} for f in created],
+                "reason": decision.reason,
+            },
+        )
+    else:
+        for pid, qty in lines.items():
+            OrderLine.objects.filter(order=order, product_id=pid).update(unfulfilled_qty=F("unfulfilled_qty") + qty)
+        reason = "pickup orders stay at their store" if order.method == Method.PICKUP else "no other store can serve"
+        RoutingDecision.objects.create(
+            order=order, kind=RoutingKind.REROUTE, plan_status="unserved", problem={}, plan={},
+            candidates=[], reason=f"Short lines not re-routed: {reason}.", applied=False, created_at=now,
+        )
+        emit(
+            topic="order.lines_unfulfilled", aggregate=order.aggregate, channel=order.channel,
+            payload={"order": order.number, "lines": [{"sku": skus[p], "qty": q} for p, q in lines.items()],
+                     "reason": reason},
+        )
+    return created
+
+
+# --- uncollected pickups ----------------------------------------------------------------------------------------------
+
+
+def release_uncollected_pickups(*, now: datetime | None = None, hold_days: float | None = None) -> int:
+    """Pickups ready for longer than the hold go back on sale (not_collected), one transaction each."""
+    now = now or timezone.now()
+    hold = timedelta(days=hold_days if hold_days is not None else settings.O2O_PICKUP_HOLD_DAYS)
+    ids = list(
+        Fulfillment.objects.filter(status=S.READY_FOR_PICKUP, ready_at__lte=now - hold).values_list("pk", flat=True)
+    )
+    released = 0
+    for fid in ids:
+        try:
+            transition_fulfillment(fulfillment=fid, to=S.NOT_COLLECTED, actor="task:release_uncollected_pickups")
+            released += 1
+        except InvalidTransition:
+            continue  # collected meanwhile
+    return released
+
+
+def purge_expired_promises(*, older_than: timedelta = timedelta(days=1)) -> int:
+    deleted, _ = Promise.objects.filter(expires_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+# --- waves ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WaveResult:
+    orders: int = 0
+    current_shipments: int = 0
+    new_shipments: int | None = None
+    plan_status: str = ""
+    reassigned: list[str] = field(default_factory=list)
+    applied: bool = False
+    note: str = ""
+
+
+def _wave_orders(*, since: datetime) -> list[Order]:
+    """Delivery orders placed since `since` whose every open fulfillment is still `assigned`."""
+    started = Fulfillment.objects.filter(order=OuterRef("pk"), status__in=OPEN_STATUSES - {S.ASSIGNED})
+    return list(
+        Order.objects.filter(method=Method.DELIVERY, status=OrderStatus.OPEN, created_at__gte=since)
+        .exclude(Exists(started))
+        .filter(fulfillments__status=S.ASSIGNED)
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def route_wave(*, now: datetime | None = None, window_seconds: int | None = None, time_limit_s: float | None = None,
+               order_ids: Iterable[int] | None = None) -> WaveResult:
+    """Re-optimise the delivery orders of the last window that have not started picking, together. The new plan is
+    applied only if it serves every order and uses fewer shipments; orders whose picking started meanwhile are left
+    alone (checked again under the locks)."""
+    now = now or timezone.now()
+    window = window_seconds if window_seconds is not None else settings.O2O_WAVE_WINDOW_SECONDS
+    orders = _wave_orders(since=now - timedelta(seconds=window))
+    if order_ids is not None:
+        wanted = set(order_ids)
+        orders = [o for o in orders if o.pk in wanted]
+    result = WaveResult(orders=len(orders))
+    if len(orders) < 2:
+        result.note = "fewer than two orders in the wave"
+        return result
+    current = defaultdict(list)  # order id -> [Fulfillment]
+    for f in (
+        Fulfillment.objects.filter(order__in=orders, status=S.ASSIGNED).prefetch_related("lines").order_by("pk")
+    ):
+        current[f.order_id].append(f)
+    held_stock: dict[tuple[int, int], int] = defaultdict(int)
+    held_lines: dict[int, int] = defaultdict(int)
+    order_lines: dict[int, dict[int, int]] = {}
+    for order in orders:
+        merged: dict[int, int] = defaultdict(int)
+        for f in current[order.pk]:
+            for line in f.lines.all():
+                merged[line.product_id] += line.qty
+                held_stock[(f.store_id, line.product_id)] += line.qty
+                held_lines[f.store_id] += 1
+        order_lines[order.pk] = dict(merged)
+    all_pids = {pid for lines in order_lines.values() for pid in lines}
+    skus = dict(Product.objects.filter(pk__in=all_pids).values_list("pk", "sku"))
+    specs = []
+    cands_of: dict[int, list[problems.Candidate]] = {}
+    for order in orders:
+        lines = order_lines[order.pk]
+        tier = order.promise_option if order.promise_option in ("express_1h", "express_2h", "scheduled") else "express_2h"
+        cands = problems.load_candidates(
+            lat=order.destination_lat, lon=order.destination_lon, lines=lines, method="delivery", at=now,
+            extra_stock=held_stock, extra_capacity=held_lines, slot_hours=promises.TIER_SLOT_HOURS[tier],
+        )
+        mine = {f.store_id for f in current[order.pk]}
+        cands = [c for c in cands if c.store_id in mine or promises.tier_eligible(c, tier=tier, at=now)]
+        cands_of[order.pk] = cands
+        specs.append(
+            problems.OrderSpec(
+                id=order.number, method="delivery", lines=lines, candidates=cands, lat=order.destination_lat,
+                lon=order.destination_lon, allow_split=order.allow_split,
+            )
+        )
+    limit = time_limit_s if time_limit_s is not None else settings.O2O_WAVE_TIME_LIMIT_S
+    problem = problems.build_problem(orders=specs, skus=skus, slot_hours=2, time_limit_s=limit)
+    started = time.perf_counter()
+    plan = route(problem, time_limit_s=limit)
+    solve_ms = (time.perf_counter() - started) * 1000
+    result.plan_status = plan.get("status", "")
+    result.current_shipments = sum(len(current[o.pk]) for o in orders)
+    if plan.get("unassigned"):
+        result.note = "the wave plan leaves orders unserved; kept the current assignment"
+        return result
+    if check_plan(problem, plan):
+        result.note = "the wave plan breaks a limit; kept the current assignment"
+        return result
+    new_by_order = {a["order"]: a["shipments"] for a in plan.get("assignments", [])}
+    result.new_shipments = sum(len(s) for s in new_by_order.values())
+    if result.new_shipments >= result.current_shipments:
+        result.note = "no fewer shipments; kept the current assignment"
+        return result
+    pid_of = {sku: pid for pid, sku in skus.items()}
+    changes: dict[int, PlannedOrder] = {}
+    for order in orders:
+        new = new_by_order.get(order.number, [])
+        cands = {c.code: c for c in cands_of[order.pk]}
+        new_set = {(s["store"], tuple(sorted((line["sku"], line["qty"]) for line in s["lines"]))) for s in new}
+        old_set = set()
+        codes = dict(Store.objects.filter(pk__in=[f.store_id for f in current[order.pk]]).values_list("pk", "code"))
+        for f in current[order.pk]:
+            old_set.add((codes[f.store_id], tuple(sorted((skus[line.product_id], line.qty) for line in f.lines.all()))))
+        if new_set == old_set:
+            continue
+        shipments = [
+            PlannedShipment(
+                cands[s["store"]].store_id, s["store"], cands[s["store"]].distance_km,
+                {pid_of[line["sku"]]: line["qty"] for line in s["lines"]},
+            )
+            for s in new
+        ]
+        chosen = {s["store"] for s in new}
+        summary = problems.candidate_summary(
+            cands_of[order.pk], lines=order_lines[order.pk], skus=skus, slot_hours=2, chosen=chosen
+        )
+        changes[order.pk] = PlannedOrder(
+            shipments=shipments,
+            promised_by=min(f.promised_by for f in current[order.pk]),
+            option_id=order.promise_option,
+            decision={
+                "plan_status": plan.get("status", ""), "problem": problem, "plan": plan, "candidates": summary,
+                "reason": (
+                    f"Wave of {len(orders)} orders: {result.current_shipments} → {result.new_shipments} shipments; "
+                    f"this order moves to {', '.join(sorted(chosen))}."
+                ),
+                "solve_ms": round(solve_ms, 3),
+            },
+        )
+    try:
+        result.reassigned = _apply_wave(changes=changes, now=now)
+        result.applied = bool(result.reassigned)
+    except InsufficientStock:
+        result.note = "stock moved while the wave was solved; kept the current assignment"
+    return result
+
+
+@transaction.atomic
+def _apply_wave(*, changes: dict[int, PlannedOrder], now: datetime) -> list[str]:
+    locked = list(Order.objects.select_for_update().select_related("channel").filter(pk__in=changes).order_by("pk"))
+    fulfillments = defaultdict(list)
+    for f in Fulfillment.objects.select_for_update().filter(order__in=locked, status__in=OPEN_STATUSES).order_by("pk"):
+        fulfillments[f.order_id].append(f)
+    movable = [o for o in locked if o.status == OrderStatus.OPEN and all(f.status == S.ASSIGNED for f in fulfillments[o.pk])]
+    # Release every moving order first, so that one order's new store can take what another order gave back.
+    for order in movable:
+        for f in fulfillments[order.pk]:
+            stock.release_reservations(reference=f.reference, actor=SYSTEM, note="wave re-assignment")
+            _set_status(f, S.CANCELLED, now=now)
+    moved = []
+    for order in movable:
+        round_no = (order.fulfillments.aggregate(m=Max("round"))["m"] or 0) + 1
+        created = _create_fulfillments(order=order, planned=changes[order.pk], round_no=round_no, actor=SYSTEM, now=now)
+        decision = _record_decision(order=order, kind=RoutingKind.WAVE, decision=changes[order.pk].decision, now=now)
+        emit(
+            topic="order.routed", aggregate=order.aggregate, channel=order.channel,
+            payload={
+                "order": order.number, "kind": "wave",
+                "fulfillments": [{"id": f.pk, "store_id": f.store_id, "promised_by": f.promised_by} for f in created],
+                "reason": decision.reason,
+            },
+        )
+        moved.append(order.number)
+    return moved
