@@ -67,8 +67,13 @@ def geocode_offline(address: str) -> Place | None:
     matches = [(rank, -len(name), entry) for name, rank, entry in _load(str(gazetteer_path())) if f" {name} " in query]
     if not matches:
         return None
-    # Most specific kind first, then the longest name; a ward must lie in a district/city the address also names
-    # when it names one, which the longest-name rule already favours in practice.
+    # Ward and street names repeat across cities: when the address also names a city or a district, keep only the
+    # places inside it. Then the most specific kind wins, then the longest name.
+    for kind, field in (("city", "city"), ("district", "district")):
+        named = {entry[field] for rank, _, entry in matches if entry.get("kind") == kind}
+        inside = [m for m in matches if m[2].get(field) in named]
+        if named and inside:
+            matches = inside
     rank, _, entry = min(matches, key=lambda m: (m[0], m[1]))
     label = ", ".join(part for part in (entry["name"], entry.get("district"), entry.get("city")) if part and part != entry["name"])
     return Place(float(entry["lat"]), float(entry["lon"]), f"{entry['name']}, {label}".rstrip(", "), "gazetteer")

@@ -61,12 +61,22 @@ o2o demo is ready ({connection.vendor}).
   Website API key: {key}
 
 Try:
-  curl -s -H 'Authorization: Api-Key {key}' '{base}/api/v1/stores/?address=Quận 1, TP.HCM&service=pickup&limit=3'
+  curl -s -G -H 'Authorization: Api-Key {key}' {base}/api/v1/stores/ \
+       --data-urlencode 'address=Chợ Bến Thành, Quận 1' -d service=pickup -d limit=3
 
   curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \\
-       -d '{{"lat": 10.7769, "lon": 106.7009, "radius_km": 5, "limit": 3, "lines": [{{"sku": "AO-THUN-TRANG-M", "qty": 1}}]}}' \\
+       -d '{{"lat": 10.7769, "lon": 106.7009, "radius_km": 5, "limit": 3, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \\
        {base}/api/v1/availability/
 
-  curl -s -H 'Authorization: Api-Key {key}' '{base}/api/v1/availability/network/?sku=AO-THUN-TRANG-M'
+  curl -s -H 'Authorization: Api-Key {key}' '{base}/api/v1/availability/network/?sku=AT-COT-TRG-M'
+
+  # checkout: the options the chain can keep now, then place the order with one of them
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \
+       -d '{{"destination": {{"lat": 10.7769, "lon": 106.7009}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \
+       {base}/api/v1/promises/
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-order-1' \
+       -d '{{"method": "delivery", "destination": {{"lat": 10.7769, "lon": 106.7009}}, \
+            "customer": {{"name": "Nguyễn Văn An", "phone": "0901234567"}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \
+       {base}/api/v1/orders/
 """
         )
