@@ -5,7 +5,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from o2o.domain_errors import IdempotencyKeyReused, InvalidInput
 from o2o.models import IdempotencyRecord
@@ -37,19 +38,27 @@ def run_once(
     """
     key = validate_key(key)
     fingerprint = request_fingerprint(payload)
+    table = IdempotencyRecord._meta.db_table
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash=fingerprint)
-        except IntegrityError:
-            record = None
-        if record is None:
+        # ON CONFLICT DO NOTHING instead of a savepoint around a plain INSERT: a concurrent duplicate still waits on
+        # the unique index until the first transaction ends, then inserts nothing (committed) or inserts (rolled back).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (scope, key, request_hash, created_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (scope, key) DO NOTHING RETURNING id",
+                [scope, key, fingerprint, timezone.now()],
+            )
+            row = cursor.fetchone()
+        if row is None:
             first = IdempotencyRecord.objects.get(scope=scope, key=key)
             if first.request_hash != fingerprint:
                 raise IdempotencyKeyReused(details={"idempotency_key": key})
             return first.response_status, first.response_body, True
         status, body = action()
-        record.response_status = status
-        record.response_body = json.loads(json.dumps(body, default=str))
-        record.save(update_fields=["response_status", "response_body"])
-        return status, record.response_body, False
+        text = json.dumps(body, default=str)
+        cast = "::jsonb" if connection.vendor == "postgresql" else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET response_status = %s, response_body = %s{cast} WHERE id = %s", [status, text, row[0]]
+            )
+        return status, json.loads(text), False

@@ -8,6 +8,7 @@ pending (its transaction never commits), and the event goes out again later. Rec
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,11 +37,43 @@ def emit(*, topic: str, aggregate: str, payload: dict[str, Any], channel: SalesC
     return event
 
 
+def emit_many(events: list[dict[str, Any]]) -> list[OutboxEvent]:
+    """Record several events in one INSERT (same contract as emit: inside the transaction that makes the change).
+    Each item has the keyword arguments of emit: topic, aggregate, payload and optionally channel."""
+    rows = [
+        OutboxEvent(
+            event_id=uuid.uuid4(),
+            topic=e["topic"],
+            aggregate=e["aggregate"][:120],
+            channel=e.get("channel"),
+            payload=json.loads(json.dumps(e["payload"], cls=DjangoJSONEncoder)),
+        )
+        for e in events
+    ]
+    created = OutboxEvent.objects.bulk_create(rows)
+    transaction.on_commit(_kick_delivery)
+    return created
+
+
+_last_kick = 0.0  # time.monotonic() of this process's last kick
+
+
 def _kick_delivery() -> None:
     """Ask a worker to deliver now rather than at the next beat. Best effort: if the broker is down, the periodic
-    task still delivers, so a change never fails because of it."""
+    task still delivers, so a change never fails because of it.
+
+    Throttled per process: at most one kick every O2O_OUTBOX_KICK_INTERVAL_SECONDS (default 1 s; 0 = every
+    commit). Publishing to the broker costs several milliseconds, and one delivery round sends every due event, so
+    under load one kick a second is enough; an event committed just after a kick goes out with the next kick from
+    this or another process, or at the latest with the periodic beat."""
+    global _last_kick
     if not getattr(settings, "O2O_OUTBOX_KICK", True):
         return
+    interval = float(getattr(settings, "O2O_OUTBOX_KICK_INTERVAL_SECONDS", 1.0))
+    now = time.monotonic()
+    if interval > 0 and now - _last_kick < interval:
+        return
+    _last_kick = now
     try:
         from o2o.tasks import deliver_outbox
 

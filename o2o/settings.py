@@ -247,3 +247,81 @@ CELERY_BEAT_SCHEDULE.update(
         "orders-purge-expired-promises": {"task": "orders.tasks.purge_expired_promises", "schedule": timedelta(hours=1)},
     }
 )
+
+# --- Couriers -------------------------------------------------------------------------------------------------
+# Providers enabled here; webhooks of any other are a 404. The local courier is the built-in simulator.
+O2O_COURIER_PROVIDERS = env_list("O2O_COURIER_PROVIDERS", "local,ahamove,lalamove")
+O2O_COURIER_DEFAULT_PROVIDER = os.environ.get("O2O_COURIER_DEFAULT_PROVIDER", "local")
+# Webhook signing secrets per provider, JSON {"provider": ["newest", "previous"]} (O2O-Signature, design notes).
+import json  # noqa: E402
+
+O2O_COURIER_SECRETS = json.loads(os.environ.get("O2O_COURIER_SECRETS", "{}") or "{}")
+if not env_bool("O2O_PRODUCTION", False):
+    O2O_COURIER_SECRETS.setdefault("local", ["local-courier-dev-secret"])
+O2O_COURIER_WEBHOOK_MAX_BYTES = int(os.environ.get("O2O_COURIER_WEBHOOK_MAX_BYTES", str(1024 * 1024)))
+# Outbound clients (never called in tests or the demo).
+O2O_COURIER_CONFIG = {
+    "ahamove": {
+        "base_url": os.environ.get("O2O_AHAMOVE_BASE_URL", "https://partner-apistg.ahamove.com"),
+        "api_token": os.environ.get("O2O_AHAMOVE_TOKEN", ""),
+        "service_id": os.environ.get("O2O_AHAMOVE_SERVICE_ID", "SGN-BIKE"),
+    },
+    "lalamove": {
+        "base_url": os.environ.get("O2O_LALAMOVE_BASE_URL", "https://rest.sandbox.lalamove.com"),
+        "api_key": os.environ.get("O2O_LALAMOVE_KEY", ""),
+        "api_secret": os.environ.get("O2O_LALAMOVE_SECRET", ""),
+        "market": os.environ.get("O2O_LALAMOVE_MARKET", "VN"),
+    },
+}
+# SLA watch: no courier this long after the request (made at packing), or not picked up this long after assignment,
+# means re-dispatch (up to O2O_COURIER_MAX_REDISPATCH times), then escalate. At most this many dispatches in all.
+O2O_COURIER_SLA_ASSIGN_MINUTES = float(os.environ.get("O2O_COURIER_SLA_ASSIGN_MINUTES", "10"))
+O2O_COURIER_SLA_PICKUP_MINUTES = float(os.environ.get("O2O_COURIER_SLA_PICKUP_MINUTES", "20"))
+O2O_COURIER_MAX_REDISPATCH = int(os.environ.get("O2O_COURIER_MAX_REDISPATCH", "1"))
+O2O_COURIER_MAX_ATTEMPTS = int(os.environ.get("O2O_COURIER_MAX_ATTEMPTS", "3"))
+# The local courier: one step (assigned, picked up, delivered/failed, returned) per this many seconds.
+O2O_LOCAL_COURIER_STEP_SECONDS = float(os.environ.get("O2O_LOCAL_COURIER_STEP_SECONDS", "20"))
+O2O_LOCAL_COURIER_FAILURE_RATE = float(os.environ.get("O2O_LOCAL_COURIER_FAILURE_RATE", "0"))
+O2O_LOCAL_COURIER_SEED = int(os.environ.get("O2O_LOCAL_COURIER_SEED", "7"))
+CELERY_IMPORTS = (*globals().get("CELERY_IMPORTS", ()), "orders.couriers.tasks")  # not an app: no autodiscovery
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "couriers-dispatch-packed": {"task": "orders.couriers.tasks.dispatch_packed", "schedule": timedelta(seconds=30)},
+        "couriers-advance-local": {"task": "orders.couriers.tasks.advance_local", "schedule": timedelta(seconds=10)},
+        "couriers-sla-watch": {"task": "orders.couriers.tasks.sla_watch", "schedule": timedelta(minutes=1)},
+    }
+)
+
+# --- Loyalty (loyalty/conf.py reads these) --------------------------------------------------------------------
+LOYALTY_EARN_VND_PER_POINT = int(os.environ.get("LOYALTY_EARN_VND_PER_POINT", "10000"))  # 1 point per 10,000 ₫ paid
+LOYALTY_POINT_VALUE_VND = int(os.environ.get("LOYALTY_POINT_VALUE_VND", "100"))  # 1 point pays 100 ₫ (1 % back)
+LOYALTY_EXPIRY_MONTHS = int(os.environ.get("LOYALTY_EXPIRY_MONTHS", "12"))  # a month's points expire after this
+LOYALTY_ONLINE_PENDING_DAYS = float(os.environ.get("LOYALTY_ONLINE_PENDING_DAYS", "14"))  # online: return window
+LOYALTY_HOLD_TTL_SECONDS = int(os.environ.get("LOYALTY_HOLD_TTL_SECONDS", "900"))
+LOYALTY_MAX_HOLD_TTL_SECONDS = int(os.environ.get("LOYALTY_MAX_HOLD_TTL_SECONDS", "3600"))
+LOYALTY_TIER_WINDOW_DAYS = int(os.environ.get("LOYALTY_TIER_WINDOW_DAYS", "365"))
+LOYALTY_EXPIRING_SOON_DAYS = int(os.environ.get("LOYALTY_EXPIRING_SOON_DAYS", "30"))
+LOYALTY_PHONE_REGION = os.environ.get("LOYALTY_PHONE_REGION", "VN")
+# Tiers, lowest first: JSON [{"code", "name", "min_spend_vnd", "multiplier"}]; rolling spend over the window above.
+LOYALTY_TIERS = json.loads(
+    os.environ.get("LOYALTY_TIERS", "")
+    or '[{"code": "member", "name": "Member", "min_spend_vnd": 0, "multiplier": "1"},'
+    ' {"code": "silver", "name": "Silver", "min_spend_vnd": 5000000, "multiplier": "1.25"},'
+    ' {"code": "gold", "name": "Gold", "min_spend_vnd": 20000000, "multiplier": "1.5"}]'
+)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "loyalty-void-expired-holds": {"task": "loyalty.tasks.void_expired_holds", "schedule": timedelta(seconds=60)},
+        "loyalty-vest-pending": {"task": "loyalty.tasks.vest_pending", "schedule": timedelta(minutes=15)},
+        "loyalty-expire-lots": {"task": "loyalty.tasks.expire_lots", "schedule": timedelta(hours=1)},
+        "loyalty-recompute-tiers": {"task": "loyalty.tasks.recompute_tiers", "schedule": timedelta(hours=24)},
+    }
+)
+
+# --- POS --------------------------------------------------------------------------------------------------------
+# The store POS integration (inventory/pos): installed as an app for its admin and its create_store_key command.
+INSTALLED_APPS += ["inventory.pos.apps.PosConfig"]
+POS_MAX_RECEIPTS_PER_BATCH = int(os.environ.get("POS_MAX_RECEIPTS_PER_BATCH", "1000"))
+POS_MAX_LINES_PER_RECEIPT = int(os.environ.get("POS_MAX_LINES_PER_RECEIPT", "200"))
+POS_MAX_BATCH_BYTES = int(os.environ.get("POS_MAX_BATCH_BYTES", str(2 * 1024 * 1024)))  # raw body of one sync call
+POS_NEARBY_RADIUS_KM = float(os.environ.get("POS_NEARBY_RADIUS_KM", "10"))

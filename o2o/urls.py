@@ -9,4 +9,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("orders.api.urls")),
+    path("api/v1/webhooks/couriers/", include("orders.couriers.api.urls")),
+    path("api/v1/loyalty/", include("loyalty.api.urls")),
+    path("api/v1/pos/", include("inventory.pos.api.urls")),
 ]

@@ -44,6 +44,7 @@ class FulfillmentStatus(models.TextChoices):
     HANDED_TO_COURIER = "handed_to_courier", "Handed to courier"
     DELIVERED = "delivered", "Delivered"
     DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+    RETURNED_TO_STORE = "returned_to_store", "Returned to the store"
     CANCELLED = "cancelled", "Cancelled"
 
 
@@ -59,13 +60,14 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.COLLECTED: frozenset(),
     S.NOT_COLLECTED: frozenset(),
     S.DELIVERED: frozenset(),
-    S.DELIVERY_FAILED: frozenset(),
+    S.DELIVERY_FAILED: frozenset({S.RETURNED_TO_STORE}),
+    S.RETURNED_TO_STORE: frozenset(),
     S.CANCELLED: frozenset(),
 }
 OPEN_STATUSES = frozenset({S.ASSIGNED, S.PICKING, S.PACKED, S.READY_FOR_PICKUP, S.HANDED_TO_COURIER})
 NOT_STARTED = frozenset({S.ASSIGNED})
 # Goods have left the store: the order can no longer be cancelled as a whole.
-LEFT_STORE = frozenset({S.HANDED_TO_COURIER, S.DELIVERED, S.DELIVERY_FAILED, S.COLLECTED})
+LEFT_STORE = frozenset({S.HANDED_TO_COURIER, S.DELIVERED, S.DELIVERY_FAILED, S.RETURNED_TO_STORE, S.COLLECTED})
 SUCCESS = frozenset({S.DELIVERED, S.COLLECTED})
 
 
@@ -258,3 +260,6 @@ class Promise(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+
+from orders.couriers.models import *  # noqa: E402,F401,F403

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Max
 
-from inventory.models import OpeningHours, Stock, Store
+from inventory.models import OpeningHours, Reservation, Stock, Store
 from inventory.selectors import expired_hold_quantities, opening_status
 from orders.models import FulfillmentLine, FulfillmentStatus
 
@@ -105,26 +105,40 @@ def load_candidates(
     for (store_id, product_id), units in (extra_stock or {}).items():
         if store_id in found:
             found[store_id].stock[product_id] = found[store_id].stock.get(product_id, 0) + units
-    holding = [c for c in found.values() if any(c.stock.get(pid, 0) > 0 for pid in lines)]
-    whole = sorted((c for c in holding if c.serves_whole(lines)), key=lambda c: (c.distance_km, c.code))
-    partial = sorted((c for c in holding if not c.serves_whole(lines)), key=lambda c: (c.distance_km, c.code))
-    if only_whole_cart:
-        partial = []
+    whole, partial = [], []
+    wanted = list(lines.items())
+    for c in found.values():
+        stock_of = c.stock
+        if not stock_of or not any(stock_of.get(pid, 0) > 0 for pid, _ in wanted):
+            continue  # holds nothing of the cart
+        if all(stock_of.get(pid, 0) >= qty for pid, qty in wanted):
+            whole.append(c)
+        elif not only_whole_cart:
+            partial.append(c)
+    whole.sort(key=_nearest_first)
+    partial.sort(key=_nearest_first)
     limit = k or settings.O2O_ROUTING_K_CANDIDATES
     chosen = whole[:limit] + partial[:limit]  # partial stores only matter for splits
     if not chosen:
         return []
     ids = [c.store_id for c in chosen]
-    hours = defaultdict(list)
-    for store_id, weekday, opens, closes in OpeningHours.objects.filter(store_id__in=ids).values_list(
-        "store_id", "weekday", "opens", "closes"
-    ):
-        hours[store_id].append(Interval(weekday, opens, closes))
-    load = slot_load(store_ids=ids, at=at, slot_hours=slot_hours)
+    if connection.vendor == "postgresql":
+        hours, load = _hours_and_load_postgres(store_ids=ids, at=at, slot_hours=slot_hours)
+    else:
+        hours = defaultdict(list)
+        for store_id, weekday, opens, closes in OpeningHours.objects.filter(store_id__in=ids).values_list(
+            "store_id", "weekday", "opens", "closes"
+        ):
+            hours[store_id].append(Interval(weekday, opens, closes))
+        load = slot_load(store_ids=ids, at=at, slot_hours=slot_hours)
     for c in chosen:
         c.open_now, c.next_opening, c.closes_at = opening_status(hours[c.store_id], time_zone=c.time_zone, at=at)
         c.load = max(0, load.get(c.store_id, 0) - (extra_capacity or {}).get(c.store_id, 0))
     return chosen
+
+
+def _nearest_first(c: "Candidate") -> tuple[float, str]:
+    return c.distance_km, c.code
 
 
 def _stores_with_stock_orm(*, lat, lon, lines, method, at, radius, box, only_store_ids, exclude) -> dict[int, "Candidate"]:
@@ -163,11 +177,13 @@ def _stores_with_stock_postgres(
     *, lat, lon, lines, method, at, radius, box, only_store_ids, exclude
 ) -> dict[int, "Candidate"]:
     """One query: stores in the box and within reach (great circle computed in SQL) joined to their sellable stock
-    rows for the cart; then live holds are accounted for (expired ones no longer count)."""
+    rows for the cart, with the units of expired holds (still counted in `reserved` until the cleanup releases them)
+    added back per row, so only live holds count."""
     south, north, west, east = box
     store_table, stock_table = Store._meta.db_table, Stock._meta.db_table
+    hold_table = Reservation._meta.db_table
     where = ["s.is_active"]
-    params: dict = {"lat": lat, "lon": lon, "pids": list(lines), "radius": radius, "r": EARTH_RADIUS_KM}
+    params: dict = {"lat": lat, "lon": lon, "pids": list(lines), "radius": radius, "r": EARTH_RADIUS_KM, "at": at}
     if only_store_ids is not None:
         where.append("s.id = ANY(%(only)s)")
         params["only"] = list(only_store_ids)
@@ -182,6 +198,7 @@ def _stores_with_stock_postgres(
         "d.km <= %(radius)s" + (" AND d.km <= d.delivery_radius_km" if method == "delivery" else "")
     )
     columns = ", ".join(f"s.{c}" for c in _STORE_COLUMNS)
+    # Expired holds: a correlated sum over the (product, store, expires_at) index, only for rows with reservations.
     sql = f"""
         WITH d AS (
             SELECT {columns},
@@ -192,8 +209,11 @@ def _stores_with_stock_postgres(
             FROM {store_table} s WHERE {" AND ".join(where)}
         )
         SELECT d.id, d.code, d.name, d.lat, d.lon, d.delivery_radius_km, d.offers_delivery, d.offers_pickup,
-               d.picking_capacity_per_hour, d.timezone, d.km,
-               st.product_id, st.on_hand, st.reserved, st.safety, st.unavailable
+               d.picking_capacity_per_hour, d.timezone, d.km, st.product_id,
+               st.on_hand - st.reserved - st.safety - st.unavailable + CASE WHEN st.reserved > 0 THEN COALESCE((
+                   SELECT sum(h.quantity) FROM {hold_table} h
+                   WHERE h.product_id = st.product_id AND h.store_id = st.store_id AND h.expires_at <= %(at)s
+               ), 0) ELSE 0 END AS units
         FROM d JOIN {stock_table} st ON st.store_id = d.id AND st.product_id = ANY(%(pids)s)
         WHERE {reach} AND st.on_hand > st.safety + st.unavailable
     """
@@ -201,22 +221,50 @@ def _stores_with_stock_postgres(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     found: dict[int, Candidate] = {}
-    quantities = []
-    for pk, code, name, s_lat, s_lon, s_radius, delivers, picks, cap, tz, km, pid, on_hand, reserved, safety, unav in rows:
+    for pk, code, name, s_lat, s_lon, s_radius, delivers, picks, cap, tz, km, pid, units in rows:
         if pk in exclude:
             continue
-        if pk not in found:
+        candidate = found.get(pk)
+        if candidate is None:
             methods = [m for m, on in (("delivery", delivers), ("pickup", picks)) if on]
-            found[pk] = Candidate(pk, code, name, s_lat, s_lon, round(km, 3), s_radius, methods, cap, time_zone=tz)
-        quantities.append((pk, pid, on_hand, reserved, safety, unav))
-    expired = {}
-    if any(r[3] for r in quantities):
-        expired = expired_hold_quantities(store_ids=list(found), product_ids=list(lines), now=at)
-    for pk, pid, on_hand, reserved, safety, unav in quantities:
-        units = on_hand - (reserved - expired.get((pk, pid), 0)) - safety - unav
+            candidate = found[pk] = Candidate(
+                pk, code, name, s_lat, s_lon, round(km, 3), s_radius, methods, cap, time_zone=tz
+            )
         if units > 0:
-            found[pk].stock[pid] = units
+            candidate.stock[pid] = int(units)
     return found  # stores without units stay: a wave adds back what its own orders hold
+
+
+def _hours_and_load_postgres(
+    *, store_ids: Sequence[int], at: datetime, slot_hours: float
+) -> tuple[dict[int, list[Interval]], dict[int, int]]:
+    """Opening hours and slot load (see slot_load) of these stores in one round trip."""
+    hours_table, f_table = OpeningHours._meta.db_table, FulfillmentLine._meta.get_field("fulfillment").related_model
+    sql = f"""
+        SELECT h.store_id, h.weekday, h.opens, h.closes, NULL::bigint
+        FROM {hours_table} h WHERE h.store_id = ANY(%(ids)s)
+        UNION ALL
+        SELECT f.store_id, NULL, NULL, NULL, count(*)
+        FROM {FulfillmentLine._meta.db_table} fl JOIN {f_table._meta.db_table} f ON f.id = fl.fulfillment_id
+        WHERE f.store_id = ANY(%(ids)s) AND f.status = ANY(%(statuses)s) AND f.promised_by < %(until)s
+        GROUP BY f.store_id
+    """
+    params = {
+        "ids": list(store_ids),
+        "statuses": [str(s) for s in OPEN_LOAD_STATUSES],
+        "until": at + timedelta(hours=slot_hours),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    hours: dict[int, list[Interval]] = defaultdict(list)
+    load: dict[int, int] = {}
+    for store_id, weekday, opens, closes, n in rows:
+        if n is None:
+            hours[store_id].append(Interval(weekday, opens, closes))
+        else:
+            load[store_id] = n
+    return hours, load
 
 
 EARTH_RADIUS_KM = 6371.009  # geopy's great_circle and the router use the same mean radius

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import phonenumbers
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 from geopy.distance import great_circle
@@ -30,7 +30,7 @@ from inventory.models import MovementReason, Product, Store
 from inventory.selectors import products_by_sku
 from o2o.domain_errors import InvalidInput
 from o2o.models import SalesChannel
-from o2o.outbox import emit
+from o2o.outbox import emit, emit_many
 from orders import problem as problems
 from orders import promises
 from orders.exceptions import (
@@ -424,13 +424,18 @@ def place_order(
                 cart=cart, method=method, lat=lat, lon=lon, pickup_store=pickup_store, allow_split=allow_split, at=at
             )
             _check_plan(planned)
+        write = dict(
+            channel=channel, cart=cart, planned=planned, customer_name=customer_name.strip()[:200], phone=phone,
+            method=method, lat=lat, lon=lon, address=address, pickup_store=pickup_store, promise=promise,
+            payment_state=payment_state, allow_split=allow_split, actor=actor, at=at,
+        )
         try:
-            with transaction.atomic():
-                return _write_order(
-                    channel=channel, cart=cart, planned=planned, customer_name=customer_name.strip()[:200], phone=phone,
-                    method=method, lat=lat, lon=lon, address=address, pickup_store=pickup_store, promise=promise,
-                    payment_state=payment_state, allow_split=allow_split, actor=actor, at=at,
-                )
+            if connection.in_atomic_block and connection.vendor == "postgresql" and _single_reservation(planned, method):
+                # Inside the caller's transaction (the idempotency record's): no savepoint. If the one reservation
+                # fails, reserve_stock has rolled back its own savepoint and _write_order deletes the rows it wrote.
+                return _write_order(**write)
+            with transaction.atomic():  # own transaction, or a savepoint around several reservations
+                return _write_order(**write)
         except InsufficientStock:
             if attempt + 1 >= attempts:
                 raise
@@ -447,56 +452,277 @@ def _check_plan(planned: PlannedOrder) -> None:
             raise InvalidPlan(details={"violations": violations[:20]})
 
 
+def _single_reservation(planned: PlannedOrder, method: str) -> bool:
+    return len(planned.shipments) == 1 and method == Method.DELIVERY
+
+
 def _write_order(
     *, channel, cart: Cart, planned: PlannedOrder, customer_name, phone, method, lat, lon, address, pickup_store,
     promise, payment_state, allow_split, actor, at,
 ) -> Order:
+    """Write a routed order: the order, its lines, fulfillments, fulfillment lines and routing decision, then the
+    reservations (row locks on stock, held to commit, so taken last), then the two events.
+
+    On PostgreSQL the rows are written in one statement (_insert_placement); elsewhere through the ORM."""
     subtotal = sum(cart.products[pid].price_vnd * qty for pid, qty in cart.wanted.items())
-    order = Order.objects.create(
-        number=f"tmp-{uuid.uuid4().hex[:24]}", channel=channel, customer_name=customer_name, customer_phone=phone,
+    shipments = sorted(planned.shipments, key=lambda s: s.store_id)  # stores in id order (lock order)
+    order = Order(
+        number="", channel=channel, customer_name=customer_name, customer_phone=phone,
         method=method, destination_lat=lat if method == Method.DELIVERY else None,
         destination_lon=lon if method == Method.DELIVERY else None, destination_address=address[:300],
         pickup_store=pickup_store, promise=promise, promise_option=planned.option_id[:64], allow_split=allow_split,
         payment_state=payment_state, subtotal_vnd=subtotal, total_vnd=subtotal, created_at=at, updated_at=at,
     )
+    lines = [
+        OrderLine(product=cart.products[pid], qty=qty, unit_price_vnd=cart.products[pid].price_vnd)
+        for pid, qty in sorted(cart.wanted.items())
+    ]
+    fulfillments = [
+        Fulfillment(
+            store_id=sh.store_id, round=1, method=method, promised_by=planned.promised_by,
+            distance_km=sh.distance_km, created_at=at, status_changed_at=at,
+        )
+        for sh in shipments
+    ]
+    f_lines = [
+        [FulfillmentLine(product=cart.products[pid], qty=qty) for pid, qty in sorted(sh.lines.items())]
+        for sh in shipments
+    ]
+    decision = _decision_row(kind=RoutingKind.INITIAL, decision=planned.decision, now=at)
     prefix = (channel.code[:3] or "ORD").upper()
-    order.number = f"{prefix}-{order.pk:06d}"
-    Order.objects.filter(pk=order.pk).update(number=order.number)
-    OrderLine.objects.bulk_create(
+    if connection.vendor == "postgresql":
+        _insert_placement(order, prefix, lines, fulfillments, f_lines, decision)
+    else:
+        order.number = f"tmp-{uuid.uuid4().hex[:24]}"
+        order.save(force_insert=True)
+        order.number = f"{prefix}-{order.pk:06d}"
+        Order.objects.filter(pk=order.pk).update(number=order.number)
+        for line in lines:
+            line.order = order
+        OrderLine.objects.bulk_create(lines)
+        for f, fl in zip(fulfillments, f_lines, strict=True):
+            f.order = order
+            f.save(force_insert=True)
+            for line in fl:
+                line.fulfillment = f
+            FulfillmentLine.objects.bulk_create(fl)
+        decision.order = order
+        decision.save(force_insert=True)
+    try:
+        for f, sh in zip(fulfillments, shipments, strict=True):
+            stock.reserve_stock(
+                lines=[stock.StockLine(sh.store_id, pid, qty) for pid, qty in sorted(sh.lines.items())],
+                reference=f.reference,
+                actor=actor,
+            )
+    except Exception:
+        if connection.vendor == "postgresql" and not connection.needs_rollback:
+            try:  # the rows were never visible to anyone: undo them within the caller's transaction
+                _delete_placement(order, fulfillments)
+            except DatabaseError:
+                log.exception("could not undo a placement whose reservation failed (the transaction must roll back)")
+        raise
+    codes: dict[int, PickupCode] = {}
+    if method == Method.PICKUP:
+        for f in fulfillments:
+            codes[f.pk] = _new_pickup_code(f, order.number)
+    emit_many(
         [
-            OrderLine(order=order, product_id=pid, qty=qty, unit_price_vnd=cart.products[pid].price_vnd)
-            for pid, qty in sorted(cart.wanted.items())
+            {
+                "topic": "order.placed",
+                "aggregate": order.aggregate,
+                "channel": channel,
+                "payload": {
+                    "order": order.number,
+                    "method": method,
+                    "total_vnd": order.total_vnd,
+                    "promised_by": planned.promised_by,
+                    "lines": [{"sku": sku, "qty": qty} for sku, qty in cart.by_sku.items()],
+                },
+            },
+            {
+                "topic": "order.routed",
+                "aggregate": order.aggregate,
+                "channel": channel,
+                "payload": {
+                    "order": order.number,
+                    "kind": decision.kind,
+                    "fulfillments": [
+                        {"id": f.pk, "store": sh.code, "promised_by": f.promised_by}
+                        for f, sh in zip(fulfillments, shipments, strict=True)
+                    ],
+                    "reason": decision.reason,
+                },
+            },
         ]
     )
-    fulfillments = _create_fulfillments(order=order, planned=planned, round_no=1, actor=actor, now=at)
-    decision = _record_decision(order=order, kind=RoutingKind.INITIAL, decision=planned.decision, now=at)
-    emit(
-        topic="order.placed",
-        aggregate=order.aggregate,
-        channel=channel,
-        payload={
-            "order": order.number,
-            "method": method,
-            "total_vnd": order.total_vnd,
-            "promised_by": planned.promised_by,
-            "lines": [{"sku": sku, "qty": qty} for sku, qty in cart.by_sku.items()],
-        },
-    )
-    emit(
-        topic="order.routed",
-        aggregate=order.aggregate,
-        channel=channel,
-        payload={
-            "order": order.number,
-            "kind": decision.kind,
-            "fulfillments": [
-                {"id": f.pk, "store": s.code, "promised_by": f.promised_by}
-                for f, s in zip(fulfillments, sorted(planned.shipments, key=lambda s: s.store_id), strict=True)
-            ],
-            "reason": decision.reason,
-        },
+    order.placed = PlacedOrder(
+        order=order,
+        lines=lines,
+        fulfillments=[
+            PlacedFulfillment(
+                id=f.pk, store=PlacedStore(sh.code, _store_name(planned, sh)), status=f.status, round=f.round,
+                promised_by=f.promised_by, distance_km=f.distance_km, lines=fl, pickup_code=codes.get(f.pk),
+            )
+            for f, sh, fl in zip(fulfillments, shipments, f_lines, strict=True)
+        ],
     )
     return order
+
+
+@dataclass
+class PlacedStore:
+    code: str
+    name: str
+
+
+@dataclass
+class PlacedFulfillment:
+    id: int
+    store: PlacedStore
+    status: str
+    round: int
+    promised_by: datetime
+    distance_km: float | None
+    lines: list[FulfillmentLine]
+    pickup_code: PickupCode | None = None
+
+
+class PlacedOrder:
+    """The order as placement wrote it, for the API's answer without reading it back: the order's own fields, its
+    lines and fulfillments (each with its store, lines and pickup code) as lists, in the order the order detail
+    lists them (lines and fulfillment lines by id, fulfillments by promise time then id)."""
+
+    def __init__(self, *, order: Order, lines: list[OrderLine], fulfillments: list[PlacedFulfillment]):
+        self.order = order
+        self.lines = lines
+        self.fulfillments = fulfillments
+
+    def __getattr__(self, name):
+        return getattr(self.order, name)
+
+
+def _store_name(planned: PlannedOrder, shipment: PlannedShipment) -> str:
+    for c in planned.decision.get("candidates", []):
+        if c.get("store") == shipment.code and "name" in c:
+            return c["name"]
+    return Store.objects.filter(pk=shipment.store_id).values_list("name", flat=True).first() or ""
+
+
+def _decision_row(*, kind: str, decision: dict, now: datetime) -> RoutingDecision:
+    return RoutingDecision(
+        kind=kind,
+        plan_status=decision.get("plan_status", "")[:16],
+        problem=decision.get("problem", {}),
+        plan=decision.get("plan", {}),
+        candidates=decision.get("candidates", []),
+        reason=decision.get("reason", ""),
+        solve_ms=decision.get("solve_ms", 0) or 0,
+        created_at=now,
+    )
+
+
+def _columns(model, obj, *, skip: tuple[str, ...] = ()) -> tuple[list[str], list[str], list]:
+    """Column names, placeholders and values of a model instance as Django's INSERT would send them (defaults,
+    JSON adaptation, ...), every concrete field but the primary key and `skip`."""
+    names, marks, values = [], [], []
+    for f in model._meta.concrete_fields:
+        if f.primary_key or f.name in skip:
+            continue
+        value = f.get_db_prep_save(f.pre_save(obj, True), connection)
+        names.append(connection.ops.quote_name(f.column))
+        marks.append(f"NULL::{f.db_type(connection)}" if value is None else "%s")
+        if value is not None:
+            values.append(value)
+    return names, marks, values
+
+
+def _rows(model, objs, *, skip, extra: list[list] | None = None) -> tuple[list[str], str, list]:
+    """A VALUES list for several instances of one model (extra leading values per row, e.g. the store to join on)."""
+    names, rows, params = [], [], []
+    for i, obj in enumerate(objs):
+        names, marks, values = _columns(model, obj, skip=skip)
+        lead = extra[i] if extra else []
+        rows.append("(" + ", ".join(["%s"] * len(lead) + marks) + ")")
+        params += lead + values
+    return names, ", ".join(rows), params
+
+
+def _insert_placement(
+    order: Order, prefix: str, lines: list[OrderLine], fulfillments: list[Fulfillment],
+    f_lines: list[list[FulfillmentLine]], decision: RoutingDecision,
+) -> None:
+    """Insert a placed order with its lines, fulfillments, fulfillment lines and routing decision in one
+    statement; the order number (PREFIX-000123) comes from the order's id in the same statement. Sets the primary
+    keys on the instances."""
+    o_cols, o_marks, o_params = _columns(Order, order, skip=("number",))
+    ol_cols, ol_rows, ol_params = _rows(OrderLine, lines, skip=("order",))
+    f_cols, f_rows, f_params = _rows(Fulfillment, fulfillments, skip=("order",))
+    flat = [line for fl in f_lines for line in fl]
+    stores = [[f.store_id] for f, fl in zip(fulfillments, f_lines, strict=True) for _ in fl]
+    fl_cols, fl_rows, fl_params = _rows(FulfillmentLine, flat, skip=("fulfillment",), extra=stores)
+    d_cols, d_marks, d_params = _columns(RoutingDecision, decision, skip=("order",))
+    t = {m: m._meta.db_table for m in (Order, OrderLine, Fulfillment, FulfillmentLine, RoutingDecision)}
+    sql = f"""
+        WITH n AS (SELECT nextval(pg_get_serial_sequence('{t[Order]}', 'id')) AS id),
+        o AS (
+            INSERT INTO {t[Order]} (id, number, {", ".join(o_cols)})
+            SELECT n.id, %s || '-' || CASE WHEN n.id < 1000000 THEN lpad(n.id::text, 6, '0') ELSE n.id::text END,
+                   {", ".join(o_marks)}
+            FROM n RETURNING id, number
+        ),
+        ol AS (
+            INSERT INTO {t[OrderLine]} (order_id, {", ".join(ol_cols)})
+            SELECT o.id, v.* FROM o, (VALUES {ol_rows}) AS v ({", ".join(ol_cols)}) ORDER BY v.product_id
+        ),
+        f AS (
+            INSERT INTO {t[Fulfillment]} (order_id, {", ".join(f_cols)})
+            SELECT o.id, v.* FROM o, (VALUES {f_rows}) AS v ({", ".join(f_cols)}) ORDER BY v.store_id
+            RETURNING id, store_id
+        ),
+        fl AS (
+            INSERT INTO {t[FulfillmentLine]} (fulfillment_id, {", ".join(fl_cols)})
+            SELECT f.id, {", ".join("v." + c for c in fl_cols)}
+            FROM f JOIN (VALUES {fl_rows}) AS v (store, {", ".join(fl_cols)}) ON v.store = f.store_id
+            ORDER BY f.id, v.product_id
+        ),
+        d AS (
+            INSERT INTO {t[RoutingDecision]} (order_id, {", ".join(d_cols)})
+            SELECT o.id, {", ".join(d_marks)} FROM o RETURNING id
+        )
+        SELECT o.id, o.number, (SELECT array_agg(ARRAY[f.store_id, f.id]) FROM f), (SELECT id FROM d) FROM o
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [prefix, *o_params, *ol_params, *f_params, *fl_params, *d_params])
+        order_id, number, f_ids, decision_id = cursor.fetchone()
+    order.pk, order.number = order_id, number
+    order._state.adding, order._state.db = False, connection.alias
+    by_store = dict(f_ids)
+    for f, fl in zip(fulfillments, f_lines, strict=True):
+        f.pk, f.order = by_store[f.store_id], order
+        f._state.adding, f._state.db = False, connection.alias
+        for line in fl:
+            line.fulfillment = f
+    for line in lines:
+        line.order = order
+    decision.pk, decision.order = decision_id, order
+    decision._state.adding, decision._state.db = False, connection.alias
+
+
+def _delete_placement(order: Order, fulfillments: list[Fulfillment]) -> None:
+    """Undo _insert_placement inside the same transaction (the reservation failed; nothing else saw the rows)."""
+    t = {m: m._meta.db_table for m in (Order, OrderLine, Fulfillment, FulfillmentLine, RoutingDecision)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH fl AS (DELETE FROM {t[FulfillmentLine]} WHERE fulfillment_id = ANY(%(fids)s)),
+            f AS (DELETE FROM {t[Fulfillment]} WHERE order_id = %(id)s),
+            ol AS (DELETE FROM {t[OrderLine]} WHERE order_id = %(id)s),
+            d AS (DELETE FROM {t[RoutingDecision]} WHERE order_id = %(id)s)
+            DELETE FROM {t[Order]} WHERE id = %(id)s
+            """,
+            {"id": order.pk, "fids": [f.pk for f in fulfillments]},
+        )
 
 
 # --- order status and cancellation ----------------------------------------------------------------------------------
@@ -572,6 +798,7 @@ EVENTS = {
     S.HANDED_TO_COURIER: "fulfillment.out_for_delivery",
     S.DELIVERED: "fulfillment.delivered",
     S.DELIVERY_FAILED: "fulfillment.delivery_failed",
+    S.RETURNED_TO_STORE: "fulfillment.returned_to_store",
     S.COLLECTED: "fulfillment.collected",
     S.NOT_COLLECTED: "fulfillment.not_collected",
     S.CANCELLED: "fulfillment.cancelled",
@@ -600,7 +827,8 @@ def transition_fulfillment(
     """Move a fulfillment one step along the state machine. Refused with InvalidTransition (409) otherwise.
 
     Goods leaving the store (handed_to_courier, collected) commit the reservation; not_collected and cancelled
-    release it; delivery_failed brings the goods back on hand at the store."""
+    release it; returned_to_store (after delivery_failed, once the goods are physically back) brings them back on
+    hand at the store."""
     now = timezone.now()
     fid = fulfillment.pk if isinstance(fulfillment, Fulfillment) else fulfillment
     order_id = Fulfillment.objects.filter(pk=fid).values_list("order_id", flat=True).first()
@@ -627,7 +855,7 @@ def transition_fulfillment(
             extra.update(courier_name=courier_name[:100], courier_tracking=courier_tracking[:100])
     elif to in (S.NOT_COLLECTED, S.CANCELLED):
         stock.release_reservations(reference=f.reference, actor=actor, note=to)
-    elif to == S.DELIVERY_FAILED:
+    elif to == S.RETURNED_TO_STORE:
         for pid, qty in sorted(_units(f).items()):
             stock.adjust_stock(
                 store=f.store, product=Product(pk=pid), reason=MovementReason.DELIVERY_RETURNED, actor=actor,

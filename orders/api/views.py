@@ -112,8 +112,11 @@ class OrdersView(APIView):
                 pickup_store_code=q.get("pickup_store"), promise_id=q.get("promise"), option_id=q.get("option"),
                 payment_state=q["payment_state"], allow_split=q["allow_split"], actor=_actor(request),
             )
-            order = selectors.order_for_channel(channel=request.auth.channel, number=order.number, with_decisions=False)
-            return status.HTTP_201_CREATED, io.OrderOutput(order).data
+            # The answer is built from what placement wrote (no read-back); it matches the order detail's fields.
+            placed = getattr(order, "placed", None) or selectors.order_for_channel(
+                channel=request.auth.channel, number=order.number, with_decisions=False
+            )
+            return status.HTTP_201_CREATED, io.OrderOutput(placed).data
 
         code, payload, _ = run_once(
             scope=f"channel:{request.auth.channel_id}:orders.place",

@@ -186,7 +186,9 @@ def test_failed_delivery_brings_goods_back(channel, chain):
     f = order.fulfillments.get()
     for step in ("picking", "packed", "handed_to_courier", "delivery_failed"):
         services.transition_fulfillment(fulfillment=f, to=step, actor="staff")
-    assert _stock(chain["near"], chain["shirt"]).on_hand == 3
+    assert _stock(chain["near"], chain["shirt"]).on_hand == 2  # still with the courier
+    services.transition_fulfillment(fulfillment=f, to="returned_to_store", actor="staff")
+    assert _stock(chain["near"], chain["shirt"]).on_hand == 3  # back on sale at the store
     assert Order.objects.get(pk=order.pk).status == OrderStatus.FAILED
     _audit_clean()
 

@@ -1,0 +1,97 @@
+"""Profile order placement in one process on the bench database (no HTTP server): SQL statements, wall time and CPU
+per POST /api/v1/orders/ through Django's test client, optionally under pyinstrument.
+
+    .venv/bin/python bench/orders/profile_place.py -n 50            # timings
+    .venv/bin/python bench/orders/profile_place.py -n 50 --sql      # and the statements of the last request
+    .venv/bin/python bench/orders/profile_place.py -n 50 --pyinstrument
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default="o2o_bench_orders")
+    parser.add_argument("-n", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument("--sql", action="store_true", help="print the statements of the last request")
+    args = parser.parse_args()
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{args.db}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "o2o.settings")
+    os.environ.setdefault("O2O_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from run import hcm_points
+
+    from inventory.models import Product
+    from o2o.models import SalesChannel, SalesChannelKey
+
+    channel, _ = SalesChannel.objects.get_or_create(code="website", defaults={"name": "Website"})
+    _, key = SalesChannelKey.objects.create_key(name=f"profile-{time.time():.0f}", channel=channel)
+    skus = list(Product.objects.order_by("sku").values_list("sku", flat=True)[:200])
+    points = hcm_points(400, args.seed)
+    rng = random.Random(args.seed)
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    run = f"profile{int(time.time())}"
+
+    def one(i: int):
+        lat, lon = rng.choice(points)
+        body = {
+            "lines": [{"sku": rng.choice(skus), "qty": 1} for _ in range(rng.randint(1, 3))],
+            "customer": {"name": "Bench", "phone": "0901234567"},
+            "method": "delivery",
+            "destination": {"lat": round(lat, 6), "lon": round(lon, 6)},
+        }
+        return client.post(
+            "/api/v1/orders/", data=json.dumps(body), content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=f"{run}-{i}",
+        )
+
+    for i in range(10):  # warm-up
+        one(-1 - i)
+    profiler = None
+    if args.pyinstrument:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+    wall, cpu, statements, codes = [], [], [], {}
+    for i in range(args.n):
+        w0, c0 = time.perf_counter(), time.process_time()
+        with CaptureQueriesContext(connection) as ctx:
+            response = one(i)
+        wall.append((time.perf_counter() - w0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+        statements.append(len(ctx.captured_queries))
+        codes[response.status_code] = codes.get(response.status_code, 0) + 1
+    if profiler:
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    if args.sql:
+        for q in ctx.captured_queries:
+            print(f"{q['time']}  {q['sql'][:300]}")
+    print(json.dumps({
+        "requests": args.n, "codes": codes,
+        "wall_p50_ms": round(statistics.median(wall), 2), "wall_mean_ms": round(statistics.mean(wall), 2),
+        "cpu_mean_ms": round(statistics.mean(cpu), 2), "statements_mean": round(statistics.mean(statements), 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()
