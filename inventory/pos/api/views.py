@@ -1,0 +1,433 @@
+"""The POS API (v1), for the tills of one store each: `Authorization: Api-Key <store key>`.
+
+Views parse, call one service or selector with the caller's store (request.auth.store), render. Another store's
+objects are not found (404); a sales-channel key is refused (401)."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inventory.models import Store
+from inventory.pos import selectors, services
+from inventory.pos.api import serializers as io
+from inventory.pos.auth import IsStoreTill, StoreKeyAuthentication
+from inventory.pos.exceptions import BatchTooLarge
+from loyalty import selectors as loyalty_selectors
+from o2o.domain_errors import InvalidInput
+from o2o.idempotency import request_fingerprint
+
+TAG = ["POS"]
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input (`invalid`, `malformed_request`)"),
+    401: OpenApiResponse(description="Missing, revoked or non-store key (`invalid_api_key`, `not_authenticated`)"),
+    403: OpenApiResponse(description="Not a store key (`forbidden`)"),
+}
+NOT_FOUND = {404: OpenApiResponse(description="Not found at this store (another store's ids are not found either)")}
+REUSED = {422: OpenApiResponse(description="`receipt_id_reused`: this id was used with other content; or `unknown_sku`")}
+
+SALE_EXAMPLE = {
+    "receipts": [
+        {
+            "receipt_id": "Q1-T2-000123",
+            "sold_at": "2025-06-01T10:15:00+07:00",
+            "lines": [
+                {"sku": "AO-THUN-001-M", "qty": 2, "unit_price_vnd": 199000, "discount_vnd": 20000},
+                {"sku": "NON-LA-01", "qty": 1, "unit_price_vnd": 85000},
+            ],
+            "tenders": [{"type": "cash", "amount_vnd": 453000}, {"type": "points", "points": 100}],
+            "member_phone": "0901234567",
+        }
+    ]
+}
+SALE_ANSWER = {
+    "results": [
+        {
+            "receipt_id": "Q1-T2-000123",
+            "status": "applied",
+            "result": {
+                "receipt_id": "Q1-T2-000123",
+                "sold_at": "2025-06-01T10:15:00+07:00",
+                "total_vnd": 463000,
+                "lines": [
+                    {"sku": "AO-THUN-001-M", "qty": 2, "shortfall": 0, "late_for_count": False},
+                    {"sku": "NON-LA-01", "qty": 1, "shortfall": 0, "late_for_count": False},
+                ],
+                "needs_count": False,
+                "points": {"member": "+84901234567", "earned": 45, "redeemed": 100, "available": 245},
+            },
+        },
+        {
+            "receipt_id": "Q1-T2-000124",
+            "status": "rejected",
+            "reason": "unknown_sku",
+            "message": "Unknown or inactive SKU: XYZ.",
+            "details": {"skus": ["XYZ"]},
+        },
+    ],
+    "summary": {"applied": 1, "duplicate": 0, "rejected": 1},
+}
+
+
+class PosView(APIView):
+    authentication_classes = [StoreKeyAuthentication]
+    permission_classes = [IsStoreTill]
+
+    @property
+    def store(self) -> Store:
+        return self.request.auth.store
+
+    @property
+    def till(self) -> str:
+        return self.request.auth.name
+
+
+def _validated(serializer_class, data):
+    body = serializer_class(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
+
+
+def _answer(result: dict, replayed: bool) -> Response:
+    return Response(result, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)
+
+
+class SalesSyncView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_sales_sync",
+        summary="Sync a batch of till receipts (idempotent per receipt id)",
+        description=(
+            "Receipts queued by a till (possibly offline) are applied one by one, each atomically: stock down, points "
+            "redeemed and earned. Per receipt the answer is `applied`, `duplicate` (same id, same content: the first "
+            "result again) or `rejected` with a `reason`; one bad receipt never blocks the others, and a rejected "
+            "receipt writes nothing. A receipt that does not validate is rejected with reason `invalid` and the field "
+            f"errors in `details`. At most {settings.POS_MAX_RECEIPTS_PER_BATCH} receipts and "
+            f"{settings.POS_MAX_BATCH_BYTES} bytes per call (else 413 `batch_too_large`, limits in `details`)."
+        ),
+        request=io.SalesSyncInput,
+        responses={
+            200: io.SalesSyncOutput,
+            **ERRORS,
+            413: OpenApiResponse(description="`batch_too_large` (or `payload_too_large`)"),
+        },
+        examples=[
+            OpenApiExample("A receipt with a member and a points tender", value=SALE_EXAMPLE, request_only=True),
+            OpenApiExample("Answer", value=SALE_ANSWER, response_only=True, status_codes=["200"]),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        limits = {"max_receipts": settings.POS_MAX_RECEIPTS_PER_BATCH, "max_bytes": settings.POS_MAX_BATCH_BYTES}
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.POS_MAX_BATCH_BYTES:
+            raise BatchTooLarge(details={**limits, "bytes": length})
+        data = request.data
+        if not isinstance(data, dict) or not isinstance(data.get("receipts"), list):
+            raise InvalidInput("Send {\"receipts\": [...]}.", details={"receipts": "A list of receipts is required."})
+        raw = data["receipts"]
+        if len(raw) > settings.POS_MAX_RECEIPTS_PER_BATCH:
+            raise BatchTooLarge(details={**limits, "receipts": len(raw)})
+        entries: list = []
+        for item in raw:
+            rid = item.get("receipt_id") if isinstance(item, dict) else None
+            rid = rid if isinstance(rid, str) else None
+            body = io.ReceiptInput(data=item)
+            if not body.is_valid():
+                entries.append(
+                    services.Outcome(rid, "rejected", reason="invalid", message="Invalid receipt.", details=body.errors)
+                )
+                continue
+            q = body.validated_data
+            entries.append(
+                services.Sale(
+                    receipt_id=q["receipt_id"],
+                    sold_at=q["sold_at"],
+                    lines=tuple(services.SaleLine(**line) for line in q["lines"]),
+                    tenders=tuple(services.Tender(**tender) for tender in q["tenders"]),
+                    member_phone=q.get("member_phone") or None,
+                    content_hash=request_fingerprint(item),
+                )
+            )
+        outcomes = services.sync_sales(store=self.store, sales=entries, till=self.till)
+        summary = {"applied": 0, "duplicate": 0, "rejected": 0}
+        for outcome in outcomes:
+            summary[outcome.status] += 1
+        return Response({"results": [o.as_dict() for o in outcomes], "summary": summary})
+
+
+class ReceiptDetailView(PosView):
+    @extend_schema(
+        tags=TAG, operation_id="pos_receipt", summary="A receipt of this store", responses={200: io.ReceiptDetailOutput, **ERRORS, **NOT_FOUND}
+    )
+    def get(self, request: Request, receipt_id: str) -> Response:
+        r = selectors.receipt_for_store(store=self.store, receipt_id=receipt_id)
+        return Response(
+            {
+                "receipt_id": r.receipt_id, "status": r.status, "sold_at": r.sold_at, "received_at": r.received_at,
+                "total_vnd": r.total_vnd, "member_phone": r.member_phone, "result": r.result,
+                "refunds": [x.result for x in r.refunds.all()],
+            }
+        )
+
+
+class ReceiptVoidView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_receipt_void",
+        summary="Void a receipt of this store (idempotent)",
+        description="The sale's stock effect is undone, earned points reversed, redeemed points given back. Voiding "
+        "again returns the first answer. A receipt with refunds cannot be voided (409 `receipt_refunded`).",
+        request=None,
+        responses={200: io.RefundOutput, **ERRORS, **NOT_FOUND, 409: OpenApiResponse(description="`receipt_refunded`")},
+    )
+    def post(self, request: Request, receipt_id: str) -> Response:
+        return Response(services.void_receipt(store=self.store, receipt_id=receipt_id, till=self.till))
+
+
+class ReceiptRefundView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_receipt_refund",
+        summary="Refund goods of a receipt of this store (idempotent per refund id)",
+        description="Units back on hand (or quarantined if not resellable); earned points reversed and redeemed "
+        "points given back in proportion to the value refunded. 201 when applied, 200 for a replay.",
+        request=io.RefundInput,
+        responses={
+            201: io.RefundOutput, 200: io.RefundOutput, **ERRORS, **NOT_FOUND, **REUSED,
+            409: OpenApiResponse(description="`refund_exceeds_sale`, `receipt_voided`"),
+        },
+        examples=[
+            OpenApiExample(
+                "One unit back, damaged", request_only=True,
+                value={"refund_id": "Q1-T2-RF-0007", "lines": [{"sku": "AO-THUN-001-M", "qty": 1, "resellable": False}]},
+            )
+        ],
+    )
+    def post(self, request: Request, receipt_id: str) -> Response:
+        q = _validated(io.RefundInput, request.data)
+        result, replayed = services.refund_receipt(
+            store=self.store, receipt_id=receipt_id, refund_id=q["refund_id"],
+            lines=[services.RefundLine(**line) for line in q["lines"]], content_hash=request_fingerprint(request.data),
+            till=self.till,
+        )
+        return _answer(result, replayed)
+
+
+class CountsView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_count",
+        summary="Send a stock count (cycle count)",
+        description=(
+            "Per SKU, `counted - ledger on-hand as of counted_at` becomes a count movement. Till sales are placed at "
+            "their time of sale: a sale made before `counted_at` but synced after the count takes nothing more off "
+            "the ledger (the count saw it); a sale made after `counted_at` is not undone by the count. With "
+            "`expected_on_hand`, the count is refused (409 `stale_quantity`, nothing written) if the ledger moved. "
+            "201 when applied, 200 for a replay of the same count id and content."
+        ),
+        request=io.CountInput,
+        responses={
+            201: io.CountOutput, 200: io.CountOutput, **ERRORS, **REUSED,
+            409: OpenApiResponse(description="`stale_quantity`, `count_below_set_aside`"),
+        },
+        examples=[
+            OpenApiExample(
+                "Two SKUs counted", request_only=True,
+                value={"count_id": "Q1-CC-2025-06-01", "counted_at": "2025-06-01T21:30:00+07:00",
+                       "lines": [{"sku": "AO-THUN-001-M", "counted": 7, "expected_on_hand": 8},
+                                 {"sku": "NON-LA-01", "counted": 0}]},
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        q = _validated(io.CountInput, request.data)
+        result, replayed = services.record_count(
+            store=self.store, count_id=q["count_id"], counted_at=q["counted_at"],
+            lines=[services.CountLine(**line) for line in q["lines"]], content_hash=request_fingerprint(request.data),
+            till=self.till,
+        )
+        return _answer(result, replayed)
+
+
+class CountDetailView(PosView):
+    @extend_schema(tags=TAG, operation_id="pos_count_detail", summary="A count of this store",
+                   responses={200: io.CountOutput, **ERRORS, **NOT_FOUND})
+    def get(self, request: Request, count_id: str) -> Response:
+        return Response(selectors.count_for_store(store=self.store, count_id=count_id).result)
+
+
+class GoodsReceiptsView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_goods_receipt",
+        summary="Book a delivery (distribution centre or supplier)",
+        description="On hand up per SKU. Idempotent per receipt id: 201 when booked, 200 for a replay.",
+        request=io.GoodsReceiptInput,
+        responses={201: io.GoodsReceiptOutput, 200: io.GoodsReceiptOutput, **ERRORS, **REUSED},
+        examples=[
+            OpenApiExample(
+                "From the DC", request_only=True,
+                value={"receipt_id": "DN-2025-000881", "source": "DC Bình Dương",
+                       "lines": [{"sku": "AO-THUN-001-M", "qty": 24}]},
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        q = _validated(io.GoodsReceiptInput, request.data)
+        result, replayed = services.receive_goods(
+            store=self.store, receipt_id=q["receipt_id"], source=q["source"],
+            lines={line["sku"]: line["qty"] for line in q["lines"]}, content_hash=request_fingerprint(request.data),
+            till=self.till,
+        )
+        return _answer(result, replayed)
+
+
+class GoodsReceiptDetailView(PosView):
+    @extend_schema(tags=TAG, operation_id="pos_goods_receipt_detail", summary="A goods receipt of this store",
+                   responses={200: io.GoodsReceiptOutput, **ERRORS, **NOT_FOUND})
+    def get(self, request: Request, receipt_id: str) -> Response:
+        return Response(selectors.goods_receipt_for_store(store=self.store, receipt_id=receipt_id).result)
+
+
+class TransfersView(PosView):
+    @extend_schema(
+        tags=TAG, operation_id="pos_transfers_in_transit", summary="Transfers to or from this store still in transit",
+        responses={200: io.TransferOutput(many=True), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        transfers = selectors.transfers_in_transit(store=self.store)[:200]
+        return Response([services.transfer_result(t) for t in transfers])
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_transfer_ship",
+        summary="Ship units to another store",
+        description="On hand down here (never into reserved or quarantined units: 409 `insufficient_stock`); the "
+        "units are in transit until the destination receives them. Idempotent per transfer id (201 / 200 replay).",
+        request=io.TransferInput,
+        responses={
+            201: io.TransferOutput, 200: io.TransferOutput, **ERRORS, **REUSED,
+            409: OpenApiResponse(description="`insufficient_stock`"),
+        },
+        examples=[
+            OpenApiExample(
+                "Rebalance", request_only=True,
+                value={"transfer_id": "TR-000042", "to_store": "HCM-Q3-01", "lines": [{"sku": "NON-LA-01", "qty": 5}]},
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        q = _validated(io.TransferInput, request.data)
+        result, replayed = services.ship_transfer(
+            store=self.store, to_store_code=q["to_store"], transfer_id=q["transfer_id"],
+            lines={line["sku"]: line["qty"] for line in q["lines"]}, content_hash=request_fingerprint(request.data),
+            till=self.till, note=q["note"],
+        )
+        return _answer(result, replayed)
+
+
+class TransferDetailView(PosView):
+    @extend_schema(tags=TAG, operation_id="pos_transfer", summary="A transfer this store sends or receives",
+                   responses={200: io.TransferOutput, **ERRORS, **NOT_FOUND})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(services.transfer_result(selectors.transfer_for_store(store=self.store, pk=pk)))
+
+
+class TransferReceiveView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_transfer_receive",
+        summary="Receive a transfer sent to this store",
+        description="On hand up by what arrived; shipped minus received is recorded per line as `discrepancy`. "
+        "Receiving again with the same body returns the first answer (200); with another body, 409.",
+        request=io.TransferReceiveInput,
+        responses={
+            201: io.TransferOutput, 200: io.TransferOutput, **ERRORS, **NOT_FOUND,
+            409: OpenApiResponse(description="`transfer_already_received`"),
+        },
+        examples=[
+            OpenApiExample("One unit short", request_only=True, value={"lines": [{"sku": "NON-LA-01", "qty": 4}]})
+        ],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        q = _validated(io.TransferReceiveInput, request.data)
+        result, replayed = services.receive_transfer(
+            store=self.store, transfer_pk=pk, received={line["sku"]: line["qty"] for line in q["lines"]},
+            content_hash=request_fingerprint(request.data), till=self.till,
+        )
+        return _answer(result, replayed)
+
+
+def _pickup_body(pickup) -> dict:
+    f = pickup.fulfillment
+    order = f.order
+    return {
+        "code": pickup.code, "order": order.number, "customer_name": order.customer_name,
+        "customer_phone": order.customer_phone, "status": f.status, "payment_state": order.payment_state,
+        "total_vnd": order.total_vnd,
+        "lines": [{"sku": line.product.sku, "name": line.product.name, "qty": line.units}
+                  for line in f.lines.select_related("product")],
+    }
+
+
+class PickupView(PosView):
+    @extend_schema(tags=TAG, operation_id="pos_pickup", summary="Look up a pickup by its code (this store's only)",
+                   responses={200: io.PosPickupOutput, **ERRORS, **NOT_FOUND})
+    def get(self, request: Request, code: str) -> Response:
+        return Response(_pickup_body(services.pickup_at_store(store=self.store, code=code)))
+
+
+class PickupHandoverView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_pickup_handover",
+        summary="Hand a pickup over to the customer",
+        description="The fulfillment becomes `collected` and its reserved stock is committed. A code of another "
+        "store is not found (404). Handing over again returns the collected pickup (200).",
+        request=None,
+        responses={200: io.PosPickupOutput, **ERRORS, **NOT_FOUND,
+                   409: OpenApiResponse(description="`invalid_transition`: not ready for pickup")},
+    )
+    def post(self, request: Request, code: str) -> Response:
+        pickup, _ = services.hand_over_pickup(store=self.store, code=code, till=self.till)
+        return Response(_pickup_body(pickup))
+
+
+class StockView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_stock",
+        summary="This store's stock of a SKU, and nearby stores that have it",
+        parameters=[OpenApiParameter("radius_km", float, required=False, description="Default POS_NEARBY_RADIUS_KM")],
+        responses={200: io.TillStockOutput, **ERRORS, 422: OpenApiResponse(description="`unknown_sku`")},
+    )
+    def get(self, request: Request, sku: str) -> Response:
+        radius = request.query_params.get("radius_km")
+        try:
+            radius_km = float(radius) if radius is not None else None
+        except ValueError:
+            raise InvalidInput("radius_km must be a number.", details={"radius_km": radius}) from None
+        if radius_km is not None and not 0 < radius_km <= 50:
+            raise InvalidInput("radius_km must be between 0 and 50.", details={"radius_km": radius})
+        found = selectors.till_stock(store=self.store, sku=sku, radius_km=radius_km)
+        return Response(io.TillStockOutput(found).data)
+
+
+class MemberBalanceView(PosView):
+    @extend_schema(
+        tags=TAG, operation_id="pos_member_balance", summary="A member's points balance by phone",
+        responses={200: io.MemberBalanceOutput, **ERRORS, 404: OpenApiResponse(description="`unknown_member`")},
+    )
+    def get(self, request: Request, phone: str) -> Response:
+        member = loyalty_selectors.member_by_phone(phone)
+        b = loyalty_selectors.balance(member=member)
+        return Response(
+            {"phone": member.phone, "name": member.name, "tier": member.tier, "available": b.available,
+             "available_value_vnd": b.available_value_vnd, "pending": b.pending, "expiring_soon": b.expiring_soon,
+             "expiring_soon_until": b.expiring_soon_until}
+        )

@@ -1,0 +1,107 @@
+"""POS reads, each scoped to the caller's store: another store's objects are simply not found (404)."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Q
+
+from inventory.exceptions import UnknownSku
+from inventory.models import Product, Stock, Store
+from inventory.pos.exceptions import CountNotFound, ReceiptNotFound, TransferNotFound
+from inventory.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt
+from inventory.selectors import expired_hold_quantities, stores_near
+
+
+def receipt_for_store(*, store: Store, receipt_id: str) -> TillReceipt:
+    receipt = (
+        TillReceipt.objects.filter(store=store, receipt_id=receipt_id)
+        .prefetch_related("lines__product", "refunds")
+        .first()
+    )
+    if receipt is None:
+        raise ReceiptNotFound(details={"receipt_id": receipt_id})
+    return receipt
+
+
+def count_for_store(*, store: Store, count_id: str) -> StockCount:
+    count = StockCount.objects.filter(store=store, count_id=count_id).first()
+    if count is None:
+        raise CountNotFound(details={"count_id": count_id})
+    return count
+
+
+def goods_receipt_for_store(*, store: Store, receipt_id: str) -> GoodsReceipt:
+    receipt = GoodsReceipt.objects.filter(store=store, receipt_id=receipt_id).first()
+    if receipt is None:
+        raise ReceiptNotFound(details={"receipt_id": receipt_id})
+    return receipt
+
+
+def transfer_for_store(*, store: Store, pk: int) -> StockTransfer:
+    """A transfer this store sends or receives."""
+    transfer = (
+        StockTransfer.objects.filter(Q(from_store=store) | Q(to_store=store), pk=pk)
+        .select_related("from_store", "to_store")
+        .first()
+    )
+    if transfer is None:
+        raise TransferNotFound(details={"transfer": pk})
+    return transfer
+
+
+def transfers_in_transit(*, store: Store):
+    return (
+        StockTransfer.objects.filter(Q(from_store=store) | Q(to_store=store), status=StockTransfer.Status.IN_TRANSIT)
+        .select_related("from_store", "to_store")
+        .order_by("-id")
+    )
+
+
+@dataclass
+class TillStock:
+    sku: str
+    name: str
+    on_hand: int
+    reserved: int
+    safety: int
+    unavailable: int
+    sellable_at_till: int
+    available_online: int
+    needs_count: bool
+    nearby: list[dict]
+
+
+def _live_reserved(row: Stock, expired: dict) -> int:
+    return row.reserved - expired.get((row.store_id, row.product_id), 0)
+
+
+def till_stock(*, store: Store, sku: str, radius_km: float | None = None, limit: int = 5) -> TillStock:
+    """This store's stock of a SKU and the nearest other stores that can sell it at their till ("we are out, the
+    store 800 m away has 3"), nearest first."""
+    product = Product.objects.filter(sku=sku, is_active=True).first()
+    if product is None:
+        raise UnknownSku([sku])
+    radius = radius_km if radius_km is not None else settings.POS_NEARBY_RADIUS_KM
+    near = [n for n in stores_near(lat=store.lat, lon=store.lon, radius_km=radius, limit=50) if n.store.pk != store.pk]
+    ids = [store.pk] + [n.store.pk for n in near]
+    rows = {r.store_id: r for r in Stock.objects.filter(product=product, store_id__in=ids)}
+    expired = expired_hold_quantities(store_ids=ids, product_ids=[product.pk])
+    nearby = []
+    for n in near:
+        row = rows.get(n.store.pk)
+        if row is None:
+            continue
+        sellable = row.on_hand - _live_reserved(row, expired) - row.unavailable
+        if sellable > 0:
+            nearby.append({"store": n.store.code, "name": n.store.name, "address": n.store.address,
+                           "distance_km": n.distance_km, "open_now": n.open_now, "available": sellable})
+        if len(nearby) >= limit:
+            break
+    own = rows.get(store.pk) or Stock(store=store, product=product)
+    reserved = _live_reserved(own, expired)
+    return TillStock(
+        sku=product.sku, name=product.name, on_hand=own.on_hand, reserved=reserved, safety=own.safety,
+        unavailable=own.unavailable, sellable_at_till=max(0, own.on_hand - reserved - own.unavailable),
+        available_online=max(0, own.on_hand - reserved - own.safety - own.unavailable), needs_count=own.needs_count,
+        nearby=nearby,
+    )
