@@ -181,3 +181,4 @@ class FulfillmentAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("orders.change_fulfillment")
+import orders.couriers.admin  # noqa: E402,F401  - registers the courier screens (orders.couriers is not an app of its own)
