@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
-from geopy.distance import great_circle
 
 from inventory.exceptions import UnknownSku
 from inventory.models import OpeningHours, Product, Reservation, Stock, StockMovement, Store
@@ -63,6 +62,15 @@ def opening_status(
     return False, None, None
 
 
+EARTH_RADIUS_KM = 6371.009  # geopy's great_circle radius: the same distances as before, and as the router's
+
+
+def _in(values: Iterable) -> tuple[str, list]:
+    """`IN (%s, %s, ...)` and its parameters (PostgreSQL and the demo's SQLite alike)."""
+    values = list(values) or [None]
+    return "(" + ", ".join(["%s"] * len(values)) + ")", values
+
+
 def stores_near(
     *,
     lat: float,
@@ -73,34 +81,40 @@ def stores_near(
     at: datetime | None = None,
 ) -> list[NearbyStore]:
     """Active stores within `radius_km` of the point, nearest first. With service='delivery', only stores whose own
-    delivery radius reaches the point."""
+    delivery radius reaches the point.
+
+    One raw query measures, filters, orders and limits in the database (the bounding box first, so the lat/lon index
+    narrows it): measuring every store of the box in Python (~300 in central HCMC on a 1,000-store chain) and reading
+    the nearest again cost ~10 ms a request, the ORM's compilation of the expression more than the database's work."""
     south, north, west, east = _bounding_box(lat, lon, radius_km)
-    candidates = Store.objects.filter(is_active=True, lat__gte=south, lat__lte=north, lon__gte=west, lon__lte=east)
-    if service == "delivery":
-        candidates = candidates.filter(offers_delivery=True)
-    elif service == "pickup":
-        candidates = candidates.filter(offers_pickup=True)
-    elif service == "returns":
-        candidates = candidates.filter(offers_returns=True)
-    origin = (lat, lon)
-    scored = []
-    for store_id, s_lat, s_lon, s_radius in candidates.values_list("pk", "lat", "lon", "delivery_radius_km"):
-        distance = great_circle(origin, (s_lat, s_lon)).km
-        if distance > radius_km or (service == "delivery" and distance > s_radius):
-            continue
-        scored.append((distance, store_id))
-    scored.sort()
-    scored = scored[:limit]
-    stores = Store.objects.in_bulk([store_id for _, store_id in scored])
+    service_filter = f"AND s.offers_{service}" if service in SERVICES else ""  # a fixed column name, not input
+    delivery_filter = "AND distance_km <= delivery_radius_km" if service == "delivery" else ""
+    sql = f"""
+        SELECT * FROM (
+            SELECT s.*, 2 * %s * ASIN(SQRT(POWER(SIN((RADIANS(s.lat) - %s) / 2), 2)
+                        + %s * COS(RADIANS(s.lat)) * POWER(SIN((RADIANS(s.lon) - %s) / 2), 2))) AS distance_km
+            FROM {Store._meta.db_table} s
+            WHERE s.is_active AND s.lat BETWEEN %s AND %s AND s.lon BETWEEN %s AND %s {service_filter}
+        ) candidates
+        WHERE distance_km <= %s {delivery_filter}
+        ORDER BY distance_km, id
+        LIMIT %s
+    """
+    params = [EARTH_RADIUS_KM, math.radians(lat), math.cos(math.radians(lat)), math.radians(lon),
+              south, north, west, east, radius_km, limit]
+    stores = list(Store.objects.raw(sql, params))
     hours = defaultdict(list)
-    for interval in OpeningHours.objects.filter(store_id__in=stores.keys()):
-        hours[interval.store_id].append(interval)
+    if stores:
+        # Plain rows with .weekday/.opens/.closes: opening_status needs no model instances.
+        for interval in OpeningHours.objects.filter(store_id__in=[s.pk for s in stores]).order_by().values_list(
+            "store_id", "weekday", "opens", "closes", named=True
+        ):
+            hours[interval.store_id].append(interval)
     at = at or timezone.now()
     result = []
-    for distance, store_id in scored:
-        store = stores[store_id]
-        open_now, next_opening, closes_at = opening_status(hours[store_id], time_zone=store.timezone, at=at)
-        result.append(NearbyStore(store, round(distance, 3), open_now, next_opening, closes_at))
+    for store in stores:
+        open_now, next_opening, closes_at = opening_status(hours[store.pk], time_zone=store.timezone, at=at)
+        result.append(NearbyStore(store, round(store.distance_km, 3), open_now, next_opening, closes_at))
     return result
 
 
@@ -130,15 +144,28 @@ def expired_hold_quantities(
 def sellable_online(
     *, store_ids: Sequence[int], product_ids: Sequence[int], now: datetime | None = None
 ) -> dict[tuple[int, int], int]:
-    """Online ATP per (store, product): on_hand - reserved - safety - unavailable, counting only live holds."""
-    rows = Stock.objects.filter(store_id__in=store_ids, product_id__in=product_ids).values_list(
-        "store_id", "product_id", "on_hand", "reserved", "safety", "unavailable"
-    )
-    expired = expired_hold_quantities(store_ids=store_ids, product_ids=product_ids, now=now)
-    return {
-        (s, p): max(0, on_hand - (reserved - expired.get((s, p), 0)) - safety - unavailable)
-        for s, p, on_hand, reserved, safety, unavailable in rows
-    }
+    """Online ATP per (store, product): on_hand - reserved - safety - unavailable, counting only live holds.
+    One query: the units of expired holds still counted in `reserved` (until the clean-up releases them) are joined
+    in instead of read in a second round trip."""
+    if not store_ids or not product_ids:
+        return {}
+    stores_in, store_params = _in(store_ids)
+    products_in, product_params = _in(product_ids)
+    sql = f"""
+        SELECT s.store_id, s.product_id,
+               s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable
+        FROM {Stock._meta.db_table} s
+        LEFT JOIN (
+            SELECT store_id, product_id, SUM(quantity) AS units FROM {Reservation._meta.db_table}
+            WHERE expires_at <= %s AND store_id IN {stores_in} AND product_id IN {products_in}
+            GROUP BY store_id, product_id
+        ) r ON r.store_id = s.store_id AND r.product_id = s.product_id
+        WHERE s.store_id IN {stores_in} AND s.product_id IN {products_in}
+    """
+    params = [now or timezone.now(), *store_params, *product_params, *store_params, *product_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(s, p): max(0, units) for s, p, units in cursor.fetchall()}
 
 
 def cart_availability(

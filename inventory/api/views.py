@@ -60,7 +60,7 @@ class CartAvailabilityView(APIView):
             limit=q["limit"],
             only_whole_cart=q["only_whole_cart"],
         )
-        return Response(io.CartAvailabilityOutput({"point": place, "lines": q["lines"], "stores": stores}).data)
+        return Response(io.cart_availability_payload(place=place, lines=q["lines"], stores=stores))
 
 
 class NetworkAtpView(APIView):
