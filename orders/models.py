@@ -88,9 +88,17 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.OPEN, db_index=True)
     subtotal_vnd = models.PositiveBigIntegerField(default=0)
     points_tender_vnd = models.PositiveBigIntegerField(
-        default=0, help_text="Paid with loyalty points (placeholder until the loyalty integration)."
+        default=0, help_text="VND of the total paid with loyalty points; money paid = total_vnd - points_tender_vnd."
     )
     total_vnd = models.PositiveBigIntegerField(default=0)
+    # Loyalty (written by orders.loyalty_tender through loyalty.services; mirrors inventory.pos TillReceipt).
+    member = models.ForeignKey(
+        "loyalty.Member", null=True, blank=True, on_delete=models.PROTECT, related_name="orders",
+        help_text="The loyalty member who earns on this order (and whose points paid part of it).",
+    )
+    points_redeemed = models.PositiveBigIntegerField(default=0, help_text="Points spent as a tender on this order.")
+    redeem_posting_id = models.BigIntegerField(null=True, blank=True, help_text="The capture posting of the points hold.")
+    earn_posting_id = models.BigIntegerField(null=True, blank=True, help_text="The earn posting made at completion.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -106,6 +114,9 @@ class Order(models.Model):
                 name="order_destination_for_method",
             ),
             models.CheckConstraint(condition=Q(total_vnd__lte=F("subtotal_vnd")), name="order_total_within_subtotal"),
+            models.CheckConstraint(
+                condition=Q(points_tender_vnd__lte=F("total_vnd")), name="order_points_tender_within_total"
+            ),
         ]
 
     def __str__(self) -> str:
