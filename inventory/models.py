@@ -93,8 +93,9 @@ class Product(models.Model):
 class Stock(models.Model):
     """The current quantities of one SKU at one store, kept in step with StockMovement by inventory.services."""
 
-    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="stock")
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="stock")
+    # No single-column indexes: stock_store_product_idx and stock_product_store_unique lead with each column.
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="stock", db_index=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="stock", db_index=False)
     on_hand = models.BigIntegerField(default=0)
     reserved = models.BigIntegerField(default=0)
     safety = models.BigIntegerField(default=0)
@@ -156,23 +157,30 @@ class MovementReason(models.TextChoices):
 class StockMovement(models.Model):
     """An append-only line of the stock ledger: the change of each state, why, and on whose behalf."""
 
-    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="movements")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="movements", db_index=False)  # see Meta
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="movements")
     reason = models.CharField(max_length=32, choices=MovementReason.choices)
     delta_on_hand = models.BigIntegerField(default=0)
     delta_reserved = models.BigIntegerField(default=0)
     delta_safety = models.BigIntegerField(default=0)
     delta_unavailable = models.BigIntegerField(default=0)
-    reference = models.CharField(max_length=120, blank=True, db_index=True, help_text="Order, receipt, count, ...")
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    reference = models.CharField(max_length=120, blank=True, help_text="Order, receipt, count, ...")  # see Meta
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # unique: see Meta
     actor = models.CharField(max_length=150, blank=True, help_text="Who asked: staff user, sales channel, POS key, task.")
     note = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["store", "product", "created_at"], name="movement_store_product_time")]
+        # Every index costs each of the ~10 M opening-balance rows of a generated chain, and every movement after:
+        # exact-match lookups only (no LIKE), so no varchar_pattern_ops twins of reference and idempotency_key, and
+        # no store_id index beside the composite that leads with it.
+        indexes = [
+            models.Index(fields=["store", "product", "created_at"], name="movement_store_product_time"),
+            models.Index(fields=["reference"], name="movement_reference_idx"),
+        ]
         constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="movement_idempotency_key_unique"),
             models.CheckConstraint(
                 condition=~Q(delta_on_hand=0, delta_reserved=0, delta_safety=0, delta_unavailable=0),
                 name="movement_changes_something",
