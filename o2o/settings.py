@@ -325,3 +325,23 @@ POS_MAX_RECEIPTS_PER_BATCH = int(os.environ.get("POS_MAX_RECEIPTS_PER_BATCH", "1
 POS_MAX_LINES_PER_RECEIPT = int(os.environ.get("POS_MAX_LINES_PER_RECEIPT", "200"))
 POS_MAX_BATCH_BYTES = int(os.environ.get("POS_MAX_BATCH_BYTES", str(2 * 1024 * 1024)))  # raw body of one sync call
 POS_NEARBY_RADIUS_KM = float(os.environ.get("POS_NEARBY_RADIUS_KM", "10"))
+
+# --- Returns (orders/returns/policy.py reads these) ---------------------------------------------------------------
+INSTALLED_APPS += ["orders.returns.apps.ReturnsConfig"]
+# Days from hand-over within which goods come back, per product category (JSON); "default" for the rest.
+RETURNS_WINDOW_DAYS = json.loads(
+    os.environ.get("RETURNS_WINDOW_DAYS", "") or '{"default": 30, "ao-dai": 15, "do-ngu": 15, "gia-dung": 7}'
+)
+RETURNS_NON_RETURNABLE_CATEGORIES = json.loads(
+    os.environ.get("RETURNS_NON_RETURNABLE_CATEGORIES", "") or '["do-lot", "khau-trang"]'
+)
+RETURNS_NON_RETURNABLE_SKUS = json.loads(os.environ.get("RETURNS_NON_RETURNABLE_SKUS", "") or "[]")
+RETURNS_ACCEPT_OTHER_STORE_RECEIPTS = env_bool("RETURNS_ACCEPT_OTHER_STORE_RECEIPTS", True)
+# Courier collections: stores accepting returns within this distance are candidates; one short of its target stock
+# for the SKU is preferred when it is at most RETURNS_PREFER_SHORTAGE_KM further than the nearest.
+RETURNS_COLLECTION_MAX_KM = float(os.environ.get("RETURNS_COLLECTION_MAX_KM", "30"))
+RETURNS_PREFER_SHORTAGE_KM = float(os.environ.get("RETURNS_PREFER_SHORTAGE_KM", "2"))
+RETURNS_ROUTING_CANDIDATES = int(os.environ.get("RETURNS_ROUTING_CANDIDATES", "12"))
+RETURNS_ROUTER_TIME_LIMIT_S = float(os.environ.get("RETURNS_ROUTER_TIME_LIMIT_S", "0.5"))
+# Till receipts applied per transaction by the sales sync (one row lock and a few bulk writes per chunk).
+POS_SYNC_CHUNK_RECEIPTS = int(os.environ.get("POS_SYNC_CHUNK_RECEIPTS", "100"))

@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/v1/webhooks/couriers/", include("orders.couriers.api.urls")),
     path("api/v1/loyalty/", include("loyalty.api.urls")),
     path("api/v1/pos/", include("inventory.pos.api.urls")),
+    path("api/v1/", include("orders.returns.api.urls")),  # /returns/ (website) and /pos/returns/ (tills)
 ]
