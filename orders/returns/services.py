@@ -168,15 +168,6 @@ def _lock_order(*, number: str, channel: SalesChannel | None) -> Order:
     return order
 
 
-def _points_of(order: Order) -> tuple[int, int | None, int | None]:
-    # The loyalty fields of Order (orders/migrations/0003_order_loyalty.py, see the helpers' contract).
-    return (
-        getattr(order, "points_redeemed", 0) or 0,
-        getattr(order, "earn_posting_id", None),
-        getattr(order, "redeem_posting_id", None),
-    )
-
-
 def _order_purchase(order: Order) -> _Purchase:
     order_lines = list(OrderLine.objects.filter(order=order).select_related("product").order_by("pk"))
     handed: dict[int, int] = defaultdict(int)
@@ -210,7 +201,6 @@ def _order_purchase(order: Order) -> _Purchase:
                   qty=line.qty, returnable=c.handed_over_qty - c.returned_qty, returned=c.returned_qty,
                   refunded=refunded.get(line.pk, 0), order_line=line, counter=c)
         ]
-    points_redeemed, earn_id, redeem_id = _points_of(order)
     money = order.total_vnd - order.points_tender_vnd
     tender = "cod" if order.payment_state == PaymentState.COD else "online"
     before = ReturnModel.objects.filter(order=order, status=ReturnStatus.REFUNDED).aggregate(
@@ -218,8 +208,8 @@ def _order_purchase(order: Order) -> _Purchase:
     )["v"]
     return _Purchase(
         order=order, receipt=None, lines=lines, total_vnd=order.total_vnd, money_vnd=money,
-        money_tenders=[(tender, money)], points_redeemed=points_redeemed, earn_posting_id=earn_id,
-        redeem_posting_id=redeem_id, refunded_before_vnd=before,
+        money_tenders=[(tender, money)], points_redeemed=order.points_redeemed, earn_posting_id=order.earn_posting_id,
+        redeem_posting_id=order.redeem_posting_id, refunded_before_vnd=before,
     )
 
 
