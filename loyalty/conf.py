@@ -44,6 +44,12 @@ def online_pending_days() -> float:
     return float(getattr(settings, "LOYALTY_ONLINE_PENDING_DAYS", 14))
 
 
+def events_channel() -> str:
+    """The sales channel (code) whose webhook receives "points.changed" events, whatever channel made the change:
+    points are one balance across channels, and the website shows it."""
+    return str(getattr(settings, "LOYALTY_EVENTS_CHANNEL", "website"))
+
+
 def hold_ttl() -> timedelta:
     return timedelta(seconds=int(getattr(settings, "LOYALTY_HOLD_TTL_SECONDS", 900)))
 

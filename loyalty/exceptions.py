@@ -56,3 +56,19 @@ class IdempotencyKeyConflict(DomainError):
     code = "idempotency_key_reused"
     status = 422
     default_message = "This idempotency key was already used for a different posting."
+
+
+class RedemptionMemberMismatch(DomainError):
+    """A hold used as a tender for someone else: the order's member is not the hold's."""
+
+    code = "redemption_member_mismatch"
+    status = 422
+    default_message = "This redemption belongs to another member."
+
+
+class PointsExceedTotal(DomainError):
+    """Points offered as a tender are worth more than what they would pay for."""
+
+    code = "points_exceed_total"
+    status = 422
+    default_message = "The points are worth more than the total they would pay."

@@ -50,14 +50,18 @@ from loyalty.exceptions import (
     InvalidMerge,
     NothingToReverse,
     PostingNotFound,
+    RedemptionMemberMismatch,
     RedemptionNotFound,
     RedemptionNotHeld,
 )
 from loyalty.models import Account, Entry, HoldAllocation, Lot, Member, Posting, PostingKind, RedemptionHold
 from loyalty.phones import normalize_phone
+from o2o import outbox
 from o2o.domain_errors import InvalidInput
+from o2o.models import OutboxEvent, SalesChannel
 
 A = Account
+POINTS_CHANGED = "points.changed"  # outbox topic, aggregate "member:<id>", written with every balance change
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,49 @@ def _replay(key: str | None, *, kind: str, member: Member) -> Posting | None:
     return first
 
 
+@dataclass
+class NewLot:
+    """A lot the posting credits (earning, refund, positive adjustment): its points vest at `vest_at` (None: now)."""
+
+    points: int
+    earned_at: datetime
+    vest_at: datetime | None = None
+
+
+@dataclass
+class NewHold:
+    """The checkout hold a HOLD posting opens, with the lots it takes its points from."""
+
+    points: int
+    expires_at: datetime
+    channel: str
+    store: str
+    reference: str
+    allocations: list[tuple[int, int]]  # (lot id, points)
+    pk: int | None = None  # set by _post
+
+
+@dataclass
+class HoldClose:
+    """Capture or void of a hold, applied only if the hold is still held (the posting is written only then)."""
+
+    hold_id: int
+    status: str
+    reference: str | None = None
+    void_reason: str | None = None
+
+
+def _first_or(key: str | None, *, kind: str, member: Member, refusal: Exception | None = None) -> Posting:
+    """The posting a replayed key made first; when there is none, raise `refusal` (the action was refused on its own
+    merits) or fail loudly (the posting said the key was taken)."""
+    first = _replay(key, kind=kind, member=member)
+    if first is not None:
+        return first
+    if refusal is not None:
+        raise refusal
+    raise AssertionError(f"idempotency key {key!r} reported taken but not found")
+
+
 def _post(
     *,
     member: Member,
@@ -168,22 +215,35 @@ def _post(
     amount_vnd: int = 0,
     idempotency_key: str | None = None,
     original: Posting | None = None,
-    hold: RedemptionHold | None = None,
+    hold: RedemptionHold | int | None = None,
     reason: str = "",
     spend: int = 0,
-) -> Posting:
-    """Write one balanced posting and apply its member-account entries to the (locked) members' counters.
+    lot_changes: Iterable[tuple[int, int]] = (),
+    new_lot: NewLot | None = None,
+    new_hold: NewHold | None = None,
+    close_hold: HoldClose | None = None,
+) -> Posting | None:
+    """Write one balanced posting with everything that goes with it, under the member's row lock: its entries, the
+    members' counters, the lots it spends or gives back (`lot_changes`: lot id, signed change of `remaining`), the
+    lot it credits, the hold it opens or closes, and one "points.changed" outbox event per member whose balance
+    changed, carrying the new balance.
 
-    `entries` are (account, signed amount, member or None for system accounts); zero amounts are dropped. `spend`
-    > 0 makes the counter update conditional on `available >= spend` (defence in depth under the row lock)."""
+    Returns None, having written nothing, when `idempotency_key` was already used (the caller replays the first
+    posting) or when `close_hold`'s hold is no longer held (the caller re-reads it). `entries` are (account, signed
+    amount, member or None for system accounts); zero amounts are dropped. `spend` > 0 makes the counter update
+    conditional on `available >= spend` (defence in depth under the row lock).
+
+    On PostgreSQL, for one member, all of it is one statement (data-modifying CTEs), the hot path of every till
+    and checkout; otherwise (SQLite demo, merges) the same rows are written through the ORM."""
     lines = [(account, amount, who) for account, amount, who in entries if amount]
     if sum(amount for _, amount, _ in lines) != 0:
         raise AssertionError(f"unbalanced posting {kind}: {lines}")
+    hold_id = hold.pk if isinstance(hold, RedemptionHold) else hold
     fields = {
         "kind": str(kind), "member_id": member.pk, "points": points, "amount_vnd": amount_vnd,
         "channel": source.channel[:64], "store": source.store[:64], "reference": source.reference[:120],
         "actor": source.actor[:150], "reason": reason[:300], "idempotency_key": idempotency_key or None,
-        "original_id": original.pk if original else None, "hold_id": hold.pk if hold else None, "created_at": now,
+        "original_id": original.pk if original else None, "hold_id": hold_id, "created_at": now,
     }
     deltas: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for account, amount, who in lines:
@@ -193,15 +253,56 @@ def _post(
             deltas[who.pk]["shortfall"] -= amount  # the counter is what is owed: minus the account's balance
         else:
             deltas[who.pk][str(account)] += amount
+    lot_changes = [(lot_id, change) for lot_id, change in lot_changes if change]
+    if new_lot is not None and new_lot.points <= 0:
+        new_lot = None
     if connection.vendor == "postgresql" and set(deltas) <= {member.pk}:
-        posting_id = _post_in_one_statement(fields, lines, deltas.get(member.pk, {}), spend=spend, now=now)
+        posting_id = _post_in_one_statement(
+            fields, lines, deltas.get(member.pk, {}), spend=spend, now=now, lot_changes=lot_changes,
+            new_lot=new_lot, new_hold=new_hold, close_hold=close_hold,
+        )
+        if posting_id is None:
+            return None
+        transaction.on_commit(outbox._kick_delivery)  # what emit() does after its insert
+        if new_hold is not None:
+            fields["hold_id"] = new_hold.pk
         return Posting(pk=posting_id, **fields)
+    return _post_with_orm(fields, lines, deltas, member=member, spend=spend, now=now, lot_changes=lot_changes,
+                          new_lot=new_lot, new_hold=new_hold, close_hold=close_hold)
+
+
+def _post_with_orm(fields: dict, lines: list, deltas: dict, *, member: Member, spend: int, now: datetime,
+                   lot_changes: list, new_lot: NewLot | None, new_hold: NewHold | None,
+                   close_hold: HoldClose | None) -> Posting | None:
+    key = fields["idempotency_key"]
+    if key and Posting.objects.filter(idempotency_key=key).exists():
+        return None
+    if close_hold is not None:
+        changes = {"status": close_hold.status, "closed_at": now}
+        if close_hold.reference is not None:
+            changes["reference"] = close_hold.reference[:120]
+        if close_hold.void_reason is not None:
+            changes["void_reason"] = close_hold.void_reason[:32]
+        if RedemptionHold.objects.filter(pk=close_hold.hold_id, status=RedemptionHold.Status.HELD).update(**changes) != 1:
+            return None
+    if new_hold is not None:
+        hold = RedemptionHold.objects.create(
+            member_id=member.pk, points=new_hold.points, expires_at=new_hold.expires_at, channel=new_hold.channel[:64],
+            store=new_hold.store[:64], reference=new_hold.reference[:120], created_at=now,
+        )
+        new_hold.pk = fields["hold_id"] = hold.pk
+        HoldAllocation.objects.bulk_create(
+            [HoldAllocation(hold_id=hold.pk, lot_id=lot_id, points=n) for lot_id, n in new_hold.allocations]
+        )
+    for lot_id, change in lot_changes:
+        Lot.objects.filter(pk=lot_id).update(remaining=F("remaining") + change)
     posting = Posting.objects.create(**fields)
-    if not lines:
-        return posting
-    Entry.objects.bulk_create(
-        [Entry(posting=posting, member=who, account=account, amount=amount, created_at=now) for account, amount, who in lines]
-    )
+    if lines:
+        Entry.objects.bulk_create(
+            [Entry(posting=posting, member=who, account=account, amount=amount, created_at=now)
+             for account, amount, who in lines]
+        )
+    events = []
     for member_id, changes in sorted(deltas.items()):
         updates = {field: F(field) + delta for field, delta in changes.items() if delta}
         if not updates:
@@ -211,74 +312,162 @@ def _post(
             rows = rows.filter(available__gte=spend)
         if rows.update(**updates, updated_at=now) != 1:
             raise InsufficientPoints(details={"requested": spend})
+        phone, *counters = Member.objects.filter(pk=member_id).values_list(
+            "phone", "available", "held", "pending", "shortfall").get()
+        events.append(_points_changed_event(member_id, phone, counters, posting))
+    if new_lot is not None:
+        Lot.objects.create(
+            member_id=member.pk, posting=posting, points=new_lot.points, remaining=new_lot.points,
+            earned_at=new_lot.earned_at, expires_at=lot_expiry(new_lot.earned_at), vested=new_lot.vest_at is None,
+            vest_at=new_lot.vest_at,
+        )
+    if events:
+        outbox.emit_many(events)
     return posting
 
 
-def _post_in_one_statement(fields: dict, lines: list, changes: dict[str, int], *, spend: int, now: datetime) -> int:
-    """The posting, its entries and the member's counters in one round trip (data-modifying CTEs always run to
-    completion). The same rows the ORM path writes; this is the hot path of every till and checkout."""
-    columns = list(fields)
-    values = [fields[c] for c in columns]
-    counters = ("available", "held", "pending", "shortfall")
-    sql = [
-        f"WITH p AS (INSERT INTO {Posting._meta.db_table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id)",
-    ]
-    params: list = [*values]
+def _points_changed_event(member_id: int, phone: str, counters: list[int], posting: Posting) -> dict:
+    """The "points.changed" event (the same payload the one-statement path builds in SQL)."""
+    available, held, pending, shortfall = counters
+    return {
+        "topic": POINTS_CHANGED,
+        "aggregate": f"member:{member_id}",
+        "channel": SalesChannel.objects.filter(code=conf.events_channel()).first(),
+        "payload": {
+            "member": phone, "posting": posting.pk, "kind": posting.kind, "points": posting.points,
+            "channel": posting.channel, "store": posting.store, "reference": posting.reference,
+            "balance": {"available": available, "held": held, "pending": pending, "shortfall": shortfall,
+                        "total": available + held + pending - shortfall},
+        },
+    }
+
+
+def _post_in_one_statement(
+    fields: dict, lines: list, changes: dict[str, int], *, spend: int, now: datetime, lot_changes: list,
+    new_lot: NewLot | None, new_hold: NewHold | None, close_hold: HoldClose | None,
+) -> int | None:
+    """The posting and everything that goes with it in one round trip (data-modifying CTEs always run to
+    completion; each one after `p` writes only if the posting was written). The same rows the ORM path writes."""
+    sql: list[str] = []
+    params: list = []
+    guards = []
+    if new_hold is not None:
+        sql.append(f"hid AS (SELECT nextval(pg_get_serial_sequence('{RedemptionHold._meta.db_table}', 'id')) AS id)")
+    if close_hold is not None:
+        sets = ["status = %s", "closed_at = %s"]
+        params += [close_hold.status, now]
+        if close_hold.reference is not None:
+            sets.append("reference = %s")
+            params.append(close_hold.reference[:120])
+        if close_hold.void_reason is not None:
+            sets.append("void_reason = %s")
+            params.append(close_hold.void_reason[:32])
+        sql.append(f"hc AS (UPDATE {RedemptionHold._meta.db_table} SET {', '.join(sets)} "
+                   "WHERE id = %s AND status = 'held' RETURNING id)")
+        params.append(close_hold.hold_id)
+        guards.append("EXISTS (SELECT 1 FROM hc)")
+    columns = [c for c in fields if not (new_hold is not None and c == "hold_id")]
+    values = ["%s"] * len(columns)
+    params += [fields[c] for c in columns]
+    if new_hold is not None:
+        columns.append("hold_id")
+        values.append("(SELECT id FROM hid)")
+    conflict = " ON CONFLICT (idempotency_key) DO NOTHING" if fields["idempotency_key"] else ""
+    sql.append(
+        f"p AS (INSERT INTO {Posting._meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)}"
+        + (f" WHERE {' AND '.join(guards)}" if guards else "") + f"{conflict} RETURNING id)"
+    )
+    if new_hold is not None:
+        sql.append(
+            f"h AS (INSERT INTO {RedemptionHold._meta.db_table} (id, member_id, points, status, expires_at, channel, "
+            "store, reference, void_reason, created_at) SELECT (SELECT id FROM hid), %s, %s, 'held', %s, %s, %s, %s, "
+            "'', %s FROM p)"
+        )
+        params += [fields["member_id"], new_hold.points, new_hold.expires_at, new_hold.channel[:64],
+                   new_hold.store[:64], new_hold.reference[:120], now]
+        if new_hold.allocations:
+            sql.append(
+                f"a AS (INSERT INTO {HoldAllocation._meta.db_table} (hold_id, lot_id, points) "
+                "SELECT (SELECT id FROM hid), v.lot, v.n FROM p, UNNEST(%s::bigint[], %s::bigint[]) AS v(lot, n))"
+            )
+            params += [[lot for lot, _ in new_hold.allocations], [n for _, n in new_hold.allocations]]
+    lots = Lot._meta.db_table
+    if lot_changes:
+        sql.append(
+            f"lc AS (UPDATE {lots} SET remaining = {lots}.remaining + v.d FROM p, "
+            f"UNNEST(%s::bigint[], %s::bigint[]) AS v(id, d) WHERE {lots}.id = v.id)"
+        )
+        params += [[lot for lot, _ in lot_changes], [d for _, d in lot_changes]]
+    if new_lot is not None:
+        sql.append(
+            f"nl AS (INSERT INTO {lots} (member_id, posting_id, points, remaining, earned_at, expires_at, vested, "
+            "vest_at) SELECT %s, p.id, %s, %s, %s, %s, %s, %s FROM p)"
+        )
+        params += [fields["member_id"], new_lot.points, new_lot.points, new_lot.earned_at,
+                   lot_expiry(new_lot.earned_at), new_lot.vest_at is None, new_lot.vest_at]
     if lines:
         sql.append(
-            f", e AS (INSERT INTO {Entry._meta.db_table} (posting_id, member_id, account, amount, created_at) "
+            f"e AS (INSERT INTO {Entry._meta.db_table} (posting_id, member_id, account, amount, created_at) "
             "SELECT p.id, v.member_id, v.account, v.amount, %s FROM p, "
             "UNNEST(%s::bigint[], %s::varchar[], %s::bigint[]) AS v(member_id, account, amount))"
         )
         params += [now, [who.pk if who else None for _, _, who in lines], [str(a) for a, _, _ in lines],
                    [amount for _, amount, _ in lines]]
-    touched = [c for c in counters if changes.get(c)]
+    touched = [c for c in ("available", "held", "pending", "shortfall") if changes.get(c)]
     if touched:
         sets = ", ".join(f"{c} = {c} + %s" for c in touched)
         sql.append(
-            f", u AS (UPDATE {Member._meta.db_table} SET {sets}, updated_at = %s WHERE id = %s AND available >= %s "
-            "RETURNING id)"
+            f"u AS (UPDATE {Member._meta.db_table} SET {sets}, updated_at = %s "
+            "WHERE id = %s AND available >= %s AND EXISTS (SELECT 1 FROM p) "
+            "RETURNING id, phone, available, held, pending, shortfall)"
         )
         params += [*(changes[c] for c in touched), now, fields["member_id"], spend]
-        sql.append(" SELECT (SELECT id FROM p), (SELECT count(*) FROM u)")
+        # The "points.changed" event, built from the counters the UPDATE returns (same payload as the ORM path).
+        sql.append(
+            f"o AS (INSERT INTO {OutboxEvent._meta.db_table} (event_id, topic, aggregate, channel_id, payload, "
+            "status, attempts, last_error, created_at) "
+            f"SELECT gen_random_uuid(), %s, 'member:' || u.id, (SELECT id FROM {SalesChannel._meta.db_table} "
+            "WHERE code = %s), jsonb_build_object('member', u.phone, 'posting', (SELECT id FROM p), "
+            "'kind', %s::text, 'points', %s::bigint, 'channel', %s::text, 'store', %s::text, 'reference', %s::text, "
+            "'balance', jsonb_build_object('available', u.available, 'held', u.held, 'pending', u.pending, "
+            "'shortfall', u.shortfall, 'total', u.available + u.held + u.pending - u.shortfall)), "
+            "'pending', 0, '', statement_timestamp() FROM u)"
+        )
+        params += [POINTS_CHANGED, conf.events_channel(), fields["kind"], fields["points"], fields["channel"],
+                   fields["store"], fields["reference"]]
+        tail = " SELECT (SELECT id FROM p), (SELECT count(*) FROM u)"
     else:
-        sql.append(" SELECT (SELECT id FROM p), 1")
+        tail = " SELECT (SELECT id FROM p), 1"
+    if new_hold is not None:
+        tail += ", (SELECT id FROM hid)"
     with connection.cursor() as cursor:
-        cursor.execute("".join(sql), params)
-        posting_id, updated = cursor.fetchone()
+        cursor.execute("WITH " + ", ".join(sql) + tail, params)
+        row = cursor.fetchone()
+    posting_id, updated = row[0], row[1]
+    if posting_id is None:
+        return None
     if updated != 1:
         raise InsufficientPoints(details={"requested": spend})
+    if new_hold is not None:
+        new_hold.pk = row[2]
     return posting_id
 
 
-def _new_lot(*, member: Member, posting: Posting, points: int, now: datetime, earned_at: datetime | None = None,
-             vest_at: datetime | None = None) -> Lot | None:
-    if points <= 0:
-        return None
-    earned_at = earned_at or now
-    return Lot.objects.create(
-        member=member, posting=posting, points=points, remaining=points, earned_at=earned_at,
-        expires_at=lot_expiry(earned_at), vested=vest_at is None, vest_at=vest_at,
-    )
-
-
-def _take_from_lots(member: Member, points: int, *, first: Lot | None = None) -> list[tuple[int, int]]:
-    """Take `points` out of the member's vested lots, `first` first, then oldest expiry first. The member row must
-    be locked (it guards the lots). Returns (lot id, points taken) pairs. Raw SQL: this is on every spend."""
+def _pick_lots(member: Member, points: int, *, first: Lot | None = None) -> list[tuple[int, int]]:
+    """Which vested lots `points` come out of: `first` first, then oldest expiry first. The member row must be
+    locked (it guards the lots). Returns (lot id, points) pairs; the posting applies them. Raw SQL: every spend."""
     taken: list[tuple[int, int]] = []
     left = points
     if first is not None and first.vested and first.remaining > 0:
         n = min(left, first.remaining)
         taken.append((first.pk, n))
         left -= n
-    lots = Lot._meta.db_table
     offset, batch = 0, 8
     with connection.cursor() as cursor:
         while left > 0:
             cursor.execute(
-                f"SELECT id, remaining FROM {lots} WHERE member_id = %s AND vested AND remaining > 0 AND id <> %s "
-                "ORDER BY expires_at, id LIMIT %s OFFSET %s",
+                f"SELECT id, remaining FROM {Lot._meta.db_table} WHERE member_id = %s AND vested AND remaining > 0 "
+                "AND id <> %s ORDER BY expires_at, id LIMIT %s OFFSET %s",
                 [member.pk, first.pk if first is not None else 0, batch, offset],
             )
             page = cursor.fetchall()
@@ -292,16 +481,11 @@ def _take_from_lots(member: Member, points: int, *, first: Lot | None = None) ->
                 left -= n
             offset += batch
             batch = 500
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"UPDATE {lots} SET remaining = remaining - v.n FROM UNNEST(%s::bigint[], %s::bigint[]) AS v(id, n) "
-                f"WHERE {lots}.id = v.id",
-                [[lot_id for lot_id, _ in taken], [n for _, n in taken]],
-            )
-        else:
-            for lot_id, n in taken:
-                cursor.execute(f"UPDATE {lots} SET remaining = remaining - %s WHERE id = %s", [n, lot_id])
     return taken
+
+
+def _spent(taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(lot_id, -n) for lot_id, n in taken]
 
 
 def _settle(member: Member, points: int) -> int:
@@ -401,9 +585,6 @@ def earn_points(
     amount = _non_negative_int(amount_paid_vnd, "amount_paid_vnd")
     with transaction.atomic():
         m = _lock_member(member)
-        first = _replay(idempotency_key, kind=PostingKind.EARN, member=m)
-        if first is not None:
-            return first
         points = points_for(amount_paid_vnd=amount, tier_code=m.tier)
         pending = vest_at is not None and vest_at > now
         if pending:
@@ -416,9 +597,9 @@ def earn_points(
             member=m, kind=PostingKind.EARN, entries=entries, source=source, now=now, points=points,
             amount_vnd=amount, idempotency_key=idempotency_key,
             reason=f"settled shortfall {settle}" if settle else "",
+            new_lot=NewLot(points=points - settle, earned_at=now, vest_at=vest_at if pending else None),
         )
-        _new_lot(member=m, posting=posting, points=points - settle, now=now, vest_at=vest_at if pending else None)
-        return posting
+        return posting or _first_or(idempotency_key, kind=PostingKind.EARN, member=m)
 
 
 def vest_pending(*, now: datetime | None = None, limit: int = 1000) -> int:
@@ -505,10 +686,12 @@ def reverse_earning(
             if from_pending:
                 Lot.objects.filter(pk=own_lot.pk).update(remaining=F("remaining") - from_pending)
         from_available = min(n - from_pending, m.available)
+        taken = []
         if from_available:
-            _take_from_lots(m, from_available, first=own_lot if own_lot is not None and own_lot.vested else None)
+            taken = _pick_lots(m, from_available, first=own_lot if own_lot is not None and own_lot.vested else None)
         shortfall = n - from_pending - from_available
         return _post(
+            lot_changes=_spent(taken),
             member=m, kind=PostingKind.REVERSE, source=source, now=now, points=n, amount_vnd=money,
             idempotency_key=idempotency_key, original=original,
             entries=[(A.ISSUED, n, None), (A.PENDING, -from_pending, m), (A.AVAILABLE, -from_available, m),
@@ -539,73 +722,125 @@ def hold_redemption(
         raise InvalidInput("A hold must expire in the future.", details={"expires_at": expires_at.isoformat()})
     with transaction.atomic():
         m = _lock_member(member)
-        first = _replay(idempotency_key, kind=PostingKind.HOLD, member=m)
-        if first is not None:
-            return first.hold
         if m.available < points:
-            raise InsufficientPoints(details={"available": m.available, "requested": points})
-        hold = RedemptionHold.objects.create(
-            member=m, points=points, expires_at=expires_at, channel=source.channel[:64], store=source.store[:64],
-            reference=source.reference[:120], created_at=now,
-        )
-        taken = _take_from_lots(m, points)
-        HoldAllocation.objects.bulk_create([HoldAllocation(hold=hold, lot_id=lot_id, points=n) for lot_id, n in taken])
-        _post(
+            refusal = InsufficientPoints(details={"available": m.available, "requested": points})
+            return _first_or(idempotency_key, kind=PostingKind.HOLD, member=m, refusal=refusal).hold
+        taken = _pick_lots(m, points)
+        new_hold = NewHold(points=points, expires_at=expires_at, channel=source.channel, store=source.store,
+                           reference=source.reference, allocations=taken)
+        posting = _post(
             member=m, kind=PostingKind.HOLD, source=source, now=now, points=points,
-            amount_vnd=points * conf.point_value_vnd(), idempotency_key=idempotency_key, hold=hold, spend=points,
-            entries=[(A.AVAILABLE, -points, m), (A.HELD, points, m)],
+            amount_vnd=points * conf.point_value_vnd(), idempotency_key=idempotency_key, spend=points,
+            entries=[(A.AVAILABLE, -points, m), (A.HELD, points, m)], lot_changes=_spent(taken), new_hold=new_hold,
         )
-        return hold
+        if posting is None:
+            return _first_or(idempotency_key, kind=PostingKind.HOLD, member=m).hold
+        return RedemptionHold(  # what was written, without reading it back
+            pk=new_hold.pk, member=m, points=points, status=RedemptionHold.Status.HELD, expires_at=expires_at,
+            channel=source.channel[:64], store=source.store[:64], reference=source.reference[:120], created_at=now,
+        )
 
 
-def _hold_posting(hold: RedemptionHold, kind: str) -> Posting | None:
-    return Posting.objects.filter(hold=hold, kind=kind).order_by("id").first()
+def _hold_posting(hold: RedemptionHold | int, kind: str) -> Posting | None:
+    hold_id = hold.pk if isinstance(hold, RedemptionHold) else hold
+    return Posting.objects.filter(hold_id=hold_id, kind=kind).order_by("id").first()
+
+
+_HOLD_COLUMNS = ("id", "member_id", "points", "status", "expires_at", "channel", "store", "reference", "void_reason",
+                 "created_at", "closed_at")
+
+
+def _lock_hold(hold_id: int, *, fresh: bool = False) -> tuple[Member, RedemptionHold, list[tuple[int, int]]]:
+    """Lock the member behind a hold and return it with the hold and its allocations (lot id, points).
+
+    On PostgreSQL in one statement. The hold's columns then come from the statement's snapshot: if another
+    transaction closed the hold while this one waited for the member's lock, they are stale. That is safe: a hold
+    never goes back to held, and the posting that closes it writes only if it is still held (HoldClose), else the
+    caller asks again with `fresh` (the lock is ours by then, so a plain read is current)."""
+    if connection.vendor == "postgresql" and not fresh:
+        cols = ", ".join(f"m.{c}" for c in _MEMBER_COLUMNS) + ", " + ", ".join(f"h.{c}" for c in _HOLD_COLUMNS)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {cols}, (SELECT array_agg(ARRAY[a.lot_id, a.points] ORDER BY a.id) "
+                f"FROM {HoldAllocation._meta.db_table} a WHERE a.hold_id = h.id) "
+                f"FROM {RedemptionHold._meta.db_table} h JOIN {Member._meta.db_table} m ON m.id = h.member_id "
+                "WHERE h.id = %s FOR UPDATE OF m",
+                [hold_id],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise RedemptionNotFound(details={"id": hold_id})
+        n = len(_MEMBER_COLUMNS)
+        m = Member(**dict(zip(_MEMBER_COLUMNS, row[:n], strict=True)))
+        if m.merged_into_id is None:  # else merged meanwhile: the hold now belongs to the kept member
+            h = RedemptionHold(**dict(zip(_HOLD_COLUMNS, row[n:n + len(_HOLD_COLUMNS)], strict=True)), member=m)
+            return m, h, [(lot, points) for lot, points in (row[-1] or [])]
+    member_id = RedemptionHold.objects.filter(pk=hold_id).values_list("member_id", flat=True).first()
+    if member_id is None:
+        raise RedemptionNotFound(details={"id": hold_id})
+    m = _lock_member(member_id)
+    h = RedemptionHold.objects.get(pk=hold_id)  # fresh, under the member lock
+    h.member = m
+    return m, h, list(h.allocations.order_by("id").values_list("lot_id", "points"))
 
 
 def capture_redemption(
     *, hold: RedemptionHold | int, reference: str = "", source: PostingSource | None = None,
-    now: datetime | None = None,
+    member: Member | None = None, now: datetime | None = None,
 ) -> Posting:
-    """Spend held points (the order was placed). Capturing a captured hold returns the first capture posting.
-    Raises RedemptionNotHeld (409) for a voided or expired hold."""
+    """Spend held points (the order was placed). Capturing a captured hold again with the same reference (or none)
+    returns the first capture posting; with another reference it is refused: those points already paid for
+    something else. Raises RedemptionNotHeld (409) for a voided or expired hold, RedemptionMemberMismatch (422)
+    when `member` is given and the hold is someone else's."""
     now = now or timezone.now()
     hold_id = hold.pk if isinstance(hold, RedemptionHold) else hold
     with transaction.atomic():
-        member_id = RedemptionHold.objects.filter(pk=hold_id).values_list("member_id", flat=True).first()
-        if member_id is None:
-            raise RedemptionNotFound(details={"id": hold_id})
-        m = _lock_member(member_id)
-        h = RedemptionHold.objects.get(pk=hold_id)  # fresh, under the member lock
-        if h.status == RedemptionHold.Status.CAPTURED:
-            return _hold_posting(h, PostingKind.CAPTURE)
-        if h.status != RedemptionHold.Status.HELD or h.expires_at <= now:
-            raise RedemptionNotHeld(
-                details={"id": h.pk, "status": "expired" if h.status == RedemptionHold.Status.HELD else h.status}
+        m, h, _ = _lock_hold(hold_id)
+        for fresh in (False, True):
+            if fresh:
+                m, h, _ = _lock_hold(hold_id, fresh=True)
+            if member is not None and m.pk != member.pk and _root_id(member.pk) != m.pk:
+                raise RedemptionMemberMismatch(details={"id": h.pk})
+            if h.status == RedemptionHold.Status.CAPTURED:
+                first = _hold_posting(h, PostingKind.CAPTURE)
+                if reference and first.reference != reference[:120]:
+                    raise RedemptionNotHeld(
+                        "This redemption was already captured for another reference.",
+                        details={"id": h.pk, "status": h.status, "reference": first.reference},
+                    )
+                return first
+            if h.status != RedemptionHold.Status.HELD or h.expires_at <= now:
+                raise RedemptionNotHeld(
+                    details={"id": h.pk, "status": "expired" if h.status == RedemptionHold.Status.HELD else h.status}
+                )
+            src = source or PostingSource(channel=h.channel, store=h.store)
+            ref = reference or src.reference or h.reference
+            src = PostingSource(channel=src.channel or h.channel, store=src.store or h.store, reference=ref,
+                                actor=src.actor)
+            posting = _post(
+                member=m, kind=PostingKind.CAPTURE, source=src, now=now, points=h.points,
+                amount_vnd=h.points * conf.point_value_vnd(), hold=h.pk,
+                entries=[(A.HELD, -h.points, m), (A.REDEEMED, h.points, None)],
+                close_hold=HoldClose(hold_id=h.pk, status=RedemptionHold.Status.CAPTURED, reference=ref),
             )
-        src = source or PostingSource(channel=h.channel, store=h.store)
-        ref = reference or src.reference or h.reference
-        src = PostingSource(channel=src.channel or h.channel, store=src.store or h.store, reference=ref, actor=src.actor)
-        RedemptionHold.objects.filter(pk=h.pk).update(status=RedemptionHold.Status.CAPTURED, closed_at=now, reference=ref[:120])
-        return _post(
-            member=m, kind=PostingKind.CAPTURE, source=src, now=now, points=h.points,
-            amount_vnd=h.points * conf.point_value_vnd(), hold=h,
-            entries=[(A.HELD, -h.points, m), (A.REDEEMED, h.points, None)],
-        )
+            if posting is not None:
+                return posting
+        raise AssertionError(f"hold {hold_id} changed under its member's lock")
 
 
-def _void_locked(m: Member, h: RedemptionHold, *, reason: str, actor: str, now: datetime) -> None:
-    allocations = list(h.allocations.select_related("lot"))
-    lots = []
-    for allocation in allocations:
-        allocation.lot.remaining += allocation.points
-        lots.append(allocation.lot)
-    Lot.objects.bulk_update(lots, ["remaining"])
-    RedemptionHold.objects.filter(pk=h.pk).update(status=RedemptionHold.Status.VOIDED, closed_at=now, void_reason=reason[:32])
-    _post(
-        member=m, kind=PostingKind.VOID, now=now, points=h.points, amount_vnd=h.points * conf.point_value_vnd(), hold=h,
-        source=PostingSource(channel=h.channel, store=h.store, reference=h.reference, actor=actor), reason=reason,
-        entries=[(A.HELD, -h.points, m), (A.AVAILABLE, h.points, m)],
+def _void_locked(m: Member, h: RedemptionHold, allocations: list[tuple[int, int]], *, reason: str, actor: str,
+                 now: datetime) -> bool:
+    """Give a held hold's points back to the lots they came from. False if the hold was no longer held."""
+    posting = _post(
+        member=m, kind=PostingKind.VOID, now=now, points=h.points, amount_vnd=h.points * conf.point_value_vnd(),
+        hold=h.pk, source=PostingSource(channel=h.channel, store=h.store, reference=h.reference, actor=actor),
+        reason=reason, entries=[(A.HELD, -h.points, m), (A.AVAILABLE, h.points, m)], lot_changes=allocations,
+        close_hold=HoldClose(hold_id=h.pk, status=RedemptionHold.Status.VOIDED, void_reason=reason),
     )
+    if posting is None:
+        return False
+    h.status, h.closed_at, h.void_reason = RedemptionHold.Status.VOIDED, now, reason[:32]
+    return True
 
 
 def void_redemption(
@@ -616,17 +851,15 @@ def void_redemption(
     now = now or timezone.now()
     hold_id = hold.pk if isinstance(hold, RedemptionHold) else hold
     with transaction.atomic():
-        member_id = RedemptionHold.objects.filter(pk=hold_id).values_list("member_id", flat=True).first()
-        if member_id is None:
-            raise RedemptionNotFound(details={"id": hold_id})
-        m = _lock_member(member_id)
-        h = RedemptionHold.objects.get(pk=hold_id)
-        if h.status == RedemptionHold.Status.CAPTURED:
-            raise RedemptionNotHeld("A captured redemption cannot be voided; refund it.", details={"id": h.pk, "status": h.status})
-        if h.status == RedemptionHold.Status.HELD:
-            _void_locked(m, h, reason=reason, actor=actor, now=now)
-            h.refresh_from_db()
-        return h
+        for fresh in (False, True):
+            m, h, allocations = _lock_hold(hold_id, fresh=fresh)
+            if h.status == RedemptionHold.Status.CAPTURED:
+                raise RedemptionNotHeld("A captured redemption cannot be voided; refund it.",
+                                        details={"id": h.pk, "status": h.status})
+            if h.status != RedemptionHold.Status.HELD or _void_locked(m, h, allocations, reason=reason, actor=actor,
+                                                                       now=now):
+                return h
+        raise AssertionError(f"hold {hold_id} changed under its member's lock")
 
 
 def void_expired_holds(*, now: datetime | None = None, limit: int = 1000) -> int:
@@ -639,12 +872,9 @@ def void_expired_holds(*, now: datetime | None = None, limit: int = 1000) -> int
     count = 0
     for hold_id in ids:
         with transaction.atomic():
-            member_id = RedemptionHold.objects.filter(pk=hold_id).values_list("member_id", flat=True).first()
-            m = _lock_member(member_id)
-            h = RedemptionHold.objects.get(pk=hold_id)
+            m, h, allocations = _lock_hold(hold_id, fresh=True)
             if h.status == RedemptionHold.Status.HELD and h.expires_at <= now:
-                _void_locked(m, h, reason="expired", actor="system", now=now)
-                count += 1
+                count += _void_locked(m, h, allocations, reason="expired", actor="system", now=now)
     return count
 
 
@@ -656,17 +886,16 @@ def redeem_points(
     points = _positive_int(points, "points")
     with transaction.atomic():
         m = _lock_member(member)
-        first = _replay(idempotency_key, kind=PostingKind.REDEEM, member=m)
-        if first is not None:
-            return first
         if m.available < points:
-            raise InsufficientPoints(details={"available": m.available, "requested": points})
-        _take_from_lots(m, points)
-        return _post(
+            refusal = InsufficientPoints(details={"available": m.available, "requested": points})
+            return _first_or(idempotency_key, kind=PostingKind.REDEEM, member=m, refusal=refusal)
+        posting = _post(
             member=m, kind=PostingKind.REDEEM, source=source, now=now, points=points,
             amount_vnd=points * conf.point_value_vnd(), idempotency_key=idempotency_key, spend=points,
             entries=[(A.AVAILABLE, -points, m), (A.REDEEMED, points, None)],
+            lot_changes=_spent(_pick_lots(m, points)),
         )
+        return posting or _first_or(idempotency_key, kind=PostingKind.REDEEM, member=m)
 
 
 def refund_redemption(
@@ -705,13 +934,11 @@ def refund_redemption(
             raise NothingToReverse(details={"redemption": original.pk})
         wanted = math.ceil(original.points * frac) if frac is not None else points
         n = min(wanted, left)
-        posting = _post(
+        return _post(
             member=m, kind=PostingKind.REFUND, source=source, now=now, points=n,
             amount_vnd=n * conf.point_value_vnd(), idempotency_key=idempotency_key, original=original,
-            entries=[(A.REDEEMED, -n, None), (A.AVAILABLE, n, m)],
+            entries=[(A.REDEEMED, -n, None), (A.AVAILABLE, n, m)], new_lot=NewLot(points=n, earned_at=now),
         )
-        _new_lot(member=m, posting=posting, points=n, now=now)
-        return posting
 
 
 # --- expiry, adjustments, tiers ------------------------------------------------------------------------------------
@@ -762,17 +989,16 @@ def adjust_points(
             return first
         source = PostingSource(channel="admin", actor=staff)
         if points > 0:
-            posting = _post(
+            return _post(
                 member=m, kind=PostingKind.ADJUST, source=source, now=now, points=points, reason=reason,
                 idempotency_key=idempotency_key, entries=[(A.ADJUSTMENTS, -points, None), (A.AVAILABLE, points, m)],
+                new_lot=NewLot(points=points, earned_at=now),
             )
-            _new_lot(member=m, posting=posting, points=points, now=now)
-            return posting
         debit = -points
         if m.available < debit:
             raise InsufficientPoints(details={"available": m.available, "requested": debit})
-        _take_from_lots(m, debit)
         return _post(
+            lot_changes=_spent(_pick_lots(m, debit)),
             member=m, kind=PostingKind.ADJUST, source=source, now=now, points=points, reason=reason, spend=debit,
             idempotency_key=idempotency_key, entries=[(A.AVAILABLE, -debit, m), (A.ADJUSTMENTS, debit, None)],
         )
