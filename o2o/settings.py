@@ -345,3 +345,7 @@ RETURNS_ROUTING_CANDIDATES = int(os.environ.get("RETURNS_ROUTING_CANDIDATES", "1
 RETURNS_ROUTER_TIME_LIMIT_S = float(os.environ.get("RETURNS_ROUTER_TIME_LIMIT_S", "0.5"))
 # Till receipts applied per transaction by the sales sync (one row lock and a few bulk writes per chunk).
 POS_SYNC_CHUNK_RECEIPTS = int(os.environ.get("POS_SYNC_CHUNK_RECEIPTS", "100"))
+
+# --- Loyalty events ------------------------------------------------------------------------------------------
+# The sales channel (code) whose webhook receives "points.changed" (one balance across channels: the website shows it).
+LOYALTY_EVENTS_CHANNEL = os.environ.get("LOYALTY_EVENTS_CHANNEL", "website")
