@@ -31,8 +31,8 @@ from inventory.selectors import products_by_sku
 from o2o.domain_errors import InvalidInput
 from o2o.models import SalesChannel
 from o2o.outbox import emit, emit_many
+from orders import loyalty_tender, promises
 from orders import problem as problems
-from orders import promises
 from orders.exceptions import (
     FulfillmentNotFound,
     InvalidPhone,
@@ -384,8 +384,12 @@ def place_order(
     option_id: str | None = None,
     payment_state: str = PaymentState.PENDING,
     allow_split: bool = True,
+    loyalty: loyalty_tender.LoyaltyInput | None = None,
 ) -> Order:
     """Reserve the stock and route the order in one transaction.
+
+    With `loyalty`, the order earns for that member when it completes, and a points hold named in it is captured
+    as a tender in the same transaction (see orders.loyalty_tender).
 
     With a promise (and one of its options), the order gets exactly the option's stores and window, or
     InsufficientStock (409) if stock moved since. Without one, it is routed now (pickup at its store; delivery in the
@@ -399,6 +403,10 @@ def place_order(
         raise InvalidInput("The customer's name is required.")
     phone = normalize_phone(customer_phone)
     cart = load_cart(lines)
+    tender = loyalty_tender.check_tender(
+        channel_code=channel.code, loyalty_input=loyalty, customer_phone=phone, now=at,
+        subtotal_vnd=sum(cart.products[pid].price_vnd * qty for pid, qty in cart.wanted.items()),
+    )
     pickup_store = None
     if method == Method.PICKUP:
         if not pickup_store_code:
@@ -427,7 +435,7 @@ def place_order(
         write = dict(
             channel=channel, cart=cart, planned=planned, customer_name=customer_name.strip()[:200], phone=phone,
             method=method, lat=lat, lon=lon, address=address, pickup_store=pickup_store, promise=promise,
-            payment_state=payment_state, allow_split=allow_split, actor=actor, at=at,
+            payment_state=payment_state, allow_split=allow_split, actor=actor, at=at, tender=tender,
         )
         try:
             if connection.in_atomic_block and connection.vendor == "postgresql" and _single_reservation(planned, method):
@@ -458,7 +466,7 @@ def _single_reservation(planned: PlannedOrder, method: str) -> bool:
 
 def _write_order(
     *, channel, cart: Cart, planned: PlannedOrder, customer_name, phone, method, lat, lon, address, pickup_store,
-    promise, payment_state, allow_split, actor, at,
+    promise, payment_state, allow_split, actor, at, tender=None,
 ) -> Order:
     """Write a routed order: the order, its lines, fulfillments, fulfillment lines and routing decision, then the
     reservations (row locks on stock, held to commit, so taken last), then the two events.
@@ -522,6 +530,7 @@ def _write_order(
             except DatabaseError:
                 log.exception("could not undo a placement whose reservation failed (the transaction must roll back)")
         raise
+    loyalty_tender.apply_tender(order=order, tender=tender, actor=actor, now=at)  # member row locked after stock
     codes: dict[int, PickupCode] = {}
     if method == Method.PICKUP:
         for f in fulfillments:
@@ -745,6 +754,7 @@ def _sync_order_status(order: Order, *, now: datetime) -> str:
     if new != order.status:
         Order.objects.filter(pk=order.pk).update(status=new, updated_at=now)
         order.status = new
+        loyalty_tender.on_status(order=order, status=new, actor=SYSTEM, now=now)  # earn, or give points back
     return new
 
 
@@ -784,6 +794,7 @@ def cancel_order(*, order: Order, actor: str, reason: str = "") -> Order:
             _retire_pickup_code(f)
     Order.objects.filter(pk=order.pk).update(status=OrderStatus.CANCELLED, updated_at=now)
     order.status = OrderStatus.CANCELLED
+    loyalty_tender.on_status(order=order, status=OrderStatus.CANCELLED, actor=actor, now=now)  # points back
     emit(
         topic="order.cancelled", aggregate=order.aggregate, channel=order.channel,
         payload={"order": order.number, "reason": reason},

@@ -80,6 +80,22 @@ class CustomerInput(serializers.Serializer):
     phone = serializers.CharField(max_length=32, help_text="Vietnamese number; stored as E.164")
 
 
+class OrderLoyaltyInput(serializers.Serializer):
+    """The member this order earns for, and points paid as a tender (a hold from POST /api/v1/loyalty/redemptions/)."""
+
+    phone = serializers.CharField(
+        required=False, max_length=40,
+        help_text="The member's phone, any common format; default: the customer's phone.",
+    )
+    hold_id = serializers.IntegerField(
+        required=False, min_value=1,
+        help_text="A held redemption of this member and channel, captured with the order in one transaction "
+        "(its points pay points × LOYALTY_POINT_VALUE_VND of the total; no more than the total). Voided, "
+        "expired or captured: 409 redemption_not_held; another member's: 422 redemption_member_mismatch; worth "
+        "more than the total: 422 points_exceed_total; unknown: 404 redemption_not_found.",
+    )
+
+
 class OrderInput(serializers.Serializer):
     lines = CartLineInput(many=True, allow_empty=False, max_length=settings.O2O_MAX_CART_LINES)
     customer = CustomerInput()
@@ -90,6 +106,11 @@ class OrderInput(serializers.Serializer):
     option = serializers.CharField(required=False, max_length=64, help_text="The chosen option id of the promise")
     payment_state = serializers.ChoiceField(choices=PaymentState.choices, default=PaymentState.PENDING)
     allow_split = serializers.BooleanField(required=False, default=True)
+    loyalty = OrderLoyaltyInput(
+        required=False,
+        help_text="Earn points on this order (when it completes) and/or pay part of it with held points. "
+        'E.g. {"hold_id": 17} or {"phone": "0901234567"}.',
+    )
 
     def validate_lines(self, lines):
         return _merge_lines(lines)
@@ -179,7 +200,8 @@ class OrderOutput(serializers.Serializer):
     pickup_store = serializers.CharField(source="pickup_store.code", allow_null=True, default=None)
     promise_option = serializers.CharField()
     subtotal_vnd = serializers.IntegerField()
-    points_tender_vnd = serializers.IntegerField()
+    points_tender_vnd = serializers.IntegerField(help_text="Part of the total paid with loyalty points.")
+    points_redeemed = serializers.IntegerField(help_text="Loyalty points spent on this order.")
     total_vnd = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     lines = OrderLineOutput(many=True)

@@ -12,6 +12,7 @@ from inventory.geocoding import locate
 from o2o.idempotency import run_once
 from orders import selectors, services
 from orders.api import serializers as io
+from orders.loyalty_tender import LoyaltyInput
 from orders.models import OrderStatus
 
 ERRORS = {400: OpenApiResponse(description="Invalid input"), 401: OpenApiResponse(description="Missing or bad key")}
@@ -92,10 +93,13 @@ class OrdersView(APIView):
             201: io.OrderOutput,
             **ERRORS,
             404: OpenApiResponse(description="promise_not_found, address_not_found"),
-            409: OpenApiResponse(description="insufficient_stock (stock moved), promise_expired"),
+            409: OpenApiResponse(
+                description="insufficient_stock (stock moved), promise_expired, redemption_not_held (points hold "
+                "voided, expired or already used)"
+            ),
             422: OpenApiResponse(
                 description="unknown_sku, pickup_not_offered, out_of_delivery_area, promise_mismatch, "
-                "idempotency_key_reused"
+                "idempotency_key_reused, redemption_member_mismatch, points_exceed_total"
             ),
         },
     )
@@ -111,6 +115,7 @@ class OrdersView(APIView):
                 customer_phone=q["customer"]["phone"], method=q["method"], lat=lat, lon=lon, address=address,
                 pickup_store_code=q.get("pickup_store"), promise_id=q.get("promise"), option_id=q.get("option"),
                 payment_state=q["payment_state"], allow_split=q["allow_split"], actor=_actor(request),
+                loyalty=LoyaltyInput(**q["loyalty"]) if "loyalty" in q else None,
             )
             # The answer is built from what placement wrote (no read-back); it matches the order detail's fields.
             placed = getattr(order, "placed", None) or selectors.order_for_channel(
