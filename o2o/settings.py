@@ -161,6 +161,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "o2o.openapi.document_error_responses",
+    ],
 }
 # Keys are read from this header ("Api-Key <key>"), the library's default scheme.
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"

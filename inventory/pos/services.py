@@ -2,8 +2,8 @@
 
 Stock moves only through the stock service's own mechanism: the rows are locked with inventory.services._lock_stock
 (one SELECT ... FOR UPDATE, primary-key order, expired holds released first) and changed with
-inventory.services._apply (one ledger movement per row, the same deltas applied to the row, the stock rules checked
-again). Loyalty points move only through loyalty.services, inside the same transaction as the receipt's stock, so a
+inventory.services._apply / _apply_many (one ledger movement per row and receipt, the same deltas applied to the
+row, the stock rules checked again). Loyalty points move only through loyalty.services, inside the same transaction as the receipt's stock, so a
 receipt applies in full or not at all. Lock order: stock rows (by pk), then the member row — the same order as an
 order placement that reserves stock and then captures points.
 
@@ -21,8 +21,9 @@ Selling policy at the till (per store and SKU, on the locked row):
 
 Receipts are idempotent by (store, receipt id) — a database unique constraint — plus a hash of their content: the
 same id and content returns the first answer (`duplicate`), the same id with other content is rejected
-(`receipt_id_reused`) and writes nothing. Each receipt is applied in its own transaction, so one bad receipt never
-blocks the rest of its batch.
+(`receipt_id_reused`) and writes nothing. A batch is applied in chunks (one transaction each, see sync_sales);
+within a chunk every receipt is checked before anything of it is written and its points are posted in a savepoint,
+so each receipt applies in full or not at all and one bad receipt never blocks the rest of its batch.
 
 Counts and late receipts. A count says "at `counted_at` there were N units". The adjustment is
 `N - ledger on-hand as of counted_at`, where the as-of ledger places every till sale at its *time of sale* (the
@@ -45,8 +46,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 
-from django.db import IntegrityError, transaction
-from django.db.models import Min, Sum
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from inventory.exceptions import InsufficientStock, StaleStockQuantity, UnknownSku
@@ -74,11 +76,12 @@ from inventory.pos.models import (
     TillReceiptLine,
     TillRefund,
 )
-from inventory.services import Pair, _apply, _Delta, _lock_stock
+from inventory.services import Pair, _apply, _apply_many, _Change, _Delta, _lock_stock
 from loyalty import conf as loyalty_conf
 from loyalty import services as loyalty
 from loyalty.exceptions import NothingToReverse
 from loyalty.models import Member
+from loyalty.phones import normalize_phone
 from o2o.domain_errors import DomainError, InvalidInput
 
 MONEY_TENDERS = ("cash", "card", "ewallet")
@@ -178,58 +181,321 @@ def _till_sellable(row: Stock | None) -> int:
 
 
 def sync_sales(*, store: Store, sales: list[Sale | Outcome], till: str = "") -> list[Outcome]:
-    """Apply a batch of receipts, each in its own transaction, in the order given. Entries that are already an
-    Outcome (the view found them invalid) are passed through. Returns one Outcome per entry."""
+    """Apply a batch of receipts in the order given; returns one Outcome per entry. Entries that are already an
+    Outcome (the view found them invalid) are passed through.
+
+    The receipts are applied in chunks of POS_SYNC_CHUNK_RECEIPTS, one transaction per chunk: the chunk's stock rows
+    are locked once (one SELECT ... FOR UPDATE in primary-key order), each receipt is checked against the locked
+    quantities as left by the receipts before it, its points are posted in a savepoint of its own, and the chunk's
+    movements, receipts and lines are written in a few statements at the end. A rejected receipt writes nothing
+    (its checks run before any write; a loyalty refusal rolls back its savepoint), so each receipt is still all or
+    nothing and one bad receipt never blocks the others. Should the chunk fail in the database (a concurrent resend
+    of one of its receipt ids with other content, a deadlock), it is rolled back whole and its receipts are applied
+    again one transaction each (`apply_sale`), which gives the same answers."""
     skus = {line.sku for sale in sales if isinstance(sale, Sale) for line in sale.lines}
     products = {p.sku: p for p in Product.objects.filter(sku__in=skus, is_active=True)}
     ids = [sale.receipt_id for sale in sales if isinstance(sale, Sale)]
-    known = {
+    known: dict[str, tuple[str, dict]] = {
         rid: (content_hash, result)
         for rid, content_hash, result in TillReceipt.objects.filter(store=store, receipt_id__in=ids).values_list(
             "receipt_id", "content_hash", "result"
         )
     }
-    outcomes = []
-    for sale in sales:
+    outcomes: list[Outcome | None] = [None] * len(sales)
+    pending: list[tuple[int, Sale]] = []
+    for index, sale in enumerate(sales):
         if isinstance(sale, Outcome):
-            outcomes.append(sale)
-            continue
-        if sale.receipt_id in known:
-            outcomes.append(_replayed(sale, *known[sale.receipt_id]))
-            continue
-        try:
-            result = apply_sale(store=store, sale=sale, till=till, products=products)
-        except ReceiptIdReused as exc:
-            outcomes.append(Outcome(sale.receipt_id, "rejected", reason=exc.code, message=exc.message, details=exc.details))
-            continue
-        except DomainError as exc:
-            outcomes.append(Outcome(sale.receipt_id, "rejected", reason=exc.code, message=exc.message, details=exc.details))
-            continue
-        if result.get("status") == "duplicate":
-            outcomes.append(Outcome(sale.receipt_id, "duplicate", result=result["first"]))
+            outcomes[index] = sale
+        elif sale.receipt_id in known:
+            outcomes[index] = _replayed(sale, *known[sale.receipt_id])
         else:
-            known[sale.receipt_id] = (sale.content_hash, result)
-            outcomes.append(Outcome(sale.receipt_id, "applied", result=result))
-    return outcomes
+            pending.append((index, sale))
+    size = max(1, settings.POS_SYNC_CHUNK_RECEIPTS)
+    for start in range(0, len(pending), size):
+        chunk = pending[start:start + size]
+        try:
+            with transaction.atomic():
+                answers = _apply_chunk(store=store, chunk=chunk, till=till, products=products, known=known)
+        except DatabaseError:
+            answers = {index: _apply_one(store=store, sale=sale, till=till, products=products, known=known)
+                       for index, sale in chunk}
+        for index, outcome in answers.items():
+            outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _rejected(sale: Sale, exc: DomainError) -> Outcome:
+    return Outcome(sale.receipt_id, "rejected", reason=exc.code, message=exc.message, details=exc.details)
 
 
 def _replayed(sale: Sale, content_hash: str, result: dict) -> Outcome:
     if content_hash != sale.content_hash:
-        exc = ReceiptIdReused(details={"receipt_id": sale.receipt_id})
-        return Outcome(sale.receipt_id, "rejected", reason=exc.code, message=exc.message, details=exc.details)
+        return _rejected(sale, ReceiptIdReused(details={"receipt_id": sale.receipt_id}))
     return Outcome(sale.receipt_id, "duplicate", result=result)
 
 
-def _check_tenders(sale: Sale) -> None:
+def _check_sale(sale: Sale, products: dict[str, Product]) -> dict[int, int]:
+    """The checks that need no stock: known SKUs, tenders that add up. Returns the units per product."""
+    missing = {line.sku for line in sale.lines} - products.keys()
+    if missing:
+        raise UnknownSku(sorted(missing))
     paid = sale.money_vnd + sale.points * loyalty_conf.point_value_vnd()
     if paid != sale.total_vnd:
         raise TenderMismatch(details={"total_vnd": sale.total_vnd, "tendered_vnd": paid})
     if sale.points and not sale.member_phone:
         raise MemberRequired()
+    per_product: dict[int, int] = defaultdict(int)
+    for line in sale.lines:
+        per_product[products[line.sku].pk] += line.qty
+    return dict(per_product)
+
+
+LateCounts = dict[int, list[tuple[datetime, int]]]
+
+
+def _late_counts(store: Store, product_ids, since: datetime) -> LateCounts:
+    """Counts already recorded at `counted_at >= since` per product: (counted_at, count pk)."""
+    found: LateCounts = defaultdict(list)
+    for pid, counted_at, count_pk in StockCountLine.objects.filter(
+        count__store_id=store.pk, product_id__in=list(product_ids), count__counted_at__gte=since
+    ).values_list("product_id", "count__counted_at", "count_id"):
+        found[pid].append((counted_at, count_pk))
+    return found
+
+
+@dataclass
+class _Plan:
+    taken: dict[int, int]  # units the sale takes off the ledger's on-hand, per product
+    late: dict[int, int]  # product -> the first count that already saw this sale
+    short: list[dict]  # products sold beyond what the till may sell (negative availability)
+
+
+def _plan_sale(
+    *, store: Store, sale: Sale, per_product: dict[int, int], products: dict[str, Product], sellable, late_counts: LateCounts
+) -> _Plan:
+    """What a receipt takes from each locked row (`sellable(pid)`: what the till may still sell of it). Raises
+    InsufficientStock when the store's policy refuses negative availability."""
+    late = {}
+    for pid in per_product:
+        seen_by = [pk for counted_at, pk in late_counts.get(pid, ()) if counted_at >= sale.sold_at]
+        if seen_by:
+            late[pid] = min(seen_by)
+    taken: dict[int, int] = {}
+    short: list[dict] = []
+    for pid, qty in sorted(per_product.items()):
+        if pid in late:  # the count saw these units gone: taking them again would count them twice
+            taken[pid] = 0
+            continue
+        can = max(0, sellable(pid))
+        taken[pid] = min(qty, can)
+        if qty > can:
+            short.append({"product_id": pid, "requested": qty, "sellable_at_till": can})
+    if short and not store.allow_negative_availability:
+        skus = {p.pk: sku for sku, p in products.items()}
+        for entry in short:
+            entry.update(store=store.code, sku=skus[entry["product_id"]])
+        raise InsufficientStock(short, "The till sold more than the store has on hand and not reserved.")
+    return _Plan(taken=taken, late=late, short=short)
+
+
+def _build_receipt(
+    *, store: Store, sale: Sale, plan: _Plan, products: dict[str, Product], points: dict | None, till: str,
+    now: datetime,
+) -> tuple[TillReceipt, list[TillReceiptLine], dict, list[_Change]]:
+    """The receipt row, its lines (receipt not yet set), its result and its stock movements — unsaved."""
+    note = ""
+    if plan.short:
+        note = "shortfall (negative availability, count needed): " + ", ".join(
+            f"{e['product_id']}×{e['requested'] - e['sellable_at_till']}" for e in plan.short
+        )
+    reference = f"pos:{store.code}:{sale.receipt_id}"
+    moving = [(pid, qty) for pid, qty in sorted(plan.taken.items()) if qty]
+    changes = [
+        _Change(
+            pair=(store.pk, pid), delta=_Delta(on_hand=-qty), reference=reference, note=note,
+            idempotency_key=f"pos:{store.pk}:{sale.receipt_id}:sale" + (f"#{n}" if len(moving) > 1 else ""),
+        )
+        for n, (pid, qty) in enumerate(moving)
+    ]
+    remaining = dict(plan.taken)
+    lines, out_lines = [], []
+    for line in sale.lines:
+        pid = products[line.sku].pk
+        took = min(line.qty, remaining[pid])
+        remaining[pid] -= took
+        shortfall = 0 if pid in plan.late else line.qty - took
+        lines.append(
+            TillReceiptLine(
+                product_id=pid, qty=line.qty, unit_price_vnd=line.unit_price_vnd, discount_vnd=line.discount_vnd,
+                taken=took, shortfall=shortfall, late_for_count_id=plan.late.get(pid),
+            )
+        )
+        out_lines.append({"sku": line.sku, "qty": line.qty, "shortfall": shortfall, "late_for_count": pid in plan.late})
+    points = dict(points) if points else None
+    earn_id = points.pop("_earn_id", None) if points else None
+    redeem_id = points.pop("_redeem_id", None) if points else None
+    if points:
+        points.pop("_member_id", None)
+    result = {
+        "receipt_id": sale.receipt_id,
+        "sold_at": sale.sold_at.isoformat(),
+        "total_vnd": sale.total_vnd,
+        "lines": out_lines,
+        "needs_count": bool(plan.short),
+        "points": points,
+    }
+    receipt = TillReceipt(
+        store=store, receipt_id=sale.receipt_id, content_hash=sale.content_hash, sold_at=sale.sold_at, received_at=now,
+        till=till[:150], total_vnd=sale.total_vnd, money_vnd=sale.money_vnd, points_redeemed=sale.points,
+        member_phone=points["member"] if points else "", earn_posting_id=earn_id, redeem_posting_id=redeem_id,
+        tenders=[t.__dict__ for t in sale.tenders], result=result,
+    )
+    return receipt, lines, result, changes
+
+
+def _lock_members(phones) -> dict[str, Member]:
+    """Lock the existing members of a chunk's receipts in primary-key order before any of them is posted to, so two
+    chunks with the same members in another order cannot deadlock (stock rows first, then members: the same order
+    as an order placement that reserves stock and then captures points). Returns {E.164 phone: the member that
+    holds its points} (a merged member resolves to the one it was merged into). New members are created as their
+    receipt is applied; a phone that does not parse is that receipt's own rejection."""
+    e164 = set()
+    for phone in phones:
+        try:
+            e164.add(normalize_phone(phone))
+        except DomainError:
+            continue
+    if not e164:
+        return {}
+    merged_into = Member.objects.filter(phone__in=e164, merged_into__isnull=False).values("merged_into_id")
+    locked = {
+        m.pk: m
+        for m in Member.objects.select_for_update().filter(Q(phone__in=e164) | Q(pk__in=merged_into)).order_by("pk")
+        .only("pk", "phone", "merged_into_id")
+    }
+    found = {}
+    for m in locked.values():
+        if m.phone in e164:
+            root = m if m.merged_into_id is None else locked.get(m.merged_into_id)
+            if root is not None and root.merged_into_id is None:
+                found[m.phone] = root
+    return found
+
+
+def _e164(phone: str) -> str | None:
+    try:
+        return normalize_phone(phone)
+    except DomainError:
+        return None
+
+
+def _apply_chunk(
+    *, store: Store, chunk: list[tuple[int, Sale]], till: str, products: dict[str, Product],
+    known: dict[str, tuple[str, dict]],
+) -> dict[int, Outcome]:
+    """One transaction for a chunk of receipts (see sync_sales). Adds what it applied to `known` on success."""
+    now = timezone.now()
+    actor = _actor(store, till)
+    out: dict[int, Outcome] = {}
+    checked = []
+    for index, sale in chunk:
+        try:
+            checked.append((index, sale, _check_sale(sale, products)))
+        except DomainError as exc:
+            out[index] = _rejected(sale, exc)
+    if not checked:
+        return out
+    pids = {pid for _, _, per_product in checked for pid in per_product}
+    rows = _lock_rows(store, pids, now=now, create_missing=store.allow_negative_availability)
+    # Under the row locks: a concurrent resend of these receipts has committed or will wait for this chunk.
+    first = {
+        rid: (content_hash, result)
+        for rid, content_hash, result in TillReceipt.objects.filter(
+            store=store, receipt_id__in=[sale.receipt_id for _, sale, _ in checked]
+        ).values_list("receipt_id", "content_hash", "result")
+    }
+    late_counts = _late_counts(store, pids, min(sale.sold_at for _, sale, _ in checked))
+    members = _lock_members({sale.member_phone for _, sale, _ in checked if sale.member_phone})
+    # A member's balance is read once at the end of the chunk, unless the member comes back in a later receipt.
+    unread: dict[int, dict] = {}
+    used: dict[int, int] = defaultdict(int)
+    seen: dict[str, tuple[str, dict]] = {}
+    receipts: list[tuple[TillReceipt, list[TillReceiptLine]]] = []
+    changes: list[_Change] = []
+    flagged: set[int] = set()
+    for index, sale, per_product in checked:
+        prior = first.get(sale.receipt_id) or seen.get(sale.receipt_id) or known.get(sale.receipt_id)
+        if prior is not None:
+            out[index] = _replayed(sale, *prior)
+            continue
+        try:
+            plan = _plan_sale(
+                store=store, sale=sale, per_product=per_product, products=products, late_counts=late_counts,
+                sellable=lambda pid: _till_sellable(rows.get((store.pk, pid))) - used[pid],
+            )
+            points = None
+            if sale.member_phone:
+                phone = _e164(sale.member_phone)
+                member = members.get(phone) if phone else None
+                if member is not None and member.pk in unread:
+                    unread.pop(member.pk)["available"] = _available(member.pk)
+                if sale.points:
+                    with transaction.atomic():  # a refused redemption rolls back this receipt's postings only
+                        points = _post_points(store=store, sale=sale, actor=actor, now=now, member=member,
+                                              read_available=False)
+                else:  # earning alone cannot be refused once the phone parsed (its own savepoint guards the rest)
+                    points = _post_points(store=store, sale=sale, actor=actor, now=now, member=member,
+                                          read_available=False)
+                if member is None and phone:
+                    members[phone] = Member(pk=points["_member_id"], phone=points["member"])
+        except DomainError as exc:
+            out[index] = _rejected(sale, exc)
+            continue
+        receipt, lines, result, moves = _build_receipt(
+            store=store, sale=sale, plan=plan, products=products, points=points, till=till, now=now
+        )
+        if points is not None:
+            unread[points["_member_id"]] = result["points"]
+        for pid, qty in plan.taken.items():
+            used[pid] += qty
+        flagged.update(e["product_id"] for e in plan.short)
+        receipts.append((receipt, lines))
+        changes.extend(moves)
+        seen[sale.receipt_id] = (sale.content_hash, result)
+        out[index] = Outcome(sale.receipt_id, "applied", result=result)
+    if unread:
+        for pk, available in Member.objects.filter(pk__in=list(unread)).values_list("pk", "available"):
+            unread[pk]["available"] = available
+    _apply_many(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
+    TillReceipt.objects.bulk_create([receipt for receipt, _ in receipts])
+    for receipt, lines in receipts:
+        for line in lines:
+            line.receipt = receipt
+    TillReceiptLine.objects.bulk_create([line for _, lines in receipts for line in lines])
+    if flagged:
+        Stock.objects.filter(store_id=store.pk, product_id__in=flagged).update(needs_count=True)
+    known.update(seen)
+    return out
+
+
+def _apply_one(
+    *, store: Store, sale: Sale, till: str, products: dict[str, Product], known: dict[str, tuple[str, dict]]
+) -> Outcome:
+    if sale.receipt_id in known:
+        return _replayed(sale, *known[sale.receipt_id])
+    try:
+        result = apply_sale(store=store, sale=sale, till=till, products=products)
+    except DomainError as exc:
+        return _rejected(sale, exc)
+    if result.get("status") == "duplicate":
+        return Outcome(sale.receipt_id, "duplicate", result=result["first"])
+    known[sale.receipt_id] = (sale.content_hash, result)
+    return Outcome(sale.receipt_id, "applied", result=result)
 
 
 def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, Product] | None = None) -> dict:
-    """Apply one receipt: stock down, points redeemed and earned, the receipt recorded — all or nothing.
+    """Apply one receipt in its own transaction: stock down, points redeemed and earned, the receipt recorded — all
+    or nothing. (sync_sales applies whole chunks at a time and falls back to this.)
 
     Returns the receipt's result (also stored on the receipt); `{"status": "duplicate", "first": ...}` if the same
     receipt was applied meanwhile. Raises ReceiptIdReused, UnknownSku, InsufficientStock (store policy), TenderMismatch,
@@ -240,18 +506,36 @@ def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, 
     wanted = {line.sku for line in sale.lines}
     if not wanted <= products.keys():
         products = {**products, **{p.sku: p for p in Product.objects.filter(sku__in=wanted, is_active=True)}}
-    missing = wanted - products.keys()
-    if missing:
-        raise UnknownSku(sorted(missing))
-    _check_tenders(sale)
-    per_product: dict[int, int] = defaultdict(int)
-    for line in sale.lines:
-        per_product[products[line.sku].pk] += line.qty
+    per_product = _check_sale(sale, products)
     try:
         with transaction.atomic():
-            result = _apply_sale_locked(
-                store=store, sale=sale, actor=actor, till=till, products=products, per_product=per_product, now=now
+            rows = _lock_rows(store, per_product.keys(), now=now, create_missing=store.allow_negative_availability)
+            # Re-checked under the row locks (a concurrent resend may have committed since the batch was read).
+            first = TillReceipt.objects.filter(store=store, receipt_id=sale.receipt_id).values_list(
+                "content_hash", "result"
+            ).first()
+            if first is not None:
+                if first[0] != sale.content_hash:
+                    raise ReceiptIdReused(details={"receipt_id": sale.receipt_id})
+                return {"status": "duplicate", "first": first[1]}
+            plan = _plan_sale(
+                store=store, sale=sale, per_product=per_product, products=products,
+                late_counts=_late_counts(store, per_product, sale.sold_at),
+                sellable=lambda pid: _till_sellable(rows.get((store.pk, pid))),
             )
+            points = _post_points(store=store, sale=sale, actor=actor, now=now)
+            receipt, lines, result, changes = _build_receipt(
+                store=store, sale=sale, plan=plan, products=products, points=points, till=till, now=now
+            )
+            _apply_many(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
+            receipt.save(force_insert=True)
+            for line in lines:
+                line.receipt = receipt
+            TillReceiptLine.objects.bulk_create(lines)
+            if plan.short:
+                Stock.objects.filter(
+                    store_id=store.pk, product_id__in=[e["product_id"] for e in plan.short]
+                ).update(needs_count=True)
     except IntegrityError:
         # The same receipt id was committed meanwhile (a concurrent resend): answer as a replay would.
         first = TillReceipt.objects.filter(store=store, receipt_id=sale.receipt_id).values_list(
@@ -265,110 +549,17 @@ def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, 
     return result
 
 
-def _apply_sale_locked(
-    *, store: Store, sale: Sale, actor: str, till: str, products: dict[str, Product], per_product: dict[int, int],
-    now: datetime,
-) -> dict:
-    rows = _lock_rows(store, per_product.keys(), now=now, create_missing=store.allow_negative_availability)
-    # Re-checked under the row locks (a concurrent resend may have committed between the batch read and now).
-    first = TillReceipt.objects.filter(store=store, receipt_id=sale.receipt_id).values_list("content_hash", "result").first()
-    if first is not None:
-        if first[0] != sale.content_hash:
-            raise ReceiptIdReused(details={"receipt_id": sale.receipt_id})
-        return {"status": "duplicate", "first": first[1]}
-    # Counts already recorded that saw this sale (counted after it was made): such lines take nothing (see module doc).
-    late = dict(
-        StockCountLine.objects.filter(
-            count__store_id=store.pk, product_id__in=list(per_product), count__counted_at__gte=sale.sold_at
-        )
-        .values("product_id")
-        .annotate(first=Min("count_id"))
-        .values_list("product_id", "first")
-    )
-    taken: dict[int, int] = {}
-    short: list[dict] = []
-    flag: list[int] = []
-    for pid, qty in sorted(per_product.items()):
-        if pid in late:
-            taken[pid] = 0
-            continue
-        row = rows.get((store.pk, pid))
-        can = _till_sellable(row)
-        taken[pid] = min(qty, can)
-        if qty > can:
-            short.append({"product_id": pid, "requested": qty, "sellable_at_till": can})
-            flag.append(pid)
-    if short and not store.allow_negative_availability:
-        skus = {p.pk: sku for sku, p in products.items()}
-        for entry in short:
-            entry.update(store=store.code, sku=skus[entry["product_id"]])
-        raise InsufficientStock(short, "The till sold more than the store has on hand and not reserved.")
-    reference = f"pos:{store.code}:{sale.receipt_id}"
-    note = ""
-    if short:
-        note = "shortfall (negative availability, count needed): " + ", ".join(
-            f"{e['product_id']}×{e['requested'] - e['sellable_at_till']}" for e in short
-        )
-    _apply(
-        rows,
-        [((store.pk, pid), _Delta(on_hand=-qty)) for pid, qty in sorted(taken.items()) if qty],
-        reason=MovementReason.SALE,
-        reference=reference,
-        actor=actor,
-        note=note,
-        idempotency_key=f"pos:{store.pk}:{sale.receipt_id}:sale",
-        now=now,
-    )
-    if flag:
-        Stock.objects.filter(store_id=store.pk, product_id__in=flag).update(needs_count=True)
-
-    points = _post_points(store=store, sale=sale, actor=actor, now=now)
-
-    receipt = TillReceipt.objects.create(
-        store=store, receipt_id=sale.receipt_id, content_hash=sale.content_hash, sold_at=sale.sold_at, received_at=now,
-        till=till[:150], total_vnd=sale.total_vnd, money_vnd=sale.money_vnd, points_redeemed=sale.points,
-        member_phone=points["member"] if points else "",
-        earn_posting_id=points.pop("_earn_id", None) if points else None,
-        redeem_posting_id=points.pop("_redeem_id", None) if points else None,
-        tenders=[t.__dict__ for t in sale.tenders],
-    )
-    remaining = dict(taken)
-    lines = []
-    out_lines = []
-    for line in sale.lines:
-        pid = products[line.sku].pk
-        took = min(line.qty, remaining[pid])
-        remaining[pid] -= took
-        lines.append(
-            TillReceiptLine(
-                receipt=receipt, product_id=pid, qty=line.qty, unit_price_vnd=line.unit_price_vnd,
-                discount_vnd=line.discount_vnd, taken=took, shortfall=0 if pid in late else line.qty - took,
-                late_for_count_id=late.get(pid),
-            )
-        )
-        out_lines.append(
-            {"sku": line.sku, "qty": line.qty, "shortfall": lines[-1].shortfall, "late_for_count": pid in late}
-        )
-    TillReceiptLine.objects.bulk_create(lines)
-    result = {
-        "receipt_id": sale.receipt_id,
-        "sold_at": sale.sold_at.isoformat(),
-        "total_vnd": sale.total_vnd,
-        "lines": out_lines,
-        "needs_count": bool(flag),
-        "points": points,
-    }
-    TillReceipt.objects.filter(pk=receipt.pk).update(result=result)
-    return result
-
-
-def _post_points(*, store: Store, sale: Sale, actor: str, now: datetime) -> dict | None:
-    """Redeem the points tender, then earn on the money tenders (the member row is locked after the stock rows)."""
+def _post_points(
+    *, store: Store, sale: Sale, actor: str, now: datetime, member: Member | None = None, read_available: bool = True
+) -> dict | None:
+    """Redeem the points tender, then earn on the money tenders (the member row is locked after the stock rows).
+    `member`: the member already found for the receipt's phone (else it is found or created here)."""
     if not sale.member_phone:
         return None
-    member, _ = loyalty.get_or_create_member(phone=sale.member_phone, channel="pos", store=store.code)
+    if member is None:
+        member, _ = loyalty.get_or_create_member(phone=sale.member_phone, channel="pos", store=store.code)
     source = _source(store, sale.receipt_id, actor)
-    out: dict = {"member": member.phone, "earned": 0, "redeemed": 0}
+    out: dict = {"member": member.phone, "earned": 0, "redeemed": 0, "_member_id": member.pk}
     if sale.points:
         posting = loyalty.redeem_points(
             member=member, points=sale.points, source=source,
@@ -383,8 +574,13 @@ def _post_points(*, store: Store, sale: Sale, actor: str, now: datetime) -> dict
         )
         out["earned"] = posting.points
         out["_earn_id"] = posting.pk
-    out["available"] = Member.objects.filter(pk=member.pk).values_list("available", flat=True).get()
+    if read_available:
+        out["available"] = _available(member.pk)
     return out
+
+
+def _available(member_id: int) -> int:
+    return Member.objects.filter(pk=member_id).values_list("available", flat=True).get()
 
 
 # --- voids and refunds ----------------------------------------------------------------------------------------------
