@@ -10,6 +10,9 @@ How to call it (orders, POS, returns):
       scope, e.g. "pos:HCM-0001:R-123:earn"). A replay returns the first result and posts nothing; the same key
       for a different action or member raises IdempotencyKeyConflict (422).
 
+Events: every posting that changes a member's balance writes one "points.changed" outbox event with the new
+balance, in the same transaction (on PostgreSQL in the posting's own statement).
+
 Concurrency: every action first locks the member's row (SELECT ... FOR UPDATE), which serialises all writes to one
 member's counters, lots and holds; merges lock both members in primary-key order. Counters change in the database
 (F expressions; the spend path uses a conditional `UPDATE ... WHERE available >= n`), and CHECK constraints refuse

@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--db", default="o2o_bench_loyalty")
     parser.add_argument("--reset", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the rows as one JSON line at the end (compare.py)")
     args = parser.parse_args()
 
     prepare_database(args.db, reset=args.reset)
@@ -250,6 +251,7 @@ def main() -> None:
     if args.also_hot is not None:
         args.hot = args.also_hot
         rows.append(run(args))
+    load = os.getloadavg()
     verdict = audit()
     from django.db import connection
 
@@ -264,7 +266,8 @@ def main() -> None:
             f"({datetime.now().astimezone().isoformat(timespec='seconds')})  ",
             f"Machine: {machine()}, PostgreSQL {pg} on the same machine  ",
             f"Command: `.venv/bin/python bench/loyalty/run.py {' '.join(sys.argv[1:])}`  ",
-            f"Database `{args.db}`; clients are threads with one connection each, over {args.procs} processes.",
+            f"Database `{args.db}`; clients are threads with one connection each, over {args.procs} processes.  ",
+            f"Load average at the end (1/5/15 min): {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared machine).",
             "",
             "Mix per call: 40 % earn (till), 25 % redeem at the till, 20 % checkout hold + capture (2 postings), "
             "8 % hold + void (2 postings), 7 % reverse half of an earlier earning. Every posting: member row lock, "
@@ -277,6 +280,10 @@ def main() -> None:
         ]
     )
     print(report)
+    if args.json:
+        import json
+
+        print(json.dumps({"rows": rows, "load": load}))
     if not args.no_write:
         Path(__file__).with_name("RESULTS-loyalty.md").write_text(report)
 

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from loyalty import selectors, services
 from loyalty.exceptions import InsufficientPoints, InvalidMerge, NothingToReverse, RedemptionNotHeld
 from loyalty.models import Member, RedemptionHold
+from o2o.models import OutboxEvent
 from tests.loyalty.conftest import POS, T0, WEB
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +34,7 @@ class LoyaltyMachine(RuleBasedStateMachine):
         ]
         self.now = T0
         self.earnings: list[int] = []
+        self.calls: list[tuple] = []  # (key, member index, amount, online, posting id) of earlier earnings
         self.holds: list[int] = []
         self.redemptions: list[int] = []
         self.n = 0
@@ -52,9 +54,21 @@ class LoyaltyMachine(RuleBasedStateMachine):
     @rule(who=members, amount=st.integers(min_value=0, max_value=2_000_000), online=st.booleans())
     def earn(self, who, amount, online):
         vest_at = self.now + timedelta(days=14) if online else None
+        key = self.key()
         posting = services.earn_points(member=self.members[who], amount_paid_vnd=amount, source=WEB if online else POS,
-                                       idempotency_key=self.key(), vest_at=vest_at, now=self.now)
+                                       idempotency_key=key, vest_at=vest_at, now=self.now)
         self.earnings.append(posting.pk)
+        self.calls.append((key, who, amount, vest_at, posting.pk))
+
+    @precondition(lambda self: self.calls)
+    @rule(data=st.data())
+    def replay_earn(self, data):
+        """A retried earning (the till or the website did not get the answer) returns the first and posts nothing."""
+        key, who, amount, vest_at, first = data.draw(st.sampled_from(self.calls))
+        events = OutboxEvent.objects.count()
+        posting = services.earn_points(member=self.members[who], amount_paid_vnd=amount, source=POS,
+                                       idempotency_key=key, vest_at=vest_at, now=self.now)
+        assert posting.pk == first and OutboxEvent.objects.count() == events
 
     @rule(who=members, points=st.integers(min_value=1, max_value=150))
     def hold(self, who, points):
@@ -152,6 +166,14 @@ class LoyaltyMachine(RuleBasedStateMachine):
         for m in Member.objects.filter(pk__in=[x.pk for x in self.members]):
             total = sum(e.amount for e in m.entries.all())
             assert m.balance == total
+
+    @invariant()
+    def last_points_changed_event_shows_the_balance(self):
+        for m in Member.objects.filter(pk__in=[x.pk for x in self.members]):
+            last = OutboxEvent.objects.filter(topic="points.changed", aggregate=f"member:{m.pk}").order_by("-id").first()
+            if last is not None:
+                assert last.payload["balance"] == {"available": m.available, "held": m.held, "pending": m.pending,
+                                                   "shortfall": m.shortfall, "total": m.balance}
 
 
 def test_random_histories_keep_the_ledger_balanced():

@@ -23,6 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, addr: str, no_serve: bool, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("load_demo_chain")
+        call_command("loyalty_demo_member")
         credentials = self._credentials()
         self._print(addr, credentials)
         if not no_serve:
@@ -78,5 +79,15 @@ Try:
        -d '{{"method": "delivery", "destination": {{"lat": 10.7769, "lon": 106.7009}}, \
             "customer": {{"name": "Nguyễn Văn An", "phone": "0901234567"}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \
        {base}/api/v1/orders/
+
+  # pay part of an order with points: hold 500 points (50,000 ₫), place the order with the hold, see the balance
+  HOLD=$(curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \
+       -H "Idempotency-Key: demo-hold-$RANDOM" -d '{{"phone": "0901234567", "points": 500}}' \
+       {base}/api/v1/loyalty/redemptions/ | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' -H "Idempotency-Key: demo-order-$HOLD" \
+       -d '{{"method": "delivery", "destination": {{"lat": 10.7769, "lon": 106.7009}}, "loyalty": {{"hold_id": '$HOLD'}}, \
+            "customer": {{"name": "Nguyễn Văn An", "phone": "0901234567"}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \
+       {base}/api/v1/orders/
+  curl -s -H 'Authorization: Api-Key {key}' {base}/api/v1/loyalty/members/0901234567/balance/
 """
         )
