@@ -5,6 +5,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import time as dtime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.db import connection
@@ -16,6 +18,14 @@ from inventory.models import OpeningHours, Product, Reservation, Stock, StockMov
 
 SERVICES = ("delivery", "pickup", "returns")
 KM_PER_DEGREE_LAT = 111.32
+
+
+class Interval(NamedTuple):
+    """An opening interval as opening_status() reads it, without a model instance."""
+
+    weekday: int
+    opens: dtime
+    closes: dtime
 
 
 @dataclass
@@ -89,8 +99,12 @@ def stores_near(
     south, north, west, east = _bounding_box(lat, lon, radius_km)
     service_filter = f"AND s.offers_{service}" if service in SERVICES else ""  # a fixed column name, not input
     delivery_filter = "AND distance_km <= delivery_radius_km" if service == "delivery" else ""
+    postgres = connection.vendor == "postgresql"
+    # On PostgreSQL the opening hours of the chosen stores come in the same round trip.
+    hours_column = f""", (SELECT json_agg(json_build_array(h.weekday, h.opens, h.closes))
+                         FROM {OpeningHours._meta.db_table} h WHERE h.store_id = candidates.id) AS hours_json""" if postgres else ""
     sql = f"""
-        SELECT * FROM (
+        SELECT *{hours_column} FROM (
             SELECT s.*, 2 * %s * ASIN(SQRT(POWER(SIN((RADIANS(s.lat) - %s) / 2), 2)
                         + %s * COS(RADIANS(s.lat)) * POWER(SIN((RADIANS(s.lon) - %s) / 2), 2))) AS distance_km
             FROM {Store._meta.db_table} s
@@ -104,7 +118,13 @@ def stores_near(
               south, north, west, east, radius_km, limit]
     stores = list(Store.objects.raw(sql, params))
     hours = defaultdict(list)
-    if stores:
+    if postgres:
+        for store in stores:
+            hours[store.pk] = [
+                Interval(weekday, dtime.fromisoformat(opens), dtime.fromisoformat(closes))
+                for weekday, opens, closes in store.hours_json or ()
+            ]
+    elif stores:
         # Plain rows with .weekday/.opens/.closes: opening_status needs no model instances.
         for interval in OpeningHours.objects.filter(store_id__in=[s.pk for s in stores]).order_by().values_list(
             "store_id", "weekday", "opens", "closes", named=True

@@ -2,7 +2,6 @@
 benchmark database, with the same seeded bodies as run.py.
 
     .venv/bin/python bench/availability/profile_requests.py [--requests 500] [--db o2o_bench] [--cprofile 25]
-    O2O_BENCH_PROPOSED=1 .venv/bin/python bench/availability/profile_requests.py     # with the proposed patch
 
 Prints per endpoint: mean time per request through the whole Django stack (test client: middleware, URL routing,
 view, rendering), the SQL statements per request with their share of the time, and the top functions by cumulative
@@ -44,7 +43,7 @@ def main() -> None:
 
     from bench.availability.run import bodies
 
-    resolve("/bench/floor/")  # imports the bench urls (and, with O2O_BENCH_PROPOSED=1, installs the patch)
+    resolve("/bench/floor/")  # imports the bench urls
     from o2o.models import SalesChannel, SalesChannelKey
 
     channel, _ = SalesChannel.objects.get_or_create(code="website", defaults={"name": "Website"})

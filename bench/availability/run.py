@@ -12,7 +12,8 @@
 5. Runs wrk on loopback against both endpoints, interleaved (ours, floor, ours, floor, ... for --rounds rounds),
    with the same parameters: --connections clients, --duration seconds each, a request body per request drawn from
    a seeded list of random points in Ho Chi Minh City (within 10 km of the centre) and random 5-SKU carts.
-   Also a low-concurrency pass (--low-connections, default 1) for the latency of one request without queueing.
+   Then lower-concurrency passes (--low-connections, default 1,2,4,8) for the latency without queueing: at which
+   concurrency ours still answers with p95 < 25 ms, and the ratio to the floor at each.
 6. Prints a markdown table and writes bench/availability/RESULTS-availability.md (unless --no-write).
 """
 
@@ -161,17 +162,13 @@ def wrk(url: str, lua: str, *, connections: int, seconds: int, threads: int, pin
     return result
 
 
-VARIANTS = {
-    "current": "run A: current code",
-    "proposed": "run B: proposed selectors patch installed (proposed.py; the floor view is the same)",
-}
+VARIANTS = {"current": "current code"}
 
 
 def run_variant(variant: str, args, env: dict, key: str, sample: list[str]) -> list[tuple[str, str, dict]]:
     """Start gunicorn for this variant, check the two endpoints agree, then load both, interleaved."""
     serve_env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "bench.availability.settings",
-                 "O2O_DB_CONN_MAX_AGE": "600", "PYTHONPATH": str(ROOT),
-                 "O2O_BENCH_PROPOSED": "1" if variant == "proposed" else "0"}
+                 "O2O_DB_CONN_MAX_AGE": "600", "PYTHONPATH": str(ROOT)}
     gunicorn = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "o2o.wsgi", "-w", str(args.workers), "-k", "sync",
          "-b", f"127.0.0.1:{args.port}", "--log-level", "warning", "--backlog", "512", "--preload"],
@@ -195,9 +192,7 @@ def run_variant(variant: str, args, env: dict, key: str, sample: list[str]) -> l
                      ("floor: bare Django view, same SQL", f"{base}/bench/floor/")]
         for _, url in endpoints:  # warm-up: every worker connects and fills its caches
             wrk(url, lua, connections=args.connections, seconds=args.warmup, threads=args.wrk_threads, pin=args.pin_wrk)
-        passes = [(args.connections, args.duration)]
-        if args.low_connections:
-            passes.append((args.low_connections, args.low_duration))
+        passes = [(args.connections, args.duration)] + [(n, args.low_duration) for n in args.low_levels]
         for clients, seconds in passes:
             for round_no in range(args.rounds):
                 for name, url in endpoints:
@@ -240,11 +235,11 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--low-connections", type=int, default=1, help="second pass without queueing (0: skip)")
+    parser.add_argument("--low-connections", default="1,2,4,8",
+                        help="lower-concurrency passes, comma-separated (empty: skip)")
     parser.add_argument("--duration", type=int, default=30, help="seconds per endpoint per round")
     parser.add_argument("--low-duration", type=int, default=15, help="seconds of the low-concurrency pass")
-    parser.add_argument("--variants", default="current,proposed",
-                        help="current (the code as it is) and/or proposed (with bench/availability/proposed.py)")
+    parser.add_argument("--variants", default="current", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours, floor, ours, floor, ...)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
@@ -255,6 +250,7 @@ def main() -> None:
     parser.add_argument("--pin-wrk", default=None, help="CPU list for taskset, e.g. 1 (default: no pinning)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    args.low_levels = [int(n) for n in args.low_connections.split(",") if n.strip()]
     command_line = ("python bench/availability/run.py " + " ".join(sys.argv[1:])).strip()
     if not shutil.which("wrk"):
         print("wrk is missing: installing it (apt-get install -y wrk)", flush=True)
@@ -273,18 +269,32 @@ def main() -> None:
 
     summary = []
     for variant in dict.fromkeys(v for v, _, _ in results):
-        def rate(endpoint: str, clients: int, variant=variant) -> float:
-            rows = [r for v, n, r in results if v == variant and n.startswith(endpoint) and r["connections"] == clients]
-            return sum(r["requests"] for r in rows) / sum(r["duration_s"] for r in rows)
+        def rows(endpoint: str, clients: int, variant=variant) -> list[dict]:
+            return [r for v, n, r in results if v == variant and n.startswith(endpoint) and r["connections"] == clients]
 
-        ours = [r for v, n, r in results if v == variant and n.startswith("ours") and r["connections"] == args.connections]
+        def rate(endpoint: str, clients: int) -> float:
+            picked = rows(endpoint, clients)
+            return sum(r["requests"] for r in picked) / sum(r["duration_s"] for r in picked)
+
         summary.append(
             f"- **{VARIANTS[variant]}**: ours / floor throughput at {args.connections} clients = "
             f"**{rate('ours', args.connections) / rate('floor', args.connections):.0%}** (goal ≥ 60 %); ours p95 at "
-            f"{args.connections} clients = **{max(r['p95_ms'] for r in ours)} ms** (goal < 25 ms)"
-            + (f"; at {args.low_connections} client(s): ours p95 "
-               f"{max(r['p95_ms'] for v, n, r in results if v == variant and n.startswith('ours') and r['connections'] == args.low_connections)} ms"
-               if args.low_connections else "")
+            f"{args.connections} clients = **{max(r['p95_ms'] for r in rows('ours', args.connections))} ms** "
+            "(goal < 25 ms; with closed-loop clients mean latency = clients / throughput)"
+        )
+        met = []
+        for clients in args.low_levels:
+            p95 = max(r["p95_ms"] for r in rows("ours", clients))
+            floor_p95 = max(r["p95_ms"] for r in rows("floor", clients))
+            summary.append(
+                f"- {clients} client(s): ours p95 {p95} ms (floor {floor_p95} ms), ours / floor throughput "
+                f"{rate('ours', clients) / rate('floor', clients):.0%}"
+            )
+            if p95 < 25:
+                met.append(clients)
+        summary.append(
+            f"- highest tested concurrency with ours p95 < 25 ms: **{max(met) if met else 'none'}**"
+            f" (tested {', '.join(str(n) for n in [*args.low_levels, args.connections])})"
         )
     errors = sum(r["non_2xx"] + r["socket_errors"] for _, _, r in results)
     load = Path("/proc/loadavg").read_text().split()[:3]
