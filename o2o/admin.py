@@ -1,6 +1,6 @@
 """Admin for sales channels, their API keys, HTTP idempotency records and the event outbox."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count
 from django.urls import reverse
@@ -8,6 +8,8 @@ from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
+from o2o import outbox
+from o2o.domain_errors import DomainError
 from o2o.models import IdempotencyRecord, OutboxEvent, SalesChannel, SalesChannelKey
 
 # The library registers its own key model; nothing authenticates with it here, so keys made there would not work.
@@ -99,20 +101,74 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
 
 
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    """Dead letters (gave up after O2O_OUTBOX_MAX_ATTEMPTS) and events still retrying after a failure."""
+
+    title = "delivery trouble"
+    parameter_name = "trouble"
+
+    def lookups(self, request, model_admin):
+        return [("dead", "Dead letters (replayable)"), ("retrying", "Failing, still retrying")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "dead":
+            return queryset.filter(status=OutboxEvent.Status.DEAD)
+        if self.value() == "retrying":
+            return queryset.filter(status=OutboxEvent.Status.PENDING, attempts__gt=0)
+        return queryset
+
+
+OUTBOX_COLOURS = {
+    OutboxEvent.Status.PENDING: "#ef6c00",
+    OutboxEvent.Status.DELIVERED: "#2e7d32",
+    OutboxEvent.Status.SKIPPED: "#757575",
+    OutboxEvent.Status.DEAD: "#c62828",
+}
+
+
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Events to the sales channels. Dead letters are replayed with the action (o2o.outbox.replay_dead_events):
+    back to pending, attempts reset, delivered in order with the rest of their aggregate."""
+
     list_display = (
         "created_at",
         "topic",
         "aggregate",
         "channel",
-        "status",
+        "status_badge",
         "attempts",
         "next_attempt_at",
         "delivered_at",
+        "short_error",
     )
-    list_filter = ("status", "channel")
+    list_filter = (NeedsAttentionFilter, "status", "channel")
     list_select_related = ("channel",)
-    search_fields = ("=aggregate", "topic")
+    search_fields = ("=aggregate", "topic", "=event_id")
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+    actions = ["replay_dead"]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: OutboxEvent) -> str:
+        return format_html('<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>',
+                           OUTBOX_COLOURS.get(obj.status, "#757575"), obj.get_status_display())
+
+    @admin.display(description="last error")
+    def short_error(self, obj: OutboxEvent) -> str:
+        return obj.last_error[:80]
+
+    @admin.action(description="Replay the selected dead letters (deliver them again)", permissions=["replay"])
+    def replay_dead(self, request, queryset) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        try:
+            count = outbox.replay_dead_events(event_ids=ids)
+        except DomainError as exc:
+            self.message_user(request, f"{exc.message} Select dead letters only (filter: delivery trouble).",
+                              messages.ERROR)
+            return
+        self.message_user(request, f"{count} event(s) queued for delivery again.", messages.SUCCESS)
+
+    def has_replay_permission(self, request) -> bool:
+        # Replaying writes (status back to pending): staff who may change events, or superusers.
+        return request.user.has_perm("o2o.change_outboxevent")

@@ -1,6 +1,9 @@
 """The transactional outbox: events are written inside the transaction that makes the change, then delivered to
 the sales channel's webhook by a Celery task, signed, in order per aggregate, at least once.
 
+Dead letters (N failed attempts) stop blocking their aggregate, so later events go on; replaying one (the admin's
+action) sends it again, late; the envelope's `sequence` lets the receiver see that.
+
 Delivery claims the oldest pending event of each aggregate with FOR UPDATE SKIP LOCKED, so several workers can run
 side by side without sending one aggregate's events out of order; a worker killed mid-delivery leaves its row
 pending (its transaction never commits), and the event goes out again later. Receivers deduplicate by event id.
@@ -86,6 +89,9 @@ def envelope(event: OutboxEvent) -> bytes:
     """The exact bytes sent (and signed) for an event."""
     body = {
         "id": str(event.event_id),
+        # Increases with every event written; within an aggregate it is the order of the changes. A replayed dead
+        # letter arrives after the events that passed it: receivers keep the highest sequence they applied.
+        "sequence": event.pk,
         "topic": event.topic,
         "aggregate": event.aggregate,
         "created_at": event.created_at,
@@ -184,6 +190,8 @@ def replay_dead_events(*, event_ids: list[int]) -> int:
     events = OutboxEvent.objects.select_for_update().filter(pk__in=event_ids)
     if any(e.status != OutboxEvent.Status.DEAD for e in events):
         raise Conflict("Only dead-lettered events can be replayed.", details={"event_ids": event_ids})
-    return OutboxEvent.objects.filter(pk__in=event_ids).update(
+    count = OutboxEvent.objects.filter(pk__in=event_ids).update(
         status=OutboxEvent.Status.PENDING, attempts=0, next_attempt_at=None
     )
+    transaction.on_commit(_kick_delivery)
+    return count

@@ -24,6 +24,7 @@ class Receiver:
         self.secret, self.delay_s, self.echo = secret, delay_s, echo
         self.received: list[dict] = []  # first delivery of each event, in arrival order
         self.applied: Counter[str] = Counter()  # how many times each id was applied (must stay 1)
+        self.raw: Counter[str] = Counter()  # how many times each id arrived (redeliveries make it > 1)
         self.deliveries = 0
         self.bad_signatures = 0
         self._lock = threading.Lock()
@@ -44,6 +45,7 @@ class Receiver:
                         self.end_headers()
                         return
                     event = json.loads(body)
+                    receiver.raw[event["id"]] += 1
                     if event["id"] not in receiver.applied:
                         receiver.applied[event["id"]] += 1
                         receiver.received.append(event)

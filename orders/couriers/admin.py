@@ -1,5 +1,6 @@
-"""The courier desk: deliveries (filter by SLA state: at risk, escalated), the events each provider sent (applied
-or not, and why), and packed delivery fulfillments waiting for a courier. Actions call orders.couriers.services."""
+"""The courier desk: deliveries (SLA state in colour and as a filter: at risk, escalated), the events each provider
+sent (applied or not, and why), and packed delivery fulfillments waiting for a courier. Actions (re-dispatch,
+escalate, delivery failed, returned to the store, dispatch) call orders.couriers.services."""
 
 from django.contrib import admin, messages
 from django.db import models
@@ -10,7 +11,7 @@ from django.utils.html import format_html
 
 from o2o.domain_errors import DomainError
 from orders.couriers import services
-from orders.couriers.models import CourierEvent, Delivery, FulfillmentAwaitingCourier
+from orders.couriers.models import CourierEvent, Delivery, DeliveryStatus, FulfillmentAwaitingCourier, SlaState
 from orders.couriers.providers import provider_names
 from orders.models import FulfillmentStatus, Method
 
@@ -38,17 +39,30 @@ class CourierEventInline(ReadOnly, admin.TabularInline):
     ordering = ["id"]
 
 
+SLA_COLOURS = {SlaState.OK: "#2e7d32", SlaState.AT_RISK: "#ef6c00", SlaState.ESCALATED: "#c62828"}
+STATUS_COLOURS = {DeliveryStatus.DELIVERED: "#2e7d32", DeliveryStatus.FAILED: "#c62828",
+                  DeliveryStatus.RETURNED: "#6a1b9a", DeliveryStatus.CANCELLED: "#757575"}
+
+
+def _badge(text: str, colour: str):
+    return format_html('<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>',
+                       colour, text)
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["id", "fulfillment_link", "provider", "external_id", "status", "sla_state", "attempt",
-                    "courier_name", "requested_at", "status_changed_at"]
+    """SLA state in colour (green on time, orange at risk, red escalated) with the watch's note; filter on it. The
+    actions go through orders.couriers.services, as a courier's webhook would."""
+
+    list_display = ["id", "fulfillment_link", "provider", "external_id", "status_badge", "sla_badge", "sla_note",
+                    "attempt", "courier_name", "requested_at", "status_changed_at"]
     list_filter = ["sla_state", "status", "provider"]
     search_fields = ["=external_id", "=fulfillment__order__number", "courier_phone"]
     list_select_related = ["fulfillment__order"]
     readonly_fields = ["fulfillment_link"]
     inlines = [CourierEventInline]
     show_full_result_count = False
-    actions = ["redispatch", "confirm_returned"]
+    actions = ["redispatch", "escalate", "record_failed", "confirm_returned"]
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if isinstance(db_field, models.URLField):
@@ -60,10 +74,19 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
         url = reverse("admin:orders_fulfillment_change", args=[obj.fulfillment_id])
         return format_html('<a href="{}">#{} ({})</a>', url, obj.fulfillment_id, obj.fulfillment.order.number)
 
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Delivery):
+        colour = STATUS_COLOURS.get(obj.status)
+        return _badge(obj.get_status_display(), colour) if colour else obj.get_status_display()
+
+    @admin.display(description="SLA", ordering="sla_state")
+    def sla_badge(self, obj: Delivery):
+        return _badge(obj.get_sla_state_display(), SLA_COLOURS.get(obj.sla_state, "#757575"))
+
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("orders.change_delivery")
 
-    @admin.action(description="Cancel and request a courier again (not picked up yet)")
+    @admin.action(description="Re-dispatch: cancel and request a courier again (not picked up yet)")
     def redispatch(self, request: HttpRequest, queryset: QuerySet[Delivery]):
         for d in queryset.order_by("pk"):
             try:
@@ -77,16 +100,35 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
             else:
                 self.message_user(request, f"#{d.pk} → new delivery #{new.pk}.", messages.SUCCESS)
 
-    @admin.action(description="Goods are back in the store (failed deliveries)")
+    @admin.action(description="Escalate to the store (SLA: a person takes over)")
+    def escalate(self, request: HttpRequest, queryset: QuerySet[Delivery]):
+        for d in queryset.order_by("pk"):
+            if services.escalate(delivery=d, actor=_staff(request)):
+                self.message_user(request, f"#{d.pk}: escalated.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"#{d.pk}: not escalated (already escalated, or ended).", messages.WARNING)
+
+    @admin.action(description="Delivery failed: the courier brings the goods back (delivery_failed)")
+    def record_failed(self, request: HttpRequest, queryset: QuerySet[Delivery]):
+        self._apply_each(request, queryset, lambda d: services.record_failure(
+            delivery=d, actor=_staff(request), reason=f"reported failed by {_staff(request)}"))
+
+    @admin.action(description="Goods back in the store, on sale again (returned_to_store)")
     def confirm_returned(self, request: HttpRequest, queryset: QuerySet[Delivery]):
+        self._apply_each(request, queryset, lambda d: services.confirm_returned(delivery=d, actor=_staff(request)))
+
+    def _apply_each(self, request: HttpRequest, queryset: QuerySet[Delivery], apply):
         for d in queryset.order_by("pk"):
             try:
-                outcome = services.confirm_returned(delivery=d, actor=_staff(request))
+                outcome = apply(d)
             except DomainError as exc:
                 self.message_user(request, f"#{d.pk}: {exc.message}", messages.ERROR)
                 continue
-            level = messages.SUCCESS if outcome.applied else messages.WARNING
-            self.message_user(request, f"#{d.pk}: {outcome.note or 'returned'}", level)
+            if outcome.duplicate:
+                self.message_user(request, f"#{d.pk}: already recorded; nothing changed.", messages.WARNING)
+            else:
+                level = messages.SUCCESS if outcome.applied else messages.WARNING
+                self.message_user(request, f"#{d.pk}: {outcome.note or 'done'}", level)
 
 
 @admin.register(CourierEvent)

@@ -82,6 +82,21 @@ def confirm_returned(*, delivery: Delivery | int, actor: str) -> EventOutcome:
         return _record_and_apply(provider=d.provider, event=event, payload={"confirmed_by": actor}, delivery_id=d.pk)
 
 
+def record_failure(*, delivery: Delivery | int, actor: str, reason: str = "") -> EventOutcome:
+    """Staff record a failed delivery the provider has not reported (the courier phoned the store): the same path as
+    a courier's `failed` event. After pickup the fulfillment goes to delivery_failed (the goods are on their way
+    back; confirm_returned puts them back on sale); before pickup the parcel stays packed for another courier."""
+    pk = delivery.pk if isinstance(delivery, Delivery) else delivery
+    d = Delivery.objects.get(pk=pk)
+    event = ProviderEvent(
+        event_id=f"staff:{d.pk}:failed", external_id=d.external_id or "", provider_status="FAILED (staff)",
+        status=D.FAILED, occurred_at=timezone.now(), failure_reason=(reason or f"reported by {actor}")[:300],
+    )
+    with transaction.atomic(durable=True):
+        return _record_and_apply(provider=d.provider, event=event, payload={"reported_by": actor, "reason": reason},
+                                 delivery_id=d.pk)
+
+
 def _record_and_apply(
     *, provider: str, event: ProviderEvent, payload: dict, delivery_id: int | None = None
 ) -> EventOutcome:
@@ -364,18 +379,25 @@ def watch_deliveries(*, now: datetime | None = None) -> WatchResult:
     return result
 
 
-def _flag(pk: int, state: str, note: str) -> bool:
+def _flag(pk: int, state: str, note: str, *, unless_ended: bool = False) -> bool:
     with transaction.atomic(durable=True):
         order_id = Delivery.objects.filter(pk=pk).values_list("fulfillment__order_id", flat=True).first()
         Order.objects.select_for_update().filter(pk=order_id).first()
         d = Delivery.objects.select_for_update().select_related("fulfillment__order__channel", "fulfillment__store").get(pk=pk)
-        if d.sla_state == state or d.sla_state == SlaState.ESCALATED:
+        if d.sla_state == state or d.sla_state == SlaState.ESCALATED or (unless_ended and d.status in TERMINAL):
             return False
         Delivery.objects.filter(pk=pk).update(sla_state=state, sla_note=note[:300])
         d.sla_state, d.sla_note = state, note
         emit(topic=f"delivery.{state}", aggregate=d.fulfillment.order.aggregate, channel=d.fulfillment.order.channel,
              payload={**delivery_payload(d), "sla_note": note})
     return True
+
+
+def escalate(*, delivery: Delivery | int, actor: str, note: str = "") -> bool:
+    """Staff escalate a delivery to the store (SLA): flagged `escalated` and the website told, once. False when it
+    was escalated already or has ended (delivered, cancelled, returned)."""
+    pk = delivery.pk if isinstance(delivery, Delivery) else delivery
+    return _flag(pk, SlaState.ESCALATED, note or f"escalated by {actor}", unless_ended=True)
 
 
 def redispatch(*, delivery: Delivery | int, reason: str = "re-dispatched by staff") -> Delivery | None:
