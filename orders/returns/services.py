@@ -43,6 +43,7 @@ from loyalty.models import Posting, PostingKind
 from o2o.domain_errors import InvalidInput
 from o2o.models import SalesChannel
 from o2o.outbox import emit
+from orders.loyalty_tender import handed_over_vnd
 from orders.models import SUCCESS, FulfillmentLine, Order, OrderLine, PaymentState
 from orders.returns import policy
 from orders.returns.exceptions import (
@@ -112,6 +113,8 @@ class _Purchase:
     earn_posting_id: int | None
     redeem_posting_id: int | None
     refunded_before_vnd: int  # value already refunded on this purchase (returns and till refunds)
+    earn_basis_vnd: int  # the value paid for what the earning was earned on
+    points_back_before: int | None  # points given back by earlier returns; None: read it from the ledger
 
     @property
     def channel(self) -> SalesChannel | None:
@@ -204,12 +207,16 @@ def _order_purchase(order: Order) -> _Purchase:
     money = order.total_vnd - order.points_tender_vnd
     tender = "cod" if order.payment_state == PaymentState.COD else "online"
     before = ReturnModel.objects.filter(order=order, status=ReturnStatus.REFUNDED).aggregate(
-        v=Sum("refund_vnd", default=0)
-    )["v"]
+        v=Sum("refund_vnd", default=0), p=Sum("points_given_back", default=0)
+    )
+    # The order earned on the money part of what was handed over (orders.loyalty_tender), and gave back the points
+    # that paid for what was not; returns work on the handed-over part only.
+    share = min(Fraction(handed_over_vnd(order), order.subtotal_vnd), Fraction(1)) if order.subtotal_vnd else 0
     return _Purchase(
         order=order, receipt=None, lines=lines, total_vnd=order.total_vnd, money_vnd=money,
         money_tenders=[(tender, money)], points_redeemed=order.points_redeemed, earn_posting_id=order.earn_posting_id,
-        redeem_posting_id=order.redeem_posting_id, refunded_before_vnd=before,
+        redeem_posting_id=order.redeem_posting_id, refunded_before_vnd=before["v"],
+        earn_basis_vnd=math.floor(order.total_vnd * share), points_back_before=before["p"],
     )
 
 
@@ -245,7 +252,7 @@ def _receipt_purchase(receipt: TillReceipt) -> _Purchase:
         order=None, receipt=receipt, lines=dict(lines), total_vnd=receipt.total_vnd, money_vnd=receipt.money_vnd,
         money_tenders=sorted(tenders.items()), points_redeemed=receipt.points_redeemed,
         earn_posting_id=receipt.earn_posting_id, redeem_posting_id=receipt.redeem_posting_id,
-        refunded_before_vnd=before,
+        refunded_before_vnd=before, earn_basis_vnd=receipt.total_vnd, points_back_before=None,
     )
 
 
@@ -363,6 +370,8 @@ def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, 
     given_back = reversed_points = 0
     if purchase.redeem_posting_id and total > 0:
         redeemed, done = _already(purchase.redeem_posting_id, PostingKind.REFUND)
+        if purchase.points_back_before is not None:
+            done = purchase.points_back_before  # the order's own give-back (goods never handed over) is not ours
         target = math.ceil(Fraction(redeemed * after, total))
         if target - done > 0:
             try:
@@ -372,9 +381,9 @@ def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, 
                 ).points
             except NothingToReverse:
                 given_back = 0
-    if purchase.earn_posting_id and total > 0:
+    if purchase.earn_posting_id and purchase.earn_basis_vnd > 0:
         earned, done = _already(purchase.earn_posting_id, PostingKind.REVERSE)
-        target = math.floor(Fraction(earned * after, total))
+        target = math.floor(Fraction(earned * min(after, purchase.earn_basis_vnd), purchase.earn_basis_vnd))
         if target - done > 0:
             try:
                 reversed_points = loyalty.reverse_earning(

@@ -1,17 +1,18 @@
 import itertools
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inventory.models import Stock
 from inventory.pos.models import StoreApiKey
 from inventory.selectors import reservation_differences, stock_ledger_differences
-from loyalty import conf as loyalty_conf
 from loyalty import selectors as loyalty_selectors
 from loyalty import services as loyalty
 from loyalty.models import Member
 from orders import services as order_services
+from orders.loyalty_tender import LoyaltyInput
 from orders.models import FulfillmentStatus, Order
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
@@ -62,34 +63,35 @@ def deliver(order: Order) -> Order:
     return Order.objects.get(pk=order.pk)
 
 
-def web_order(channel, lines: dict[str, int], *, lat=BEN_THANH["lat"], lon=BEN_THANH["lon"]) -> Order:
-    return order_services.place_order(
+def give_points(points: int, phone: str = PHONE) -> None:
+    """Credit `points` available points (a till earning at the base rate)."""
+    member, _ = loyalty.get_or_create_member(phone=phone, channel="pos")
+    loyalty.earn_points(member=member, amount_paid_vnd=points * 10_000,
+                        source=loyalty.PostingSource(channel="pos", actor="test"), idempotency_key=key())
+
+
+def web_order(channel, lines: dict[str, int], *, lat=BEN_THANH["lat"], lon=BEN_THANH["lon"], member: bool = False,
+              points: int = 0, discount_vnd: int = 0) -> Order:
+    """An online order through the orders service. With `member` it earns when it completes; with `points` part of
+    it is paid with a points hold captured at placement (orders.loyalty_tender). `discount_vnd` is an order-level
+    promotion (there is no promotion engine yet, so it is set on the order as one would write it)."""
+    loyalty_input = None
+    if member or points:
+        hold_id = None
+        if points:
+            give_points(points * 2)
+            m, _ = loyalty.get_or_create_member(phone=PHONE, channel=channel.code)
+            hold_id = loyalty.hold_redemption(
+                member=m, points=points, idempotency_key=key(),
+                source=loyalty.PostingSource(channel=channel.code, actor="test"),
+            ).pk
+        loyalty_input = LoyaltyInput(hold_id=hold_id)
+    order = order_services.place_order(
         channel=channel, lines=lines, customer_name="Nguyễn Văn A", customer_phone=PHONE, method="delivery",
-        lat=lat, lon=lon, actor="test", payment_state="paid",
+        lat=lat, lon=lon, actor="test", payment_state="paid", loyalty=loyalty_input,
     )
-
-
-def pay_with_points_and_earn(order: Order, *, discount_vnd: int = 0, points: int = 0) -> Order:
-    """Give the order what the checkout's loyalty step gives it (contract: Order.member, points_redeemed,
-    redeem_posting_id, earn_posting_id): an order-level discount, a points tender captured from a hold, and the
-    earn posting on the money paid (key `order-earn:<number>`, so a completion that already earned is replayed)."""
-    member, _ = loyalty.get_or_create_member(phone=PHONE, channel="website")
-    source = loyalty.PostingSource(channel="website", reference=order.number, actor="test")
-    total = order.subtotal_vnd - discount_vnd
-    points_vnd = points * loyalty_conf.point_value_vnd()
-    redeem_id = None
-    if points:
-        loyalty.earn_points(member=member, amount_paid_vnd=points * 10_000 * 2, source=source,
-                            idempotency_key=f"test-grant:{order.number}")
-        hold = loyalty.hold_redemption(member=member, points=points, source=source,
-                                       idempotency_key=f"test-hold:{order.number}")
-        redeem_id = loyalty.capture_redemption(hold=hold, reference=order.number).pk
-    earn = loyalty.earn_points(member=member, amount_paid_vnd=total - points_vnd, source=source,
-                               idempotency_key=f"order-earn:{order.number}")
-    Order.objects.filter(pk=order.pk).update(
-        member=member, total_vnd=total, points_tender_vnd=points_vnd, points_redeemed=points,
-        redeem_posting_id=redeem_id, earn_posting_id=earn.pk,
-    )
+    if discount_vnd:
+        Order.objects.filter(pk=order.pk).update(total_vnd=F("total_vnd") - discount_vnd)
     return Order.objects.get(pk=order.pk)
 
 

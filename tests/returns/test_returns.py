@@ -10,19 +10,21 @@ from django.utils import timezone
 
 from inventory.models import MovementReason, StockMovement
 from inventory.pos.models import TillReceipt, TillReceiptLine
-from loyalty import services as loyalty
-from loyalty.models import Posting
+from loyalty.models import Member, Posting
 from o2o.models import OutboxEvent
+from orders import services as order_services
 from orders.models import Fulfillment, Order
+from orders.models import FulfillmentStatus as S
 from orders.returns import services
 from orders.returns.models import Disposition, Refund, Return, ReturnLine, ReturnStatus
+from tests.conftest import put_stock
+from tests.factories import ProductFactory
 from tests.returns.conftest import (
     PHONE,
     audits_clean,
     deliver,
-    key,
+    give_points,
     member_available,
-    pay_with_points_and_earn,
     stock_of,
     till,
     till_return,
@@ -33,21 +35,15 @@ from tests.returns.conftest import (
 pytestmark = pytest.mark.django_db
 
 
-def _give_points(points: int) -> None:
-    member, _ = loyalty.get_or_create_member(phone=PHONE, channel="pos")
-    loyalty.earn_points(member=member, amount_paid_vnd=points * 10_000,
-                        source=loyalty.PostingSource(channel="pos", actor="test"), idempotency_key=key())
-
-
 def test_web_order_returned_at_another_store(chain, channel):
     mid, shirt, pot = chain["mid"], chain["shirt"], chain["pot"]
-    order = web_order(channel, {shirt.sku: 2, pot.sku: 1})
-    order = pay_with_points_and_earn(deliver(order), discount_vnd=70_000, points=1_000)
+    order = deliver(web_order(channel, {shirt.sku: 2, pot.sku: 1}, discount_vnd=70_000, points=1_000))
+    assert order.status == "completed" and order.earn_posting_id  # earned at completion (orders.loyalty_tender)
     shipped_from = order.fulfillments.get().store
     assert shipped_from != mid
     before_ship = stock_of(shipped_from, shirt).on_hand
     before_mid = stock_of(mid, shirt).on_hand
-    points_before = member_available()
+    member_before = Member.objects.get(pk=order.member_id)
     earned = Posting.objects.get(pk=order.earn_posting_id).points
 
     r = till_return(till(mid), {"order": order.number, "lines": [{"sku": shirt.sku, "qty": 1}], "reason": "size"})
@@ -71,7 +67,10 @@ def test_web_order_returned_at_another_store(chain, channel):
     assert stock_of(mid, shirt).on_hand == before_mid + 1
     assert stock_of(shipped_from, shirt).on_hand == before_ship
     assert StockMovement.objects.filter(store=mid, product=shirt, reason=MovementReason.RETURN).count() == 1
-    assert member_available() == points_before + points_back - points_reversed
+    # Online points are still pending (the return window): the reversal comes out of pending.
+    member = Member.objects.get(pk=order.member_id)
+    assert member.available == member_before.available + points_back
+    assert member.pending == member_before.pending - points_reversed
     topics = list(OutboxEvent.objects.filter(aggregate=f"order:{order.number}", topic__startswith="return.")
                   .values_list("topic", flat=True))
     assert topics == ["return.opened", "return.received", "return.refunded"]
@@ -80,8 +79,7 @@ def test_web_order_returned_at_another_store(chain, channel):
 
 def test_returning_the_rest_refunds_exactly_what_was_paid(chain, channel):
     shirt, pot = chain["shirt"], chain["pot"]
-    order = pay_with_points_and_earn(deliver(web_order(channel, {shirt.sku: 3, pot.sku: 1})), discount_vnd=77_777,
-                                     points=333)
+    order = deliver(web_order(channel, {shirt.sku: 3, pot.sku: 1}, discount_vnd=77_777, points=333))
     earned = Posting.objects.get(pk=order.earn_posting_id).points
     for store, lines in ((chain["mid"], [{"sku": shirt.sku, "qty": 1}]),
                          (chain["far"], [{"sku": shirt.sku, "qty": 1}, {"sku": pot.sku, "qty": 1}]),
@@ -99,7 +97,7 @@ def test_returning_the_rest_refunds_exactly_what_was_paid(chain, channel):
 
 def test_receipt_of_store_a_returned_at_store_b(chain):
     a, b, shirt = chain["near"], chain["far"], chain["shirt"]
-    _give_points(2_000)
+    give_points(2_000)
     sale = till_sale(till(a), [(shirt.sku, 2, 200_000)], phone=PHONE,
                      tenders=[{"type": "cash", "amount_vnd": 100_000}, {"type": "card", "amount_vnd": 200_000},
                               {"type": "points", "points": 1_000}])
@@ -345,4 +343,35 @@ def test_cancelled_collection_gives_the_units_back(chain, channel, api):
     assert till(store).post(f"/api/v1/pos/returns/{number}/receive/", {}, format="json").status_code == 409
     assert not Refund.objects.filter(ret__number=number).exists()
     assert Order.objects.get(pk=order.pk).status == "completed"
+    assert audits_clean()
+
+
+def test_partly_handed_over_order_returns_only_what_was_handed_over(chain, channel):
+    """A split order: one parcel delivered, the other failed and back in its store. The order earned on, and kept
+    the points for, the delivered part only; returning that part reverses all of the earning and gives back all
+    the points still spent."""
+    cap, bag = ProductFactory(sku="MU-LUOI", price_vnd=150_000), ProductFactory(sku="TUI-DA", price_vnd=450_000)
+    put_stock(chain["near"], cap, 2)
+    put_stock(chain["far"], bag, 2)
+    order = web_order(channel, {cap.sku: 1, bag.sku: 1}, points=600, discount_vnd=60_000)
+    parcels = {f.store_id: f for f in order.fulfillments.all()}
+    assert set(parcels) == {chain["near"].pk, chain["far"].pk}
+    for to in (S.PICKING, S.PACKED, S.HANDED_TO_COURIER, S.DELIVERED):
+        order_services.transition_fulfillment(fulfillment=parcels[chain["near"].pk].pk, to=to, actor="test")
+    for to in (S.PICKING, S.PACKED, S.HANDED_TO_COURIER, S.DELIVERY_FAILED, S.RETURNED_TO_STORE):
+        order_services.transition_fulfillment(fulfillment=parcels[chain["far"].pk].pk, to=to, actor="test")
+    order = Order.objects.get(pk=order.pk)
+    assert order.status == "completed" and order.earn_posting_id
+
+    refused = till_return(till(chain["mid"]), {"order": order.number, "lines": [{"sku": bag.sku, "qty": 1}]})
+    assert refused.status_code == 409 and refused.json()["code"] == "not_handed_over"
+    r = till_return(till(chain["mid"]), {"order": order.number, "lines": [{"sku": cap.sku, "qty": 1}]})
+    assert r.status_code == 201, r.content
+    assert r.json()["refund_vnd"] == order.total_vnd * 150_000 // 600_000
+    redemption = Posting.objects.get(pk=order.redeem_posting_id)
+    given_back = sum(Posting.objects.filter(original=redemption, kind="refund").values_list("points", flat=True))
+    assert given_back == 600  # the failed parcel's share by the order, the delivered one's by the return
+    earning = Posting.objects.get(pk=order.earn_posting_id)
+    reversed_points = sum(Posting.objects.filter(original=earning, kind="reverse").values_list("points", flat=True))
+    assert reversed_points == earning.points
     assert audits_clean()
