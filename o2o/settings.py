@@ -353,3 +353,11 @@ POS_SYNC_CHUNK_RECEIPTS = int(os.environ.get("POS_SYNC_CHUNK_RECEIPTS", "100"))
 # --- Loyalty events ------------------------------------------------------------------------------------------
 # The sales channel (code) whose webhook receives "points.changed" (one balance across channels: the website shows it).
 LOYALTY_EVENTS_CHANNEL = os.environ.get("LOYALTY_EVENTS_CHANNEL", "website")
+# The POS contract's tag in the OpenAPI schema, with its version (inventory/pos/api/examples.py: CONTRACT_VERSION).
+SPECTACULAR_SETTINGS.setdefault("TAGS", []).append({
+    "name": "POS",
+    "description": "POS contract v1.0, for the tills of one store each (`Authorization: Api-Key <store key>`). Receipt, "
+    "refund, count, delivery-note and transfer ids are the till's own, unique per store, and the idempotency keys: "
+    "resending returns the first answer. Another store's ids are not found (404). Changes to this contract are "
+    "additive within v1; a breaking change gets /api/v2/pos/.",
+})

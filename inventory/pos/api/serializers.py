@@ -155,7 +155,7 @@ class RefundInput(serializers.Serializer):
         return lines
 
 
-class RefundOutput(serializers.Serializer):
+class TillRefundOutput(serializers.Serializer):
     receipt_id = serializers.CharField()
     refund_id = serializers.CharField(required=False)
     kind = serializers.CharField(help_text="void | refund")

@@ -4,7 +4,7 @@ Views parse, call one service or selector with the caller's store (request.auth.
 objects are not found (404); a sales-channel key is refused (401)."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from inventory.models import Store
 from inventory.pos import selectors, services
+from inventory.pos.api import examples as ex
 from inventory.pos.api import serializers as io
 from inventory.pos.auth import IsStoreTill, StoreKeyAuthentication
 from inventory.pos.exceptions import BatchTooLarge
@@ -28,49 +29,6 @@ ERRORS = {
 }
 NOT_FOUND = {404: OpenApiResponse(description="Not found at this store (another store's ids are not found either)")}
 REUSED = {422: OpenApiResponse(description="`receipt_id_reused`: this id was used with other content; or `unknown_sku`")}
-
-SALE_EXAMPLE = {
-    "receipts": [
-        {
-            "receipt_id": "Q1-T2-000123",
-            "sold_at": "2025-06-01T10:15:00+07:00",
-            "lines": [
-                {"sku": "AO-THUN-001-M", "qty": 2, "unit_price_vnd": 199000, "discount_vnd": 20000},
-                {"sku": "NON-LA-01", "qty": 1, "unit_price_vnd": 85000},
-            ],
-            "tenders": [{"type": "cash", "amount_vnd": 453000}, {"type": "points", "points": 100}],
-            "member_phone": "0901234567",
-        }
-    ]
-}
-SALE_ANSWER = {
-    "results": [
-        {
-            "receipt_id": "Q1-T2-000123",
-            "status": "applied",
-            "result": {
-                "receipt_id": "Q1-T2-000123",
-                "sold_at": "2025-06-01T10:15:00+07:00",
-                "total_vnd": 463000,
-                "lines": [
-                    {"sku": "AO-THUN-001-M", "qty": 2, "shortfall": 0, "late_for_count": False},
-                    {"sku": "NON-LA-01", "qty": 1, "shortfall": 0, "late_for_count": False},
-                ],
-                "needs_count": False,
-                "points": {"member": "+84901234567", "earned": 45, "redeemed": 100, "available": 245},
-            },
-        },
-        {
-            "receipt_id": "Q1-T2-000124",
-            "status": "rejected",
-            "reason": "unknown_sku",
-            "message": "Unknown or inactive SKU: XYZ.",
-            "details": {"skus": ["XYZ"]},
-        },
-    ],
-    "summary": {"applied": 1, "duplicate": 0, "rejected": 1},
-}
-
 
 class PosView(APIView):
     authentication_classes = [StoreKeyAuthentication]
@@ -115,8 +73,12 @@ class SalesSyncView(PosView):
             413: OpenApiResponse(description="`batch_too_large` (or `payload_too_large`)"),
         },
         examples=[
-            OpenApiExample("A receipt with a member and a points tender", value=SALE_EXAMPLE, request_only=True),
-            OpenApiExample("Answer", value=SALE_ANSWER, response_only=True, status_codes=["200"]),
+            ex.request("Three receipts: a member paying partly with points, an unknown SKU, a malformed one",
+                       ex.SALES_REQUEST),
+            ex.response("Per receipt: applied or rejected (one bad receipt never blocks the others)", ex.SALES_ANSWER),
+            ex.response("A resend: the first answer again (duplicate), a reused id with other content (rejected)",
+                        ex.SALES_REPLAY),
+            ex.response("Too many receipts or bytes: the limits", ex.TOO_LARGE, 413),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -166,7 +128,9 @@ class SalesSyncView(PosView):
 
 class ReceiptDetailView(PosView):
     @extend_schema(
-        tags=TAG, operation_id="pos_receipt", summary="A receipt of this store", responses={200: io.ReceiptDetailOutput, **ERRORS, **NOT_FOUND}
+        tags=TAG, operation_id="pos_receipt", summary="A receipt of this store",
+        responses={200: io.ReceiptDetailOutput, **ERRORS, **NOT_FOUND},
+        examples=[ex.response("A receipt with one refund", ex.RECEIPT_DETAIL), ex.not_found()],
     )
     def get(self, request: Request, receipt_id: str) -> Response:
         r = selectors.receipt_for_store(store=self.store, receipt_id=receipt_id)
@@ -187,7 +151,9 @@ class ReceiptVoidView(PosView):
         description="The sale's stock effect is undone, earned points reversed, redeemed points given back. Voiding "
         "again returns the first answer. A receipt with refunds cannot be voided (409 `receipt_refunded`).",
         request=None,
-        responses={200: io.RefundOutput, **ERRORS, **NOT_FOUND, 409: OpenApiResponse(description="`receipt_refunded`")},
+        responses={200: io.TillRefundOutput, **ERRORS, **NOT_FOUND, 409: OpenApiResponse(description="`receipt_refunded`")},
+        examples=[ex.response("Voided: units back on hand, points reversed and given back", ex.VOID_RESULT),
+                  ex.not_found()],
     )
     def post(self, request: Request, receipt_id: str) -> Response:
         return Response(services.void_receipt(store=self.store, receipt_id=receipt_id, till=self.till))
@@ -202,14 +168,14 @@ class ReceiptRefundView(PosView):
         "points given back in proportion to the value refunded. 201 when applied, 200 for a replay.",
         request=io.RefundInput,
         responses={
-            201: io.RefundOutput, 200: io.RefundOutput, **ERRORS, **NOT_FOUND, **REUSED,
+            201: io.TillRefundOutput, 200: io.TillRefundOutput, **ERRORS, **NOT_FOUND, **REUSED,
             409: OpenApiResponse(description="`refund_exceeds_sale`, `receipt_voided`"),
         },
         examples=[
-            OpenApiExample(
-                "One unit back, damaged", request_only=True,
-                value={"refund_id": "Q1-T2-RF-0007", "lines": [{"sku": "AO-THUN-001-M", "qty": 1, "resellable": False}]},
-            )
+            ex.request("One unit back, damaged", ex.REFUND_REQUEST),
+            ex.response("Refunded (quarantined), points in proportion", ex.REFUND_RESULT, 201),
+            ex.response("The same refund again", ex.REFUND_RESULT, 200),
+            ex.not_found(),
         ],
     )
     def post(self, request: Request, receipt_id: str) -> Response:
@@ -240,12 +206,10 @@ class CountsView(PosView):
             409: OpenApiResponse(description="`stale_quantity`, `count_below_set_aside`"),
         },
         examples=[
-            OpenApiExample(
-                "Two SKUs counted", request_only=True,
-                value={"count_id": "Q1-CC-2025-06-01", "counted_at": "2025-06-01T21:30:00+07:00",
-                       "lines": [{"sku": "AO-THUN-001-M", "counted": 7, "expected_on_hand": 8},
-                                 {"sku": "NON-LA-01", "counted": 0}]},
-            )
+            ex.request("Two SKUs counted, one with the quantity the till showed", ex.COUNT_REQUEST),
+            ex.response("Applied: the differences became count movements", ex.COUNT_RESULT, 201),
+            ex.response("The same count again", ex.COUNT_RESULT, 200),
+            ex.response("The ledger moved since the till read it: nothing written", ex.STALE, 409),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -260,7 +224,10 @@ class CountsView(PosView):
 
 class CountDetailView(PosView):
     @extend_schema(tags=TAG, operation_id="pos_count_detail", summary="A count of this store",
-                   responses={200: io.CountOutput, **ERRORS, **NOT_FOUND})
+                   responses={200: io.CountOutput, **ERRORS, **NOT_FOUND},
+                   examples=[ex.response("A count", ex.COUNT_RESULT), ex.not_found(
+                       {"code": "count_not_found", "message": "No stock count with this id at this store.",
+                        "details": {"count_id": "B-CC-1"}})])
     def get(self, request: Request, count_id: str) -> Response:
         return Response(selectors.count_for_store(store=self.store, count_id=count_id).result)
 
@@ -274,11 +241,9 @@ class GoodsReceiptsView(PosView):
         request=io.GoodsReceiptInput,
         responses={201: io.GoodsReceiptOutput, 200: io.GoodsReceiptOutput, **ERRORS, **REUSED},
         examples=[
-            OpenApiExample(
-                "From the DC", request_only=True,
-                value={"receipt_id": "DN-2025-000881", "source": "DC Bình Dương",
-                       "lines": [{"sku": "AO-THUN-001-M", "qty": 24}]},
-            )
+            ex.request("From the DC", ex.GOODS_REQUEST),
+            ex.response("Booked", ex.GOODS_RESULT, 201),
+            ex.response("The same delivery note again", ex.GOODS_RESULT, 200),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -293,7 +258,8 @@ class GoodsReceiptsView(PosView):
 
 class GoodsReceiptDetailView(PosView):
     @extend_schema(tags=TAG, operation_id="pos_goods_receipt_detail", summary="A goods receipt of this store",
-                   responses={200: io.GoodsReceiptOutput, **ERRORS, **NOT_FOUND})
+                   responses={200: io.GoodsReceiptOutput, **ERRORS, **NOT_FOUND},
+                   examples=[ex.response("A delivery", ex.GOODS_RESULT), ex.not_found()])
     def get(self, request: Request, receipt_id: str) -> Response:
         return Response(selectors.goods_receipt_for_store(store=self.store, receipt_id=receipt_id).result)
 
@@ -302,6 +268,7 @@ class TransfersView(PosView):
     @extend_schema(
         tags=TAG, operation_id="pos_transfers_in_transit", summary="Transfers to or from this store still in transit",
         responses={200: io.TransferOutput(many=True), **ERRORS},
+        examples=[ex.response("One transfer on its way", [ex.TRANSFER_SHIPPED])],
     )
     def get(self, request: Request) -> Response:
         transfers = selectors.transfers_in_transit(store=self.store)[:200]
@@ -319,10 +286,9 @@ class TransfersView(PosView):
             409: OpenApiResponse(description="`insufficient_stock`"),
         },
         examples=[
-            OpenApiExample(
-                "Rebalance", request_only=True,
-                value={"transfer_id": "TR-000042", "to_store": "HCM-Q3-01", "lines": [{"sku": "NON-LA-01", "qty": 5}]},
-            )
+            ex.request("Rebalance", ex.TRANSFER_REQUEST),
+            ex.response("Shipped: in transit", ex.TRANSFER_SHIPPED, 201),
+            ex.response("The same transfer again", ex.TRANSFER_SHIPPED, 200),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -337,7 +303,10 @@ class TransfersView(PosView):
 
 class TransferDetailView(PosView):
     @extend_schema(tags=TAG, operation_id="pos_transfer", summary="A transfer this store sends or receives",
-                   responses={200: io.TransferOutput, **ERRORS, **NOT_FOUND})
+                   responses={200: io.TransferOutput, **ERRORS, **NOT_FOUND},
+                   examples=[ex.response("Received with one unit missing", ex.TRANSFER_RECEIVED), ex.not_found(
+                       {"code": "transfer_not_found", "message": "No transfer with this id for this store.",
+                        "details": {"transfer": 41}})])
     def get(self, request: Request, pk: int) -> Response:
         return Response(services.transfer_result(selectors.transfer_for_store(store=self.store, pk=pk)))
 
@@ -355,7 +324,9 @@ class TransferReceiveView(PosView):
             409: OpenApiResponse(description="`transfer_already_received`"),
         },
         examples=[
-            OpenApiExample("One unit short", request_only=True, value={"lines": [{"sku": "NON-LA-01", "qty": 4}]})
+            ex.request("One unit short", ex.RECEIVE_REQUEST),
+            ex.response("Received: the difference recorded per line", ex.TRANSFER_RECEIVED, 201),
+            ex.response("The same receipt again", ex.TRANSFER_RECEIVED, 200),
         ],
     )
     def post(self, request: Request, pk: int) -> Response:
@@ -381,7 +352,10 @@ def _pickup_body(pickup) -> dict:
 
 class PickupView(PosView):
     @extend_schema(tags=TAG, operation_id="pos_pickup", summary="Look up a pickup by its code (this store's only)",
-                   responses={200: io.PosPickupOutput, **ERRORS, **NOT_FOUND})
+                   responses={200: io.PosPickupOutput, **ERRORS, **NOT_FOUND},
+                   examples=[ex.response("Ready at this store", ex.PICKUP), ex.not_found(
+                       {"code": "pickup_not_found", "message": "No pickup with this code at this store.",
+                        "details": {"code": "ZZ9QX3"}})])
     def get(self, request: Request, code: str) -> Response:
         return Response(_pickup_body(services.pickup_at_store(store=self.store, code=code)))
 
@@ -396,6 +370,9 @@ class PickupHandoverView(PosView):
         request=None,
         responses={200: io.PosPickupOutput, **ERRORS, **NOT_FOUND,
                    409: OpenApiResponse(description="`invalid_transition`: not ready for pickup")},
+        examples=[ex.response("Collected", {**ex.PICKUP, "status": "collected"}), ex.not_found(
+            {"code": "pickup_not_found", "message": "No pickup with this code at this store.",
+             "details": {"code": "ZZ9QX3"}})],
     )
     def post(self, request: Request, code: str) -> Response:
         pickup, _ = services.hand_over_pickup(store=self.store, code=code, till=self.till)
@@ -409,6 +386,7 @@ class StockView(PosView):
         summary="This store's stock of a SKU, and nearby stores that have it",
         parameters=[OpenApiParameter("radius_km", float, required=False, description="Default POS_NEARBY_RADIUS_KM")],
         responses={200: io.TillStockOutput, **ERRORS, 422: OpenApiResponse(description="`unknown_sku`")},
+        examples=[ex.response("Out here; the store 800 m away has 3", ex.STOCK)],
     )
     def get(self, request: Request, sku: str) -> Response:
         radius = request.query_params.get("radius_km")
@@ -426,6 +404,7 @@ class MemberBalanceView(PosView):
     @extend_schema(
         tags=TAG, operation_id="pos_member_balance", summary="A member's points balance by phone",
         responses={200: io.MemberBalanceOutput, **ERRORS, 404: OpenApiResponse(description="`unknown_member`")},
+        examples=[ex.response("A member", ex.BALANCE)],
     )
     def get(self, request: Request, phone: str) -> Response:
         member = loyalty_selectors.member_by_phone(phone)

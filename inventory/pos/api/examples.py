@@ -1,0 +1,137 @@
+"""Request and response examples of the POS contract (v1), shown in the OpenAPI schema next to each endpoint.
+
+They are the answers the service gives for these requests (tests/pos/test_openapi.py checks that every POS operation
+has them and that the SKUs and shapes match the serializers)."""
+
+from drf_spectacular.utils import OpenApiExample
+
+CONTRACT_VERSION = "1.0"
+
+RECEIPT = {
+    "receipt_id": "Q1-T2-000123",
+    "sold_at": "2025-06-01T10:15:00+07:00",
+    "lines": [
+        {"sku": "AO-THUN-001-M", "qty": 2, "unit_price_vnd": 199000, "discount_vnd": 20000},
+        {"sku": "NON-LA-01", "qty": 1, "unit_price_vnd": 85000},
+    ],
+    "tenders": [{"type": "cash", "amount_vnd": 453000}, {"type": "points", "points": 100}],
+    "member_phone": "0901234567",
+}
+RECEIPT_RESULT = {
+    "receipt_id": "Q1-T2-000123",
+    "sold_at": "2025-06-01T10:15:00+07:00",
+    "total_vnd": 463000,
+    "lines": [
+        {"sku": "AO-THUN-001-M", "qty": 2, "shortfall": 0, "late_for_count": False},
+        {"sku": "NON-LA-01", "qty": 1, "shortfall": 0, "late_for_count": False},
+    ],
+    "needs_count": False,
+    "points": {"member": "+84901234567", "earned": 45, "redeemed": 100, "available": 245},
+}
+SALES_REQUEST = {
+    "receipts": [
+        RECEIPT,
+        {"receipt_id": "Q1-T2-000124", "sold_at": "2025-06-01T10:17:00+07:00",
+         "lines": [{"sku": "XYZ", "qty": 1, "unit_price_vnd": 10000}], "tenders": [{"type": "cash", "amount_vnd": 10000}]},
+        {"receipt_id": "Q1-T2-000125", "sold_at": "2025-06-01T10:19:00+07:00",
+         "lines": [{"sku": "NON-LA-01", "qty": -1, "unit_price_vnd": 85000}],
+         "tenders": [{"type": "bitcoin", "amount_vnd": 85000}]},
+    ]
+}
+SALES_ANSWER = {
+    "results": [
+        {"receipt_id": "Q1-T2-000123", "status": "applied", "result": RECEIPT_RESULT},
+        {"receipt_id": "Q1-T2-000124", "status": "rejected", "reason": "unknown_sku",
+         "message": "Unknown or inactive SKU: XYZ.", "details": {"skus": ["XYZ"]}},
+        {"receipt_id": "Q1-T2-000125", "status": "rejected", "reason": "invalid", "message": "Invalid receipt.",
+         "details": {"lines": {"0": {"qty": ["Ensure this value is greater than or equal to 1."]}},
+                     "tenders": {"0": {"type": ["\"bitcoin\" is not a valid choice."]}}}},
+    ],
+    "summary": {"applied": 1, "duplicate": 0, "rejected": 2},
+}
+SALES_REPLAY = {
+    "results": [
+        {"receipt_id": "Q1-T2-000123", "status": "duplicate", "result": RECEIPT_RESULT},
+        {"receipt_id": "Q1-T2-000126", "status": "rejected", "reason": "receipt_id_reused",
+         "message": "This id was already used with different content.", "details": {"receipt_id": "Q1-T2-000126"}},
+    ],
+    "summary": {"applied": 0, "duplicate": 1, "rejected": 1},
+}
+TOO_LARGE = {
+    "code": "batch_too_large", "message": "Too many receipts (or too many bytes) in one sync call.",
+    "details": {"max_receipts": 1000, "max_bytes": 2097152, "receipts": 100000},
+}
+VOID_RESULT = {
+    "receipt_id": "Q1-T2-000123", "kind": "void", "amount_vnd": 463000, "points": {"reversed": 45, "given_back": 100},
+    "lines": [{"sku": "AO-THUN-001-M", "qty": 2, "restocked": 2}, {"sku": "NON-LA-01", "qty": 1, "restocked": 1}],
+}
+REFUND_REQUEST = {"refund_id": "Q1-T2-RF-0007", "lines": [{"sku": "AO-THUN-001-M", "qty": 1, "resellable": False}]}
+REFUND_RESULT = {
+    "receipt_id": "Q1-T2-000123", "refund_id": "Q1-T2-RF-0007", "kind": "refund", "amount_vnd": 189000,
+    "lines": [{"sku": "AO-THUN-001-M", "qty": 1, "resellable": False}], "points": {"reversed": 18, "given_back": 40},
+}
+RECEIPT_DETAIL = {
+    "receipt_id": "Q1-T2-000123", "status": "applied", "sold_at": "2025-06-01T10:15:00+07:00",
+    "received_at": "2025-06-01T10:41:07+07:00", "total_vnd": 463000, "member_phone": "+84901234567",
+    "result": RECEIPT_RESULT, "refunds": [REFUND_RESULT],
+}
+COUNT_REQUEST = {
+    "count_id": "Q1-CC-2025-06-01", "counted_at": "2025-06-01T21:30:00+07:00",
+    "lines": [{"sku": "AO-THUN-001-M", "counted": 7, "expected_on_hand": 8}, {"sku": "NON-LA-01", "counted": 0}],
+}
+COUNT_RESULT = {
+    "count_id": "Q1-CC-2025-06-01", "counted_at": "2025-06-01T21:30:00+07:00",
+    "lines": [
+        {"sku": "AO-THUN-001-M", "counted": 7, "ledger_as_of": 8, "on_hand_before": 8, "adjustment": -1,
+         "on_hand_after": 7},
+        {"sku": "NON-LA-01", "counted": 0, "ledger_as_of": 1, "on_hand_before": 1, "adjustment": -1, "on_hand_after": 0},
+    ],
+}
+STALE = {
+    "code": "stale_quantity", "message": "The expected previous quantity does not match the ledger.",
+    "details": {"lines": [{"sku": "AO-THUN-001-M", "expected_on_hand": 8, "on_hand": 6}]},
+}
+GOODS_REQUEST = {"receipt_id": "DN-2025-000881", "source": "DC Bình Dương", "lines": [{"sku": "AO-THUN-001-M", "qty": 24}]}
+GOODS_RESULT = {"receipt_id": "DN-2025-000881", "source": "DC Bình Dương", "received_at": "2025-06-01T07:02:11+07:00",
+                "lines": [{"sku": "AO-THUN-001-M", "qty": 24}]}
+TRANSFER_REQUEST = {"transfer_id": "TR-000042", "to_store": "HCM-Q3-01", "lines": [{"sku": "NON-LA-01", "qty": 5}],
+                    "note": "rebalance before the weekend"}
+TRANSFER_SHIPPED = {
+    "id": 42, "transfer_id": "TR-000042", "from_store": "HCM-Q1-01", "to_store": "HCM-Q3-01", "status": "in_transit",
+    "shipped_at": "2025-06-01T09:00:00+07:00", "received_at": None,
+    "lines": [{"sku": "NON-LA-01", "shipped_qty": 5, "received_qty": None, "discrepancy": None}],
+}
+RECEIVE_REQUEST = {"lines": [{"sku": "NON-LA-01", "qty": 4}]}
+TRANSFER_RECEIVED = {
+    **TRANSFER_SHIPPED, "status": "received", "received_at": "2025-06-01T15:20:00+07:00",
+    "lines": [{"sku": "NON-LA-01", "shipped_qty": 5, "received_qty": 4, "discrepancy": 1}],
+}
+PICKUP = {
+    "code": "K7P2QX", "order": "O-250601-0042", "customer_name": "Trần Thị B", "customer_phone": "+84912345678",
+    "status": "ready_for_pickup", "payment_state": "paid", "total_vnd": 398000,
+    "lines": [{"sku": "AO-THUN-001-M", "name": "Áo thun cotton trắng M", "qty": 2}],
+}
+STOCK = {
+    "sku": "NON-LA-01", "name": "Nón lá Huế", "on_hand": 0, "reserved": 0, "safety": 0, "unavailable": 0,
+    "sellable_at_till": 0, "available_online": 0, "needs_count": False,
+    "nearby": [{"store": "HCM-Q1-02", "name": "Q1 Nguyễn Huệ", "address": "72 Nguyễn Huệ, Bến Nghé, Quận 1",
+                "distance_km": 0.8, "open_now": True, "available": 3}],
+}
+BALANCE = {
+    "phone": "+84901234567", "name": "Nguyễn Văn A", "tier": "silver", "available": 245, "available_value_vnd": 24500,
+    "pending": 0, "expiring_soon": 20, "expiring_soon_until": "2025-07-01T00:00:00+07:00",
+}
+NOT_FOUND = {"code": "receipt_not_found", "message": "No receipt with this id at this store.",
+             "details": {"receipt_id": "B-000001"}}
+
+
+def request(name: str, value: dict) -> OpenApiExample:
+    return OpenApiExample(name, value=value, request_only=True)
+
+
+def response(name: str, value, status: int = 200) -> OpenApiExample:
+    return OpenApiExample(name, value=value, response_only=True, status_codes=[str(status)])
+
+
+def not_found(value: dict | None = None) -> OpenApiExample:
+    return response("Another store's id (or none)", value or NOT_FOUND, 404)
