@@ -123,6 +123,13 @@ def _record_and_apply(
         note = "unknown delivery: recorded, not applied"
         CourierEvent.objects.filter(pk=record.pk).update(note=note)
         return EventOutcome(event=record, event_id=event.event_id, note=note)
+    if event.replaced_by:
+        # The provider re-created its order (e.g. Lalamove's ORDER_REPLACED): follow the new id, nothing else moves.
+        note = f"provider order {delivery.external_id} replaced by {event.replaced_by}"
+        Delivery.objects.filter(pk=delivery.pk).update(external_id=event.replaced_by[:100])
+        CourierEvent.objects.filter(pk=record.pk).update(applied=True, note=note[:300])
+        record.applied, record.note = True, note[:300]
+        return EventOutcome(event=record, event_id=event.event_id, applied=True, note=note)
     target, note = _decide(delivery, event)
     applied = False
     if target is not None:

@@ -14,8 +14,8 @@ from orders.couriers.providers.local import LocalCourier
 
 @pytest.mark.parametrize(
     "status, ours",
-    [("ASSIGNING", "requested"), ("ACCEPTED", "assigned"), ("IN PROCESS", "picked_up"), ("COMPLETED", "delivered"),
-     ("CANCELLED", "cancelled"), ("FAILED", "failed"), ("PAYING", "requested"), ("SOMETHING_NEW", None)],
+    [("IDLE", "requested"), ("ASSIGNING", "requested"), ("ACCEPTED", "assigned"), ("IN PROCESS", "picked_up"),
+     ("COMPLETED", "delivered"), ("CANCELLED", "cancelled"), ("PAYING", "requested"), ("SOMETHING_NEW", None)],
 )
 def test_ahamove_status_map(status, ours):
     assert Ahamove().map_status(status) == ours
@@ -24,7 +24,7 @@ def test_ahamove_status_map(status, ours):
 @pytest.mark.parametrize(
     "status, ours",
     [("ASSIGNING_DRIVER", "requested"), ("ON_GOING", "assigned"), ("PICKED_UP", "picked_up"),
-     ("COMPLETED", "delivered"), ("CANCELED", "cancelled"), ("EXPIRED", "cancelled"), ("REJECTED", "failed")],
+     ("COMPLETED", "delivered"), ("CANCELED", "cancelled"), ("EXPIRED", "cancelled"), ("REJECTED", "cancelled"), ("SOMETHING_NEW", None)],
 )
 def test_lalamove_status_map(status, ours):
     assert Lalamove().map_status(status) == ours
@@ -48,6 +48,39 @@ def test_ahamove_callback_parsing():
     assert aha.parse_event(delivered).event_id != event.event_id
     with pytest.raises(InvalidCourierEvent):
         aha.parse_event({"status": "ACCEPTED"})
+
+
+def test_ahamove_returns_zero_times_and_proof_as_the_docs_show():
+    aha = Ahamove()
+    # Ahamove's sample callback: times not reached yet are 0; the drop-off stop carries the outcome.
+    base = {"_id": "22VMV54W", "accept_time": 1665742400, "board_time": 0, "pickup_time": 0, "complete_time": 0,
+            "cancel_time": 0, "sub_status": "", "path": [{"name": "Anh", "status": ""}, {"name": "Bao", "status": ""}]}
+    in_process = aha.parse_event({**base, "status": "IN PROCESS", "pickup_time": 1665742500})
+    assert (in_process.status, in_process.occurred_at.timestamp()) == ("picked_up", 1665742500)
+    assert aha.parse_event({**base, "status": "ASSIGNING", "accept_time": 0}).occurred_at is None
+    stops = [{"status": "COMPLETED"}, {"name": "Bao", "status": "COMPLETED", "complete_time": 1665743000,
+                                       "pod_info": "https://aha.example/pod/22VMV54W.jpg"}]
+    done = aha.parse_event({**base, "status": "COMPLETED", "complete_time": 1665743100, "path": stops})
+    assert (done.status, done.recipient_name, done.proof_photo_url) == (
+        "delivered", "Bao", "https://aha.example/pod/22VMV54W.jpg")
+    assert done.occurred_at.timestamp() == 1665743000  # the stop's own completion time
+    failed_stops = [{"status": "COMPLETED"}, {"name": "Bao", "status": "FAILED", "fail_time": 1665743050,
+                                              "fail_comment": "Khách hẹn giao lại", "return_time": 1665744000}]
+    on_the_way_back = aha.parse_event({**base, "status": "COMPLETED", "sub_status": "IN_RETURN", "path": failed_stops})
+    assert (on_the_way_back.status, on_the_way_back.failure_reason) == ("failed", "Khách hẹn giao lại")
+    back = aha.parse_event({**base, "status": "COMPLETED", "sub_status": "RETURNED", "path": failed_stops})
+    assert (back.status, back.provider_status, back.occurred_at.timestamp()) == ("returned", "RETURNED", 1665744000)
+    assert back.event_id != on_the_way_back.event_id
+    cancelled = aha.parse_event({**base, "status": "CANCELLED", "cancel_time": 1665742450,
+                                 "cancel_comment": "Auto cancel, no driver accepted"})
+    assert (cancelled.status, cancelled.failure_reason) == ("cancelled", "Auto cancel, no driver accepted")
+
+
+def test_lalamove_order_replaced_names_the_new_order():
+    event = Lalamove().parse_event({"eventId": "E9", "eventType": "ORDER_REPLACED", "timestamp": 1767225600000,
+                                    "data": {"order": {"orderId": "3000"}, "prevOrderId": "1077"}})
+    assert (event.external_id, event.replaced_by, event.status) == ("1077", "3000", None)
+    assert event.occurred_at.timestamp() == 1767225600  # milliseconds
 
 
 def test_lalamove_webhook_parsing():

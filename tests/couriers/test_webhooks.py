@@ -147,3 +147,17 @@ def test_the_schema_documents_the_webhook(client):
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
     assert "/api/v1/webhooks/couriers/{provider}/" in response.json()["paths"]
+
+
+def test_lalamove_replaced_order_is_followed_by_later_events(client, channel, chain):
+    f = packed_order(channel)
+    d = services.dispatch_fulfillment(fulfillment=f, provider="local")
+    Delivery.objects.filter(pk=d.pk).update(provider="lalamove", external_id="1077")
+    replaced = {"eventId": "ev-r", "eventType": "ORDER_REPLACED", "eventVersion": "v3", "timestamp": int(time.time()),
+                "data": {"order": {"orderId": "3000"}, "prevOrderId": "1077"}}
+    assert signed_post(client, "lalamove", replaced).json()["status"] == "applied"
+    picked = {"eventId": "ev-p", "eventType": "ORDER_STATUS_CHANGED", "eventVersion": "v3", "timestamp": int(time.time()),
+              "data": {"order": {"orderId": "3000", "status": "PICKED_UP"}}}
+    assert signed_post(client, "lalamove", picked).json()["status"] == "applied"
+    d.refresh_from_db()
+    assert (d.external_id, d.status) == ("3000", "picked_up")

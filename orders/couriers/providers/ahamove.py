@@ -1,16 +1,28 @@
 """Ahamove (on-demand motorbike delivery, HCMC/Hanoi/Da Nang): status map, callback parsing, outbound client.
 
-Written from Ahamove's public partner API documentation as we know it (v3 order API; callbacks POST the order
-object to the partner's URL). Field names should be checked against the current docs before going live; the client
-is never called in tests or the demo.
+Followed: Ahamove's public developer documentation (developers.ahamove.com), pages "Order Status Flow", "Webhook &
+Callback flow" (its sample callback), "Create Order" (API v3) and "Cancel Order" (API v3). What they say:
 
-Order statuses: IDLE / CONFIRMING / PAYING / ASSIGNING (looking for a driver), ACCEPTED (driver assigned),
-IN PROCESS (driver boarded: goods picked up), COMPLETED (route finished; each stop of `path` says COMPLETED or
-FAILED with `fail_comment`; a stop that RETURNED means the goods came back), CANCELLED (`cancel_comment`).
+- Order `status`: IDLE (scheduled), CONFIRMING / PAYING (listed as cancellable), ASSIGNING (finding a driver),
+  ACCEPTED (driver accepted; `sub_status` BOARDED when near the pickup), IN PROCESS (driver pressed "Pick up";
+  `sub_status` COMPLETING near the drop-off), COMPLETED (route finished, which does not mean delivered), CANCELLED
+  (`cancel_by_user`, `cancel_comment`; "Auto cancel, no driver accepted" when nobody took it).
+- Delivery outcome per stop: `path[i].status` (i > 0) COMPLETED or FAILED (`fail_comment`, `fail_time`); the stop also
+  has `complete_time`, `return_time` and `pod_info` (proof of delivery). `sub_status` IN_RETURN while the failed parcel
+  goes back, RETURNED once the driver returned it to the sender.
+- Callbacks POST the whole order object (`_id`, `status`, `sub_status`, `path`, `accept_time`, `board_time`,
+  `pickup_time`, `complete_time`, `cancel_time`, ...) to the partner's URL, authenticated only by a static header
+  chosen by the partner (API key, bearer token or basic auth): no body signature, no timestamp, no event id.
+  So we require the design-notes O2O-Signature (added by the relay that receives Ahamove's callback) and derive the
+  event id from the content, so the same notification sent twice is one event.
+- Outbound: `POST /v3/orders` (Bearer token; `service_id`, `path` of {lat, lng, address, name, mobile, cod,
+  tracking_number}, `requests`, `payment_method`) answers `order_id`; `DELETE /v3/orders/<order_id>` with a `comment`
+  cancels while IDLE, ASSIGNING, ACCEPTED, CONFIRMING or PAYING.
+Not shown in the excerpts we could read, kept from the order object as commonly returned: `supplier_id` (the driver's
+phone) and `supplier_name`, `shared_link`, `total_pay`. The client is never called in tests or the demo.
 
-Callbacks carry no signature of their own and no event id: we require the design-notes O2O-Signature (added by the
-relay that receives Ahamove's callback, or by Ahamove with a shared secret) and derive the event id from the content,
-so the same notification sent twice is one event.
+Derived provider statuses (ours, recorded in provider_status): FAILED (COMPLETED with the drop-off FAILED, or
+IN_RETURN) and RETURNED (sub_status RETURNED).
 """
 
 from __future__ import annotations
@@ -44,11 +56,10 @@ class Ahamove(CourierProvider):
         "ASSIGNING": "requested",
         "ACCEPTED": "assigned",
         "IN PROCESS": "picked_up",
-        "IN_PROCESS": "picked_up",
         "COMPLETED": "delivered",
-        "FAILED": "failed",
         "CANCELLED": "cancelled",
-        "RETURNED": "returned",
+        "FAILED": "failed",  # derived: the drop-off stop failed, or the parcel is on its way back
+        "RETURNED": "returned",  # derived: sub_status RETURNED
     }
 
     def parse_event(self, payload: dict[str, Any]) -> ProviderEvent:
@@ -58,29 +69,29 @@ class Ahamove(CourierProvider):
         path = payload.get("path") if isinstance(payload.get("path"), list) else []
         drop = path[-1] if len(path) > 1 and isinstance(path[-1], dict) else {}
         drop_status = text(drop.get("status"), 40).upper()
-        provider_status = order_status
-        # The route is over; the drop-off stop says how it ended.
-        if order_status == "COMPLETED" and drop_status in ("FAILED", "RETURNED"):
-            provider_status = drop_status
-        elif sub_status == "RETURNED":
-            provider_status = "RETURNED"
-        when = (
-            payload.get("complete_time") if provider_status in ("COMPLETED", "FAILED", "RETURNED")
-            else payload.get("cancel_time") if provider_status == "CANCELLED"
-            else payload.get("board_time") if provider_status in ("IN PROCESS", "IN_PROCESS")
-            else payload.get("accept_time")
-        )
+        provider_status, when = order_status, payload.get("accept_time")
+        if sub_status == "RETURNED":
+            provider_status, when = "RETURNED", drop.get("return_time") or payload.get("complete_time")
+        elif sub_status == "IN_RETURN" or (order_status == "COMPLETED" and drop_status == "FAILED"):
+            provider_status, when = "FAILED", drop.get("fail_time") or payload.get("complete_time")
+        elif order_status == "COMPLETED":
+            when = drop.get("complete_time") or payload.get("complete_time")
+        elif order_status == "CANCELLED":
+            when = payload.get("cancel_time")
+        elif order_status == "IN PROCESS":
+            when = payload.get("pickup_time") or payload.get("board_time")
+        delivered = provider_status == "COMPLETED"
+        pod = text(drop.get("pod_info"), 500) if delivered else ""
         return ProviderEvent(
             event_id=digest_id(order_id, order_status, sub_status, [text(p.get("status")) for p in path if isinstance(p, dict)]),
             external_id=order_id,
             provider_status=provider_status,
             status=self.map_status(provider_status),
-            occurred_at=parse_time(when),
+            occurred_at=parse_time(when or None),
             courier_name=text(payload.get("supplier_name"), 120),
             courier_phone=text(payload.get("supplier_id"), 32),  # Ahamove identifies drivers by phone number
-            vehicle_plate=text(payload.get("supplier_plate") or payload.get("vehicle_plate"), 32),
-            proof_photo_url=text(drop.get("pod_image") or drop.get("image_url"), 500),
-            recipient_name=text(drop.get("receiver_name") or drop.get("name"), 120) if drop_status == "COMPLETED" else "",
+            proof_photo_url=pod if pod.startswith(("http://", "https://")) else "",
+            recipient_name=text(drop.get("name"), 120) if delivered else "",
             failure_reason=text(drop.get("fail_comment") or payload.get("cancel_comment"), 300),
             tracking_url=text(payload.get("shared_link"), 500),
         )

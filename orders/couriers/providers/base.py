@@ -34,6 +34,8 @@ class ProviderEvent:
     recipient_name: str = ""
     failure_reason: str = ""
     tracking_url: str = ""
+    #: the provider replaced its order by a new one (new id); later events carry the new id
+    replaced_by: str = ""
 
 
 @dataclass
@@ -129,8 +131,8 @@ def text(value: Any, limit: int = 300) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Unix seconds or milliseconds, or ISO 8601; None when absent or unreadable."""
-    if value in (None, ""):
+    """Unix seconds or milliseconds, or ISO 8601; None when absent, zero (providers' "not yet") or unreadable."""
+    if value in (None, "", 0, "0"):
         return None
     try:
         if isinstance(value, int | float) or (isinstance(value, str) and value.replace(".", "", 1).isdigit()):

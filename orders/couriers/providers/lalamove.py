@@ -1,15 +1,26 @@
 """Lalamove (on-demand delivery, HCMC and Hanoi): status map, v3 webhook parsing, outbound v3 client.
 
-Written from Lalamove's public API v3 documentation as we know it. Webhooks POST
-`{"apiKey", "timestamp", "signature", "eventId", "eventType", "eventVersion": "v3", "data": {...}}`; the event types we
-use are ORDER_STATUS_CHANGED (`data.order.orderId`, `data.order.status`) and DRIVER_ASSIGNED (`data.driver.name`,
-`phone`, `plateNumber`). Order statuses: ASSIGNING_DRIVER, ON_GOING (driver on the way to pick up), PICKED_UP,
-COMPLETED, CANCELED, REJECTED (drivers rejected it), EXPIRED (no driver found in time).
+Followed: Lalamove's public API v3 documentation (developers.lalamove.com: order flow, webhook, authentication) and
+its "Tutorial on Lalamove Webhook" deck; the payload shapes agree with open-source v3 clients.
 
-Outbound requests are signed the Lalamove way: `Authorization: hmac <key>:<ms timestamp>:<signature>` with
-signature = HMAC-SHA256(secret, "<ts>\\r\\n<METHOD>\\r\\n<path>\\r\\n\\r\\n<body>"), plus `Market` and `Request-ID`.
-The client is never called in tests or the demo. Incoming webhooks are verified with the design-notes O2O-Signature
-(per-provider secret); the payload's own `signature` field is kept in the raw payload.
+- Webhooks POST `{"apiKey", "timestamp" (ms), "signature", "eventId", "eventType", "eventVersion": "v3", "data"}`.
+  Event types we act on: ORDER_STATUS_CHANGED (`data.order.orderId`, `data.order.status`), DRIVER_ASSIGNED
+  (`data.driver`: `driverId`, `name`, `phone`, `plateNumber`), ORDER_REPLACED (`data.order.orderId` is the new order,
+  `data.prevOrderId` the one it replaces). Others (ORDER_AMOUNT_CHANGED, ORDER_EDITED, POD_STATUS_CHANGED,
+  WALLET_BALANCE_CHANGED, ...) are recorded, not applied.
+- The tutorial warns that webhooks may arrive out of chronological order and are retried up to 10 times in 24 h: the
+  shared event path records late ones without moving a delivery backwards, and `eventId` makes retries replays.
+- Order statuses: ASSIGNING_DRIVER (matching), ON_GOING (a driver accepted and is on the way to pick up), PICKED_UP,
+  COMPLETED, CANCELED, REJECTED (drivers rejected it: the order ends without pickup), EXPIRED (no driver in time).
+- Lalamove's own webhook signature is a field inside the JSON (HMAC-SHA256 with the API secret over the timestamp,
+  method, path and the `data` object), so it can only be checked after parsing and re-serialising `data`; the design
+  notes require a check over the raw bytes before any parsing, so incoming webhooks carry the O2O-Signature (per
+  provider secret), added by the relay that receives Lalamove's call. The payload's `signature` stays in the stored
+  payload.
+- Outbound requests are signed the Lalamove way: `Authorization: hmac <key>:<ms timestamp>:<signature>` with
+  signature = HMAC-SHA256(secret, "<ts>\\r\\n<METHOD>\\r\\n<path>\\r\\n\\r\\n<body>"), plus `Market` and `Request-ID`:
+  `POST /v3/quotations`, `POST /v3/orders` (quotationId, sender and recipient stopIds), `DELETE /v3/orders/{id}`
+  (allowed while matching or within minutes of acceptance). The client is never called in tests or the demo.
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ class Lalamove(CourierProvider):
         "CANCELED": "cancelled",
         "CANCELLED": "cancelled",
         "EXPIRED": "cancelled",
-        "REJECTED": "failed",
+        "REJECTED": "cancelled",  # no pickup happened: the parcel is still in the store, dispatch again
     }
 
     def parse_event(self, payload: dict[str, Any]) -> ProviderEvent:
@@ -70,6 +81,10 @@ class Lalamove(CourierProvider):
                 occurred_at=when, courier_name=text(driver.get("name"), 120), courier_phone=text(driver.get("phone"), 32),
                 vehicle_plate=text(driver.get("plateNumber"), 32),
             )
+        if event_type == "ORDER_REPLACED":
+            previous = text(require(data, "prevOrderId"), 100)
+            return ProviderEvent(event_id=event_id, external_id=previous, provider_status="ORDER_REPLACED",
+                                 status=None, occurred_at=when, replaced_by=external_id)
         if event_type != "ORDER_STATUS_CHANGED":
             return ProviderEvent(event_id=event_id, external_id=external_id, provider_status=event_type, status=None,
                                  occurred_at=when)
