@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -53,3 +54,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(error_body("invalid", "Invalid input.", details), status=400, headers=headers)
     code = next((c for klass, c in _DRF_CODES.items() if isinstance(exc, klass)), "error")
     return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A URL that matches no route (or a path segment a route's converter refuses) under /api/ gets the JSON
+    error format too; the admin keeps Django's page."""
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", "No such resource."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body("server_error", "Internal error; it has been logged."), status=500)
+    return defaults.server_error(request)

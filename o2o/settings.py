@@ -141,7 +141,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "o2o.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "o2o.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -361,3 +361,5 @@ SPECTACULAR_SETTINGS.setdefault("TAGS", []).append({
     "resending returns the first answer. Another store's ids are not found (404). Changes to this contract are "
     "additive within v1; a breaking change gets /api/v2/pos/.",
 })
+# Prepare the loyalty ledger's hot statements once per connection (turn off behind a pooler that cannot keep them).
+LOYALTY_PREPARED_STATEMENTS = env_bool("LOYALTY_PREPARED_STATEMENTS", True)

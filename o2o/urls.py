@@ -14,3 +14,7 @@ urlpatterns = [
     path("api/v1/pos/", include("inventory.pos.api.urls")),
     path("api/v1/", include("orders.returns.api.urls")),  # /returns/ (website) and /pos/returns/ (tills)
 ]
+
+# Unknown URLs under /api/ answer in the API's JSON error format (o2o.api_errors).
+handler404 = "o2o.api_errors.not_found"
+handler500 = "o2o.api_errors.server_error"

@@ -3,13 +3,14 @@ A channel sees only its own orders: anyone else's number is a 404."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inventory.geocoding import locate
 from o2o.idempotency import run_once
+from o2o.pagination import StrictLimitOffsetPagination
 from orders import selectors, services
 from orders.api import serializers as io
 from orders.loyalty_tender import LoyaltyInput
@@ -62,7 +63,7 @@ class PromisesView(APIView):
 
 
 class OrdersView(APIView):
-    pagination_class = LimitOffsetPagination
+    pagination_class = StrictLimitOffsetPagination
 
     @extend_schema(
         operation_id="order_list",
@@ -72,8 +73,8 @@ class OrdersView(APIView):
     )
     def get(self, request: Request) -> Response:
         status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in OrderStatus.values:
-            status_filter = "__none__"
+        if status_filter is not None and status_filter not in OrderStatus.values:
+            raise ValidationError({"status": [f"Must be one of: {', '.join(OrderStatus.values)}."]})
         orders = selectors.orders_of_channel(channel=request.auth.channel, status=status_filter)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(orders, request, view=self)
