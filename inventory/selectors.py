@@ -148,6 +148,22 @@ def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
     return found
 
 
+def product_ids_by_sku(skus: Iterable[str]) -> dict[str, int]:
+    """Ids of active products by SKU (without building model instances); raises UnknownSku like products_by_sku."""
+    skus = set(skus)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SELECT sku, id FROM {Product._meta.db_table} WHERE sku = ANY(%s) AND is_active ORDER BY sku", [list(skus)])
+        else:
+            marks, params = _in(skus)
+            cursor.execute(f"SELECT sku, id FROM {Product._meta.db_table} WHERE sku IN {marks} AND is_active ORDER BY sku", params)
+        found = dict(cursor.fetchall())
+    missing = skus - found.keys()
+    if missing:
+        raise UnknownSku(sorted(missing))
+    return found
+
+
 def expired_hold_quantities(
     *, store_ids: Iterable[int] | None, product_ids: Iterable[int], now: datetime | None = None
 ) -> dict[tuple[int, int], int]:
@@ -169,18 +185,24 @@ def sellable_online(
     in instead of read in a second round trip."""
     if not store_ids or not product_ids:
         return {}
-    stores_in, store_params = _in(store_ids)
-    products_in, product_params = _in(product_ids)
+    if connection.vendor == "postgresql":
+        # Arrays keep the statement text constant, so the driver parses it once per process, not per request.
+        stores_in, store_params = "= ANY(%s)", [list(store_ids)]
+        products_in, product_params = "= ANY(%s)", [list(product_ids)]
+    else:
+        stores_in, store_params = _in(store_ids)
+        products_in, product_params = _in(product_ids)
+        stores_in, products_in = f"IN {stores_in}", f"IN {products_in}"
     sql = f"""
         SELECT s.store_id, s.product_id,
                s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable
         FROM {Stock._meta.db_table} s
         LEFT JOIN (
             SELECT store_id, product_id, SUM(quantity) AS units FROM {Reservation._meta.db_table}
-            WHERE expires_at <= %s AND store_id IN {stores_in} AND product_id IN {products_in}
+            WHERE expires_at <= %s AND store_id {stores_in} AND product_id {products_in}
             GROUP BY store_id, product_id
         ) r ON r.store_id = s.store_id AND r.product_id = s.product_id
-        WHERE s.store_id IN {stores_in} AND s.product_id IN {products_in}
+        WHERE s.store_id {stores_in} AND s.product_id {products_in}
     """
     params = [now or timezone.now(), *store_params, *product_params, *store_params, *product_params]
     with connection.cursor() as cursor:
@@ -199,16 +221,14 @@ def cart_availability(
     only_whole_cart: bool = False,
 ) -> list[StoreAvailability]:
     """Per nearby store, how many of each SKU it can sell online and whether it can serve the whole cart."""
-    products = products_by_sku(lines.keys())
+    products = product_ids_by_sku(lines.keys())
     nearby = stores_near(lat=lat, lon=lon, radius_km=radius_km, service=service, limit=limit if not only_whole_cart else 10**6)
     if not nearby:
         return []
-    atp = sellable_online(
-        store_ids=[n.store.pk for n in nearby], product_ids=[p.pk for p in products.values()]
-    )
+    atp = sellable_online(store_ids=[n.store.pk for n in nearby], product_ids=list(products.values()))
     result = []
     for entry in nearby:
-        available = {sku: atp.get((entry.store.pk, product.pk), 0) for sku, product in products.items()}
+        available = {sku: atp.get((entry.store.pk, product_id), 0) for sku, product_id in products.items()}
         whole = all(available[sku] >= qty for sku, qty in lines.items())
         if only_whole_cart and not whole:
             continue

@@ -3,7 +3,7 @@ benchmark database, with the same seeded bodies as run.py.
 
     .venv/bin/python bench/availability/profile_requests.py [--requests 500] [--db o2o_bench] [--cprofile 25]
 
-Prints per endpoint: mean time per request through the whole Django stack (test client: middleware, URL routing,
+Prints per endpoint: mean wall time and CPU time per request through the whole Django stack (test client: middleware, URL routing,
 view, rendering), the SQL statements per request with their share of the time, and the top functions by cumulative
 time (cProfile) for the endpoint.
 """
@@ -55,18 +55,20 @@ def main() -> None:
     for name, url in endpoints.items():
         for body in sample[:50]:  # warm-up
             assert client.post(url, body, content_type="application/json").status_code == 200
-        times = []
+        times, cpu = [], []
         for body in sample:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             client.post(url, body, content_type="application/json")
             times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
         with CaptureQueriesContext(connection) as queries:
             for body in sample[:100]:
                 client.post(url, body, content_type="application/json")
         sql_ms = sum(float(q["time"]) for q in queries.captured_queries) * 1000 / 100
         print(f"\n## {name}: {url}")
         print(f"mean {statistics.mean(times):.2f} ms, median {statistics.median(times):.2f} ms per request "
-              f"(in-process, one at a time); {len(queries.captured_queries) / 100:.1f} SQL statements per request, "
+              f"(in-process, one at a time), CPU of this process {statistics.mean(cpu):.2f} ms per request (less "
+              f"sensitive to other jobs than wall time); {len(queries.captured_queries) / 100:.1f} SQL statements per request, "
               f"{sql_ms:.2f} ms of them in the database driver (round trip included)")
         per_statement: dict[str, list[float]] = {}
         for q in queries.captured_queries:
@@ -81,7 +83,7 @@ def main() -> None:
                 client.post(url, body, content_type="application/json")
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.cprofile)
+            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(args.cprofile)
             print(out.getvalue())
     SalesChannelKey.objects.filter(name="bench-profile").delete()
 
