@@ -5,7 +5,6 @@ of its own orders."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +12,7 @@ from rest_framework.views import APIView
 from inventory.geocoding import locate
 from inventory.pos.auth import IsStoreTill, StoreKeyAuthentication
 from o2o.idempotency import run_once
+from o2o.pagination import StrictLimitOffsetPagination
 from orders.returns import selectors, services
 from orders.returns.api import serializers as io
 
@@ -44,7 +44,7 @@ def _validated(serializer_class, data):
 
 
 def _page(view: APIView, request: Request, queryset) -> Response:
-    paginator = LimitOffsetPagination()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(io.ReturnOutput(page, many=True).data)
 
@@ -53,6 +53,7 @@ def _page(view: APIView, request: Request, queryset) -> Response:
 
 
 class ReturnsView(APIView):
+    pagination_class = StrictLimitOffsetPagination  # also how the schema documents the list as a page
     @extend_schema(tags=TAG_WEB, operation_id="return_list", summary="Returns of the channel's orders, newest first",
                    responses={200: io.ReturnOutput(many=True), 401: ERRORS[401]})
     def get(self, request: Request) -> Response:
@@ -124,6 +125,7 @@ class PosView(APIView):
 
 
 class PosReturnsView(PosView):
+    pagination_class = StrictLimitOffsetPagination
     @extend_schema(tags=TAG_POS, operation_id="pos_return_list", summary="Returns received (or to be received) here",
                    responses={200: io.ReturnOutput(many=True), 401: ERRORS[401]})
     def get(self, request: Request) -> Response:
