@@ -1,6 +1,6 @@
 """Input and output shapes of the POS API (I/O only: no business rules here)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -29,8 +29,13 @@ class AwareDateTimeField(serializers.DateTimeField):
     }
 
     def to_internal_value(self, value):
-        if isinstance(value, str) and value and not (value.endswith("Z") or "+" in value[10:] or "-" in value[10:]):
-            self.fail("naive")
+        if isinstance(value, str):
+            try:
+                naive = datetime.fromisoformat(value).tzinfo is None
+            except ValueError:
+                naive = False  # not a date and time at all: DRF's own "wrong format" message below
+            if naive:
+                self.fail("naive")
         parsed = super().to_internal_value(value)
         if parsed > timezone.now() + FUTURE_SLACK:
             self.fail("future")
