@@ -424,7 +424,12 @@ def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, 
 
 def _restock(ret: ReturnModel, *, store: Store, actor: str, now: datetime) -> None:
     """Resellable units back on sale at the receiving store; damaged ones on hand there but unavailable."""
-    for line in sorted(ret.lines.all(), key=lambda line: (line.product_id, line.pk)):
+    lines = list(ret.lines.select_related("product"))
+    # One stock row per call, taken in the stock rows' primary-key order (the inventory's lock order; rows that do
+    # not exist yet are created, after the others), so a return never waits in a cycle with a reservation.
+    row_pk = dict(Stock.objects.filter(store=store, product_id__in=[line.product_id for line in lines]).values_list(
+        "product_id", "pk"))
+    for line in sorted(lines, key=lambda line: (row_pk.get(line.product_id, math.inf), line.product_id, line.pk)):
         quarantine = line.condition != Condition.RESELLABLE
         stock.adjust_stock(
             store=store, product=line.product, reason=MovementReason.RETURN, actor=actor, on_hand=line.qty,
