@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from o2o import signing
@@ -116,6 +116,8 @@ class DeliveryRound:
 def _due_heads(now: datetime, limit: int) -> list[OutboxEvent]:
     table = OutboxEvent._meta.db_table
     # The head of each aggregate's pending queue, if due; rows another worker holds are skipped, not waited for.
+    # (SQLite, the demo's embedded database, has one writer at a time and no row locks: no locking clause there.)
+    lock = "FOR UPDATE OF e SKIP LOCKED" if connection.vendor == "postgresql" else ""
     return list(
         OutboxEvent.objects.raw(
             f"""
@@ -124,7 +126,7 @@ def _due_heads(now: datetime, limit: int) -> list[OutboxEvent]:
               AND NOT EXISTS (SELECT 1 FROM {table} p
                               WHERE p.aggregate = e.aggregate AND p.status = 'pending' AND p.id < e.id)
             ORDER BY e.id LIMIT %s
-            FOR UPDATE OF e SKIP LOCKED
+            {lock}
             """,
             [now, limit],
         )

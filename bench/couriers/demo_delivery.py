@@ -3,6 +3,8 @@ a loopback receiver as they arrive (signed, verified, deduplicated).
 
     .venv/bin/python bench/couriers/demo_delivery.py          # own PostgreSQL database o2o_courier_demo
 
+Run it again as often as you like: each run places two new orders (stock is topped up to 5 first).
+
 One order is delivered (courier assigned → picked up → delivered with proof); one goes to an address containing
 FAIL, so its delivery fails and the goods come back to the store, on sale again (stock shown before and after).
 """
@@ -56,8 +58,11 @@ def main() -> None:
         sku="DEMO-AO-THUN", defaults={"name": "Áo thun demo", "barcode": "8930000000017", "price_vnd": 199_000,
                                       "category": "ao-thun"}
     )
-    if not Stock.objects.filter(store=store, product=product).exists():
-        stock.adjust_stock(store=store, product=product, reason=MovementReason.GOODS_RECEIPT, actor="demo", on_hand=5)
+    # Each run delivers one shirt: receive what is missing so every run starts from 5 on hand.
+    held = Stock.objects.filter(store=store, product=product).values_list("on_hand", flat=True).first() or 0
+    if held < 5:
+        stock.adjust_stock(store=store, product=product, reason=MovementReason.GOODS_RECEIPT, actor="demo",
+                           on_hand=5 - held)
 
     def on_hand() -> int:
         return Stock.objects.get(store=store, product=product).on_hand

@@ -1,8 +1,8 @@
 """A tiny website stand-in for the demo and the fault test: receives the outbox's signed events on loopback,
 verifies the O2O-Signature, deduplicates by event id ("applies" each once), counts raw deliveries, and can print.
 
-    .venv/bin/python bench/couriers/receiver.py --port 8765 --secret demo-site-secret
-then set the website channel's webhook URL to http://127.0.0.1:8765/o2o-events (and its secret) in the admin.
+    .venv/bin/python bench/couriers/receiver.py --port 8790 --secret demo-site-secret
+then set the website channel's webhook URL to http://127.0.0.1:8790/o2o-events (and its secret) in the admin.
 """
 
 import argparse
@@ -74,7 +74,7 @@ class Receiver:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--secret", default="demo-site-secret")
     args = parser.parse_args()
     with Receiver(args.secret, port=args.port, echo=True) as site:

@@ -27,7 +27,7 @@ def tick(step_seconds: float | None, deliver: bool) -> str:
     watch = services.watch_deliveries()
     sent = outbox.deliver_due_events() if deliver else None
     return (f"dispatched {dispatched}, courier events applied {moved}, at risk {len(watch.at_risk)}, "
-            f"escalated {len(watch.escalated)}" + (f", outbox delivered {sent.delivered} skipped {sent.skipped}"
+            f"escalated {len(watch.escalated)}" + (f", outbox delivered {sent.delivered} failed {sent.failed} skipped {sent.skipped}"
                                                    if sent else ""))
 
 
@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--no-deliver", action="store_true", help="leave the outbox to the Celery worker")
     args = parser.parse_args()
+    if not args.no_deliver:
+        os.environ.setdefault("O2O_OUTBOX_KICK", "0")  # this loop delivers the outbox itself: no broker needed
     import django
 
     django.setup()
