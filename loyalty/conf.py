@@ -50,6 +50,12 @@ def events_channel() -> str:
     return str(getattr(settings, "LOYALTY_EVENTS_CHANNEL", "website"))
 
 
+def prepared_statements() -> bool:
+    """Prepare the ledger's hot statements once per connection (PostgreSQL). Off behind a pooler that cannot keep
+    prepared statements across transactions (PgBouncer before 1.21 in transaction mode)."""
+    return bool(getattr(settings, "LOYALTY_PREPARED_STATEMENTS", True))
+
+
 def hold_ttl() -> timedelta:
     return timedelta(seconds=int(getattr(settings, "LOYALTY_HOLD_TTL_SECONDS", 900)))
 

@@ -128,11 +128,47 @@ def _root_id(member_id: int) -> int:
 _MEMBER_COLUMNS = ("id", "phone", "tier", "available", "held", "pending", "shortfall", "merged_into_id")
 
 
+class _PreparedCursor:
+    """A server-side-binding psycopg cursor on Django's connection (same transaction) whose statements are prepared
+    once per connection: the hot path's few statements are then neither re-parsed nor re-planned on every posting.
+    Database errors are turned into Django's, as Django's own cursors do."""
+
+    def __init__(self):
+        import psycopg
+
+        connection.ensure_connection()
+        self._cursor = psycopg.Cursor(connection.connection)
+
+    def execute(self, sql: str, params) -> None:
+        with connection.wrap_database_errors:
+            self._cursor.execute(sql, params, prepare=True)
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cursor.close()
+
+
+def _cursor():
+    """The cursor for the hot path's raw SQL: prepared statements on PostgreSQL (LOYALTY_PREPARED_STATEMENTS, on by
+    default; turn it off behind a pooler that cannot keep them), else Django's."""
+    if connection.vendor == "postgresql" and conf.prepared_statements():
+        return _PreparedCursor()
+    return connection.cursor()
+
+
 def _lock_member(member: Member | int) -> Member:
     """Lock the live member behind `member` (following a merge) and return its counters fresh from the database (a
     partial instance: never saved). Locking a merged member's row on the way is harmless: nothing writes to it."""
     member_id = member.pk if isinstance(member, Member) else member
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         for _ in range(5):
             cursor.execute(
                 f"SELECT {', '.join(_MEMBER_COLUMNS)} FROM {Member._meta.db_table} WHERE id = %s"
@@ -153,7 +189,7 @@ def _replay(key: str | None, *, kind: str, member: Member) -> Posting | None:
     """The posting already made with this idempotency key, if any (checked under the member lock)."""
     if not key:
         return None
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(f"SELECT id FROM {Posting._meta.db_table} WHERE idempotency_key = %s", [key])
         if cursor.fetchone() is None:
             return None
@@ -443,7 +479,7 @@ def _post_in_one_statement(
         tail = " SELECT (SELECT id FROM p), 1"
     if new_hold is not None:
         tail += ", (SELECT id FROM hid)"
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute("WITH " + ", ".join(sql) + tail, params)
         row = cursor.fetchone()
     posting_id, updated = row[0], row[1]
@@ -466,7 +502,7 @@ def _pick_lots(member: Member, points: int, *, first: Lot | None = None) -> list
         taken.append((first.pk, n))
         left -= n
     offset, batch = 0, 8
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         while left > 0:
             cursor.execute(
                 f"SELECT id, remaining FROM {Lot._meta.db_table} WHERE member_id = %s AND vested AND remaining > 0 "
@@ -762,7 +798,7 @@ def _lock_hold(hold_id: int, *, fresh: bool = False) -> tuple[Member, Redemption
     caller asks again with `fresh` (the lock is ours by then, so a plain read is current)."""
     if connection.vendor == "postgresql" and not fresh:
         cols = ", ".join(f"m.{c}" for c in _MEMBER_COLUMNS) + ", " + ", ".join(f"h.{c}" for c in _HOLD_COLUMNS)
-        with connection.cursor() as cursor:
+        with _cursor() as cursor:
             cursor.execute(
                 f"SELECT {cols}, (SELECT array_agg(ARRAY[a.lot_id, a.points] ORDER BY a.id) "
                 f"FROM {HoldAllocation._meta.db_table} a WHERE a.hold_id = h.id) "
