@@ -294,7 +294,7 @@ def test_bad_input_is_a_clear_4xx(chain, channel, api):
     assert audits_clean()
 
 
-def test_courier_collection_routed_received_and_refunded(chain, channel, api):
+def test_courier_collection_routed_received_and_refunded(chain, channel, api, admin_client):
     near, mid, far, shirt = chain["near"], chain["mid"], chain["far"], chain["shirt"]
     order = deliver(web_order(channel, {shirt.sku: 2}))
     # The customer lives next to `near`; `mid` is short of shirts and only ~1.9 km further.
@@ -327,6 +327,8 @@ def test_courier_collection_routed_received_and_refunded(chain, channel, api):
     assert till(far).post(f"/api/v1/pos/returns/{body['number']}/receive/", {}, format="json").status_code == 404
     listed = api.get("/api/v1/returns/").json()["results"]
     assert [x["number"] for x in listed] == [body["number"]]
+    page = admin_client.get(f"/admin/returns/return/{Return.objects.get(number=body['number']).pk}/change/")
+    assert page.status_code == 200 and "short of target" in page.content.decode()
     assert audits_clean()
 
 

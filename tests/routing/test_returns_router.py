@@ -3,8 +3,11 @@ its limit, damaged units, range, capacity, explanations, bad problems, and joint
 against brute force."""
 
 import itertools
+import json
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,3 +150,20 @@ def test_joint_plan_matches_brute_force(where, returns, gaps):
     plan = route_returns(p)
     assert not plan["unassigned"]
     assert plan["total_score"] == pytest.approx(_brute_force(p), abs=0.01 * len(rs))
+
+
+def test_route_returns_command_replays_a_problem_with_other_settings(tmp_path):
+    stock = [("SHORT", "S", 0, 4)]
+    path = tmp_path / "problem.json"
+    path.write_text(json.dumps(problem([store("NEAR", 0.2), store("SHORT", 2.5)], [ret("R1", [("S", 1, True)])],
+                                       stock)))
+    out = StringIO()
+    call_command("route_returns", str(path), stdout=out)
+    assert json.loads(out.getvalue())["assignments"][0]["store"] == "NEAR"
+    out = StringIO()
+    call_command("route_returns", str(path), "--prefer-shortage-km", "3", stdout=out)
+    assert json.loads(out.getvalue())["assignments"][0]["store"] == "SHORT"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"returns": [{"id": "R", "lat": 1, "lon": 1, "lines": []}]}')
+    with pytest.raises(CommandError):
+        call_command("route_returns", str(bad))
