@@ -759,7 +759,7 @@ def _sync_order_status(order: Order, *, now: datetime) -> str:
 
 
 def _lock_order(order_id: int) -> Order:
-    return Order.objects.select_for_update().select_related("channel").get(pk=order_id)
+    return Order.objects.select_for_update(of=("self",)).select_related("channel").get(pk=order_id)
 
 
 def _retire_pickup_code(fulfillment: Fulfillment) -> None:
@@ -846,7 +846,7 @@ def transition_fulfillment(
     if order_id is None:
         raise FulfillmentNotFound(details={"fulfillment": fid})
     order = _lock_order(order_id)
-    f = Fulfillment.objects.select_for_update().select_related("store").get(pk=fid)
+    f = Fulfillment.objects.select_for_update(of=("self",)).select_related("store").get(pk=fid)
     if to not in allowed_transitions(f):
         raise InvalidTransition(
             f"A {f.method} fulfillment cannot go from {f.status} to {to}.",
@@ -900,7 +900,7 @@ def report_short_pick(*, fulfillment: Fulfillment | int, found: dict[int, int], 
     if order_id is None:
         raise FulfillmentNotFound(details={"fulfillment": fid})
     order = _lock_order(order_id)
-    f = Fulfillment.objects.select_for_update().select_related("store").get(pk=fid)
+    f = Fulfillment.objects.select_for_update(of=("self",)).select_related("store").get(pk=fid)
     if f.status not in (S.ASSIGNED, S.PICKING):
         raise InvalidTransition(
             "Short picks are reported while picking.", details={"fulfillment": f.pk, "status": f.status}
@@ -1157,7 +1157,7 @@ def route_wave(*, now: datetime | None = None, window_seconds: int | None = None
 
 @transaction.atomic
 def _apply_wave(*, changes: dict[int, PlannedOrder], now: datetime) -> list[str]:
-    locked = list(Order.objects.select_for_update().select_related("channel").filter(pk__in=changes).order_by("pk"))
+    locked = list(Order.objects.select_for_update(of=("self",)).select_related("channel").filter(pk__in=changes).order_by("pk"))
     fulfillments = defaultdict(list)
     for f in Fulfillment.objects.select_for_update().filter(order__in=locked, status__in=OPEN_STATUSES).order_by("pk"):
         fulfillments[f.order_id].append(f)

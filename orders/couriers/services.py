@@ -108,7 +108,7 @@ def _record_and_apply(
     delivery = None
     if found:
         Order.objects.select_for_update().filter(pk=found[1]).first()  # lock order first, as orders.services does
-        delivery = Delivery.objects.select_for_update().select_related("fulfillment__order__channel",
+        delivery = Delivery.objects.select_for_update(of=("self",)).select_related("fulfillment__order__channel",
                                                                        "fulfillment__store").get(pk=found[0])
     try:
         with transaction.atomic():
@@ -390,7 +390,7 @@ def _flag(pk: int, state: str, note: str, *, unless_ended: bool = False) -> bool
     with transaction.atomic(durable=True):
         order_id = Delivery.objects.filter(pk=pk).values_list("fulfillment__order_id", flat=True).first()
         Order.objects.select_for_update().filter(pk=order_id).first()
-        d = Delivery.objects.select_for_update().select_related("fulfillment__order__channel", "fulfillment__store").get(pk=pk)
+        d = Delivery.objects.select_for_update(of=("self",)).select_related("fulfillment__order__channel", "fulfillment__store").get(pk=pk)
         if d.sla_state == state or d.sla_state == SlaState.ESCALATED or (unless_ended and d.status in TERMINAL):
             return False
         Delivery.objects.filter(pk=pk).update(sla_state=state, sla_note=note[:300])
@@ -422,7 +422,7 @@ def _redispatch(d: Delivery, *, reason: str, again: bool = True) -> Delivery | N
     with transaction.atomic(durable=True):
         order_id = Delivery.objects.filter(pk=d.pk).values_list("fulfillment__order_id", flat=True).first()
         Order.objects.select_for_update().filter(pk=order_id).first()
-        d = Delivery.objects.select_for_update().select_related("fulfillment__order__channel", "fulfillment__store").get(pk=d.pk)
+        d = Delivery.objects.select_for_update(of=("self",)).select_related("fulfillment__order__channel", "fulfillment__store").get(pk=d.pk)
         if d.status not in (D.REQUESTED, D.ASSIGNED):
             return None  # picked up (or ended) meanwhile
         now = timezone.now()
