@@ -1,5 +1,7 @@
 """POS sales sync on PostgreSQL, over HTTP (gunicorn), as tills send it.
 
+0. In process, side by side: the same 500-receipt batch applied by the sync (chunks of receipts per transaction)
+   and by the per-receipt path (one transaction each): wall, CPU and SQL statements per receipt.
 1. One batch of 500 receipts × 3 lines (20 % with a member phone: points earned in the same transaction) posted to
    /api/v1/pos/sales/: wall time of the call, three times at three stores; then the same batch replayed (all
    `duplicate`).
@@ -157,6 +159,52 @@ def one_batch(keys: dict[str, list[str]], run_id: str) -> dict:
     return {"times": times, "replay_times": replay_times}
 
 
+def in_process(keys: dict[str, list[str]], run_id: str) -> dict:
+    """The 500 × 3 batch without HTTP, in this process, side by side: the sync as the API runs it (chunks of
+    POS_SYNC_CHUNK_RECEIPTS receipts per transaction) and the per-receipt path it falls back to (one transaction per
+    receipt, `apply_sale`). Wall time, this process's CPU time and SQL statements per receipt."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from inventory.models import Store
+    from inventory.pos import services
+    from inventory.pos.api import serializers as io
+    from o2o.idempotency import request_fingerprint
+
+    def sales(prefix: str) -> list:
+        check = io.ReceiptInput()
+        out = []
+        for item in make_receipts(prefix, 500, random.Random(7)):
+            q = check.run_validation(item)
+            out.append(services.Sale(
+                receipt_id=q["receipt_id"], sold_at=q["sold_at"],
+                lines=tuple(services.SaleLine(**line) for line in q["lines"]),
+                tenders=tuple(services.Tender(**t) for t in q["tenders"]),
+                member_phone=q.get("member_phone") or None, content_hash=request_fingerprint(item),
+            ))
+        return out
+
+    from inventory.models import Product
+
+    codes = sorted(keys)
+    products = {p.sku: p for p in Product.objects.filter(sku__startswith="BENCH-SKU-")}
+    figures = {}
+    for label, code, run in (
+        ("chunked (the API)", codes[12], lambda store, batch: services.sync_sales(store=store, sales=batch, till="b")),
+        ("one transaction per receipt", codes[13], lambda store, batch: [
+            services._apply_one(store=store, sale=sale, till="b", products=products, known={}) for sale in batch]),
+    ):
+        store = Store.objects.get(code=code)
+        batch = sales(f"{run_id}-inproc-{code}")
+        with CaptureQueriesContext(connection) as queries:
+            t0, c0 = time.perf_counter(), time.process_time()
+            outcomes = run(store, batch)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        assert sum(o.status == "applied" for o in outcomes) == 500, label
+        figures[label] = {"wall": wall, "cpu": cpu, "statements": len(queries.captured_queries) / 500}
+    return figures
+
+
 def sustained(keys: dict[str, list[str]], run_id: str, *, seconds: float, batch: int) -> dict:
     codes = sorted(keys)[:8]
     tills = [(code, keys[code][t]) for code in codes for t in range(2)]  # 16 tills, 2 per store
@@ -220,6 +268,12 @@ def audit(run_id: str) -> dict:
     }
 
 
+def settings_chunk() -> int:
+    from django.conf import settings
+
+    return settings.POS_SYNC_CHUNK_RECEIPTS
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -254,6 +308,10 @@ def main() -> None:
     setup_django(args.db)
     keys = seed()
     run_id = f"B{int(time.time())}"
+    load_before = os.getloadavg()
+    inproc = in_process(keys, run_id)
+    for label, f in inproc.items():
+        print(f"in process, {label}: {f['wall']:.2f} s wall, {f['cpu']:.2f} s CPU, {f['statements']:.1f} statements/receipt")
     server = start_server(args.db, args.workers)
     try:
         big = one_batch(keys, run_id)
@@ -268,7 +326,8 @@ def main() -> None:
         server.wait(timeout=30)
     checks = audit(run_id)
     print("audit:", checks)
-    expected = 3 * 500 + sus["applied"] + 4 * 5
+    expected = 3 * 500 + sus["applied"] + 4 * 5 + 2 * 500
+    load_after = os.getloadavg()
     ok = (checks["stock_ledger_differences"] == checks["reservation_differences"] == 0
           and checks["loyalty_ledger_differences"] == checks["unbalanced_postings"] == 0
           and checks["receipts_this_run"] == expected and sus["error_count"] == 0)
@@ -276,13 +335,28 @@ def main() -> None:
     if args.no_write:
         return
     command = "bench/pos/run.py " + " ".join(sys.argv[1:])
+    chunked, single = inproc["chunked (the API)"], inproc["one transaction per receipt"]
     text = f"""# POS sales sync benchmark
 
 {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} · {machine()}
+Load average (1, 5, 15 min) before: {", ".join(f"{x:.1f}" for x in load_before)}; after:
+{", ".join(f"{x:.1f}" for x in load_after)} (other jobs share the machine: wall times are inflated accordingly).
 Command: `.venv/bin/python {command.strip()}` (database `{args.db}`, gunicorn with {args.workers} workers on the same
 machine as PostgreSQL and the load generator).
 
-## One batch of 500 receipts × 3 lines (goal < 2 s)
+## One batch of 500 receipts × 3 lines, in process, side by side
+
+The same kind of batch (20 % with a member phone), validated as the API does, then applied by the sync as the API
+runs it and, at another store, by the per-receipt path (one transaction per receipt). CPU is this process's only
+(PostgreSQL's is not included).
+
+| path | wall | CPU (Django) | SQL statements per receipt |
+| --- | --- | --- | --- |
+| chunked ({settings_chunk()} receipts per transaction) | {chunked['wall']:.2f} s | {chunked['cpu']:.2f} s | {chunked['statements']:.1f} |
+| one transaction per receipt | {single['wall']:.2f} s | {single['cpu']:.2f} s | {single['statements']:.1f} |
+| ratio | {single['wall'] / chunked['wall']:.1f}× | {single['cpu'] / chunked['cpu']:.1f}× | {single['statements'] / chunked['statements']:.1f}× |
+
+## One batch of 500 receipts × 3 lines over HTTP (goal < 2 s)
 
 Each receipt in its own transaction (stock rows locked, 3 sale movements, receipt + lines, 20 % with a member:
 member created or found, points earned), posted over HTTP to one store.

@@ -47,7 +47,7 @@ from datetime import datetime
 from fractions import Fraction
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -76,7 +76,7 @@ from inventory.pos.models import (
     TillReceiptLine,
     TillRefund,
 )
-from inventory.services import Pair, _apply, _apply_many, _Change, _Delta, _lock_stock
+from inventory.services import Pair, _apply, _apply_many, _Change, _copy_insert, _Delta, _lock_stock
 from loyalty import conf as loyalty_conf
 from loyalty import services as loyalty
 from loyalty.exceptions import NothingToReverse
@@ -467,11 +467,18 @@ def _apply_chunk(
         for pk, available in Member.objects.filter(pk__in=list(unread)).values_list("pk", "available"):
             unread[pk]["available"] = available
     _apply_many(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
-    TillReceipt.objects.bulk_create([receipt for receipt, _ in receipts])
+    if connection.vendor == "postgresql":
+        _copy_insert(TillReceipt, [receipt for receipt, _ in receipts], with_ids=True)
+    else:
+        TillReceipt.objects.bulk_create([receipt for receipt, _ in receipts])
     for receipt, lines in receipts:
         for line in lines:
             line.receipt = receipt
-    TillReceiptLine.objects.bulk_create([line for _, lines in receipts for line in lines])
+    all_lines = [line for _, lines in receipts for line in lines]
+    if connection.vendor == "postgresql":
+        _copy_insert(TillReceiptLine, all_lines)
+    else:
+        TillReceiptLine.objects.bulk_create(all_lines)
     if flagged:
         Stock.objects.filter(store_id=store.pk, product_id__in=flagged).update(needs_count=True)
     known.update(seen)

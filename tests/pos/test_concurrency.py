@@ -183,3 +183,86 @@ def test_web_orders_and_till_sales_on_the_last_units(channel, channel_key, negat
         assert sales >= 1  # the safety unit, at least, is the tills'
     assert TillReceipt.objects.count() == sales
     assert audits_clean() and _audits_pass()
+
+
+def test_one_receipt_id_with_two_contents_racing(channel_key):
+    """Two tills of a store (a misconfigured pair sharing a receipt numbering) send the same receipt id at the same
+    time with different SKUs, so the batches lock different rows and meet only at the receipt's unique index: one is
+    applied, the other rejected `receipt_id_reused`, never a 500, and the rest of both batches is applied."""
+    store = StoreFactory(code="HCM-Q1-CLASH")
+    shirts, hats = ProductFactory(sku="CLASH-A"), ProductFactory(sku="CLASH-B")
+    put_stock(store, shirts, 20)
+    put_stock(store, hats, 20)
+    _, till = _clients(store, channel_key)
+    batches = [
+        [receipt([(shirts.sku, 1)], rid="CLASH-1"), receipt([(shirts.sku, 1)], rid="CLASH-A-2")],
+        [receipt([(hats.sku, 1)], rid="CLASH-1"), receipt([(hats.sku, 1)], rid="CLASH-B-2")],
+    ]
+
+    def attempt(i: int):
+        res = till().post("/api/v1/pos/sales/", {"receipts": batches[i]}, format="json")
+        return res.status_code, [(o["receipt_id"], o["status"], o.get("reason")) for o in res.json()["results"]]
+
+    results = run_concurrently(2, attempt)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert [status for status, _ in results] == [200, 200]
+    firsts = sorted((outcome[0][1], outcome[0][2]) for _, outcome in results)
+    assert firsts == [("applied", None), ("rejected", "receipt_id_reused")], results
+    assert all(outcome[1][1] == "applied" for _, outcome in results)
+    assert TillReceipt.objects.filter(store=store).count() == 3
+    row_a, row_b = Stock.objects.get(product=shirts), Stock.objects.get(product=hats)
+    assert row_a.on_hand + row_b.on_hand == 40 - 3
+    assert audits_clean()
+
+
+def test_a_chunk_refused_by_the_database_is_applied_receipt_by_receipt(channel_key):
+    """Deterministic version of the race above: another transaction holds an uncommitted receipt with the same id
+    (other content) while a batch is written; the batch's insert waits on the unique index, fails when the other
+    commits, and the chunk is rolled back and applied again one receipt at a time: the clashing receipt is rejected,
+    the others are applied, nothing is written twice."""
+    import threading
+    import time
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from inventory.pos import services
+    from o2o.idempotency import request_fingerprint
+
+    store = StoreFactory(code="HCM-Q1-HOLD")
+    shirts, hats = ProductFactory(sku="HOLD-A"), ProductFactory(sku="HOLD-B")
+    put_stock(store, shirts, 20)
+    put_stock(store, hats, 20)
+    _, till = _clients(store, channel_key)
+    other = receipt([(hats.sku, 1)], rid="HOLD-1")
+    inserted, done = threading.Event(), threading.Event()
+
+    def hold_other() -> None:
+        try:
+            with transaction.atomic():
+                sale = services.Sale(
+                    receipt_id="HOLD-1", sold_at=timezone.now(), content_hash=request_fingerprint(other),
+                    lines=(services.SaleLine(sku=hats.sku, qty=1, unit_price_vnd=100_000),),
+                    tenders=(services.Tender(type="cash", amount_vnd=100_000),),
+                )
+                services.apply_sale(store=store, sale=sale, till="other")
+                inserted.set()
+                time.sleep(1.5)  # the batch below is now waiting on the receipt's unique index
+        finally:
+            connection.close()
+            done.set()
+
+    thread = threading.Thread(target=hold_other)
+    thread.start()
+    assert inserted.wait(30)
+    batch = [receipt([(shirts.sku, 1)], rid="HOLD-0"), receipt([(shirts.sku, 2)], rid="HOLD-1"),
+             receipt([(shirts.sku, 1)], rid="HOLD-2")]
+    res = till().post("/api/v1/pos/sales/", {"receipts": batch}, format="json")
+    thread.join(30)
+    assert done.is_set() and res.status_code == 200
+    out = [(o["receipt_id"], o["status"], o.get("reason")) for o in res.json()["results"]]
+    assert out == [("HOLD-0", "applied", None), ("HOLD-1", "rejected", "receipt_id_reused"),
+                   ("HOLD-2", "applied", None)]
+    assert Stock.objects.get(product=shirts).on_hand == 18 and Stock.objects.get(product=hats).on_hand == 19
+    assert TillReceipt.objects.filter(store=store).count() == 3
+    assert audits_clean()
