@@ -1,0 +1,113 @@
+"""What the benchmarks share: their own PostgreSQL databases, a gunicorn server, keep-alive JSON clients, the
+machine's description and percentiles. Each benchmark stays one command; this module only keeps them from
+repeating each other."""
+
+import http.client
+import json
+import os
+import platform
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get("O2O_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+
+
+def prepare_database(name: str, *, reset: bool) -> None:
+    """Create the benchmark's own database (dropping it first with `reset`)."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists and reset:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(db_name: str) -> None:
+    os.environ["DATABASE_URL"] = f"{PG}/{db_name}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "o2o.settings")
+    os.environ.setdefault("O2O_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def start_gunicorn(db_name: str, *, workers: int, port: int, extra_env: dict | None = None) -> subprocess.Popen:
+    """The production shape: gunicorn sync workers with persistent database connections."""
+    env = {
+        **os.environ, "DATABASE_URL": f"{PG}/{db_name}", "O2O_LOG_LEVEL": "WARNING", "O2O_DB_CONN_MAX_AGE": "600",
+        **(extra_env or {}),
+    }
+    server = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "o2o.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+         "--log-level", "warning", "--timeout", "120", "--preload"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=2)
+            return server
+        except Exception:  # noqa: BLE001 - waiting for gunicorn to listen
+            if server.poll() is not None:
+                raise SystemExit("gunicorn exited") from None
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start")
+
+
+class JsonClient:
+    """One keep-alive HTTP connection with an API key; reconnects when the server closed it."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def request(self, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+        payload = json.dumps(body) if body is not None else None
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=payload, headers={**self.headers, **(headers or {})})
+                res = self.conn.getresponse()
+                return res.status, res.read()
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    except (OSError, ValueError, IndexError):
+        mem = 0
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres") as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]
+    return f"{cpu}, {os.cpu_count()} cores, {mem} GB RAM, Python {platform.python_version()}, PostgreSQL {pg}"
