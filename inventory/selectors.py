@@ -132,8 +132,14 @@ def stores_near(
             hours[interval.store_id].append(interval)
     at = at or timezone.now()
     result = []
+    statuses: dict[tuple, tuple] = {}  # a chain has a handful of opening patterns: each is worked out once per call
     for store in stores:
-        open_now, next_opening, closes_at = opening_status(hours[store.pk], time_zone=store.timezone, at=at)
+        intervals = hours[store.pk]
+        pattern = (store.timezone, tuple(sorted((i.weekday, i.opens, i.closes) for i in intervals)))
+        status = statuses.get(pattern)
+        if status is None:
+            status = statuses[pattern] = opening_status(intervals, time_zone=store.timezone, at=at)
+        open_now, next_opening, closes_at = status
         result.append(NearbyStore(store, round(store.distance_km, 3), open_now, next_opening, closes_at))
     return result
 

@@ -149,6 +149,25 @@ def check_equivalent(base: str, key: str, sample: list[str]) -> int:
     return compared
 
 
+def server_cpu_seconds(gunicorn_pid: int, db: str) -> float:
+    """CPU time used so far by the gunicorn master and workers and by the PostgreSQL backends of the bench
+    database: the server side of the benchmark, whatever else runs on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid, pgid = int(fields[1]), int(fields[2])
+        if pgid == gunicorn_pid or ppid == gunicorn_pid or f"postgres {db} " in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def wrk(url: str, lua: str, *, connections: int, seconds: int, threads: int, pin: str | None) -> dict:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", lua, url]
     if pin:
@@ -196,8 +215,12 @@ def run_variant(variant: str, args, env: dict, key: str, sample: list[str]) -> l
         for clients, seconds in passes:
             for round_no in range(args.rounds):
                 for name, url in endpoints:
+                    cpu0 = server_cpu_seconds(gunicorn.pid, args.db)
                     r = wrk(url, lua, connections=clients, seconds=seconds,
                             threads=min(args.wrk_threads, clients), pin=args.pin_wrk)
+                    # Backends that closed during the run are missed (persistent connections: none do).
+                    r["server_cpu_ms_per_req"] = round(
+                        (server_cpu_seconds(gunicorn.pid, args.db) - cpu0) * 1000 / max(r["requests"], 1), 2)
                     r["connections"] = clients
                     label = name if args.rounds == 1 else f"{name} (round {round_no + 1})"
                     results.append((variant, label, r))
@@ -220,11 +243,11 @@ def machine() -> str:
 
 
 def table(rows: list[tuple[str, dict]]) -> list[str]:
-    lines = ["| endpoint | clients | req/s | p50 ms | p95 ms | p99 ms | max ms | non-2xx | socket errors | requests |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| endpoint | clients | req/s | p50 ms | p95 ms | p99 ms | max ms | server CPU ms/req | non-2xx | socket errors | requests |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in rows:
         lines.append(f"| {name} | {r['connections']} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
-                     f"{r['max_ms']} | {r['non_2xx']} | {r['socket_errors']} | {r['requests']} |")
+                     f"{r['max_ms']} | {r.get('server_cpu_ms_per_req', '')} | {r['non_2xx']} | {r['socket_errors']} | {r['requests']} |")
     return lines
 
 
@@ -281,6 +304,16 @@ def main() -> None:
             f"**{rate('ours', args.connections) / rate('floor', args.connections):.0%}** (goal ≥ 60 %); ours p95 at "
             f"{args.connections} clients = **{max(r['p95_ms'] for r in rows('ours', args.connections))} ms** "
             "(goal < 25 ms; with closed-loop clients mean latency = clients / throughput)"
+        )
+        def cpu(endpoint: str, clients: int) -> float:
+            picked = rows(endpoint, clients)
+            return sum(r["server_cpu_ms_per_req"] * r["requests"] for r in picked) / sum(r["requests"] for r in picked)
+
+        summary.append(
+            f"- server CPU per request at {args.connections} clients (gunicorn + PostgreSQL backends, measured from "
+            f"/proc, so other jobs on the machine do not count): ours {cpu('ours', args.connections):.2f} ms, floor "
+            f"{cpu('floor', args.connections):.2f} ms: floor / ours = **{cpu('floor', args.connections) / cpu('ours', args.connections):.0%}**"
+            " (the throughput ratio the two would have on a machine of their own, when CPU-bound)"
         )
         met = []
         for clients in args.low_levels:
