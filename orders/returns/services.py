@@ -464,16 +464,18 @@ def _event(ret: ReturnModel, *, store: Store, status: str) -> dict:
     }
 
 
-def _create(purchase: _Purchase, *, store: Store, via: str, reason: str, actor: str, now: datetime, **extra) -> ReturnModel:
+def _create(purchase: _Purchase, *, store: Store, via: str, reason: str, actor: str, now: datetime,
+            number: str | None = None, **extra) -> ReturnModel:
     for _ in range(5):
         try:
             with transaction.atomic():
                 return ReturnModel.objects.create(
-                    number=_new_number(), order=purchase.order, receipt=purchase.receipt, channel=purchase.channel,
+                    number=number or _new_number(), order=purchase.order, receipt=purchase.receipt, channel=purchase.channel,
                     opened_via=via, receiving_store=store, reason=reason[:300], actor=actor[:150], created_at=now,
                     **extra,
                 )
         except IntegrityError:  # a number collision (1 in 4 billion): draw again
+            number = None
             continue
     raise RuntimeError("could not draw a free return number")
 
@@ -579,9 +581,9 @@ def open_collection(
     started = timezone.now()
     store, problem, plan = _route(number, items, lat=lat, lon=lon)
     solve_ms = (timezone.now() - started).total_seconds() * 1000
-    ret = _create(purchase, store=store, via="website", reason=reason, actor=actor, now=now,
+    ret = _create(purchase, store=store, via="website", reason=reason, actor=actor, now=now, number=number,
                   collection_lat=lat, collection_lon=lon, collection_address=address[:300])
-    # The number drawn for the problem may differ from the row's after a collision; the problem keeps the draft id.
+    # After a number collision (1 in 4 billion) the stored problem keeps the first number drawn as the return's id.
     assignment = plan["assignments"][0]
     ReturnRoutingDecision.objects.create(
         ret=ret, plan_status=plan["status"], problem=problem, plan=plan, candidates=assignment["candidates"],

@@ -327,7 +327,9 @@ def test_courier_collection_routed_received_and_refunded(chain, channel, api, ad
     assert till(far).post(f"/api/v1/pos/returns/{body['number']}/receive/", {}, format="json").status_code == 404
     listed = api.get("/api/v1/returns/").json()["results"]
     assert [x["number"] for x in listed] == [body["number"]]
-    page = admin_client.get(f"/admin/returns/return/{Return.objects.get(number=body['number']).pk}/change/")
+    stored = Return.objects.get(number=body["number"])
+    assert stored.routing.problem["returns"][0]["id"] == stored.number  # replayable with route_returns
+    page = admin_client.get(f"/admin/returns/return/{stored.pk}/change/")
     assert page.status_code == 200 and "short of target" in page.content.decode()
     assert audits_clean()
 
