@@ -30,6 +30,7 @@ from inventory.exceptions import StaleStockQuantity
 from inventory.forms import StockAdjustmentForm
 from inventory.models import OpeningHours, Product, Reservation, Stock, StockMovement, Store
 from o2o.domain_errors import DomainError
+from o2o.staff.scope import StoreScopedAdmin, scoped_stores
 
 # --- helpers for big tables ----------------------------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class StoreCityFilter(admin.SimpleListFilter):
     parameter_name = "city"
 
     def lookups(self, request, model_admin):
-        cities = Store.objects.exclude(city="").order_by("city").values_list("city", flat=True).distinct()
+        cities = scoped_stores(request).exclude(city="").order_by("city").values_list("city", flat=True).distinct()
         return [(city, city) for city in cities]
 
     def queryset(self, request, queryset):
@@ -169,7 +170,7 @@ class StoreFilter(admin.SimpleListFilter):
     small_chain = 30
 
     def lookups(self, request, model_admin):
-        stores = Store.objects.order_by("code")
+        stores = scoped_stores(request).order_by("code")
         city = request.GET.get(StoreCityFilter.parameter_name)
         if city:
             stores = stores.filter(city=city)
@@ -237,7 +238,9 @@ class StoreServiceFilter(admin.SimpleListFilter):
 
 
 @admin.register(Store)
-class StoreAdmin(admin.ModelAdmin):
+class StoreAdmin(StoreScopedAdmin, admin.ModelAdmin):
+    store_scope_fields = ("pk",)
+
     list_display = (
         "code",
         "name",
@@ -330,7 +333,7 @@ def describe_domain_error(exc: DomainError) -> str:
 
 
 @admin.register(Stock)
-class StockAdmin(BigTableAdmin):
+class StockAdmin(StoreScopedAdmin, BigTableAdmin):
     list_display = (
         "store_code",
         "sku",
@@ -463,7 +466,7 @@ class StockAdmin(BigTableAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(BigTableAdmin):
+class StockMovementAdmin(StoreScopedAdmin, BigTableAdmin):
     list_display = (
         "created_at",
         "store_code",
@@ -517,7 +520,7 @@ class ReservationStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(BigTableAdmin):
+class ReservationAdmin(StoreScopedAdmin, BigTableAdmin):
     list_display = ("reference", "store_code", "sku", "quantity", "expires_at", "live", "created_at")
     list_select_related = ("store", "product")
     list_filter = (ReservationStateFilter, StoreCityFilter, StoreFilter)

@@ -363,3 +363,6 @@ SPECTACULAR_SETTINGS.setdefault("TAGS", []).append({
 })
 # Prepare the loyalty ledger's hot statements once per connection (turn off behind a pooler that cannot keep them).
 LOYALTY_PREPARED_STATEMENTS = env_bool("LOYALTY_PREPARED_STATEMENTS", True)
+
+# --- Staff roles and store scope (o2o/staff): who sees which stores in the admin -------------------------------
+INSTALLED_APPS += ["o2o.staff.apps.StaffConfig"]

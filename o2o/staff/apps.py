@@ -1,0 +1,24 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class StaffConfig(AppConfig):
+    """Who works where: each staff member's store scope, and the roles (groups of Django permissions) of head
+    office, regional managers and store staff. The admin's StoreScopedAdmin reads the scope."""
+
+    name = "o2o.staff"
+    label = "staff"
+    verbose_name = "Staff and store scope"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # After every migrate (and after a test database is flushed) the roles exist with their current permissions.
+        post_migrate.connect(_ensure_roles, dispatch_uid="o2o.staff.ensure_roles")
+
+
+def _ensure_roles(sender, using="default", **kwargs) -> None:
+    if sender.label != "staff":
+        return
+    from o2o.staff.roles import ensure_roles
+
+    ensure_roles(using=using)
