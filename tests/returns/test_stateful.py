@@ -21,6 +21,7 @@ from loyalty import services as loyalty
 from o2o.domain_errors import DomainError
 from o2o.models import SalesChannel
 from orders import services as order_services
+from orders.loyalty_tender import LoyaltyInput
 from orders.models import Order
 from orders.returns import services
 from orders.returns.models import Disposition, Return, ReturnedOrderLine, ReturnLine, ReturnStatus
@@ -30,7 +31,7 @@ from tests.returns.conftest import BEN_THANH, audits_clean, deliver
 
 pytestmark = pytest.mark.django_db
 _runs = itertools.count()
-SEEN = {"refunded": 0, "collections": 0, "quarantined": 0}  # what the runs exercised, checked at the end
+SEEN = {"refunded": 0, "collections": 0, "quarantined": 0, "points_back_on_orders": 0}  # what the runs exercised, checked at the end
 conditions = st.sampled_from(["resellable", "resellable", "damaged", "missing_parts"])
 
 
@@ -61,6 +62,7 @@ class ReturnsMachine(RuleBasedStateMachine):
         mine = Return.objects.filter(receiving_store__in=self.stores)
         SEEN["refunded"] += mine.filter(status=ReturnStatus.REFUNDED).count()
         SEEN["collections"] += mine.filter(opened_via="website").count()
+        SEEN["points_back_on_orders"] += mine.filter(order__isnull=False, points_given_back__gt=0).count()
         SEEN["quarantined"] += ReturnLine.objects.filter(ret__in=mine).exclude(condition="resellable").count()
         transaction.set_rollback(True)
         self._atomic.__exit__(None, None, None)
@@ -86,15 +88,25 @@ class ReturnsMachine(RuleBasedStateMachine):
             return
         self.receipts.append((self.stores[store].code, rid))
 
-    @rule(product=st.integers(0, 1), qty=st.integers(1, 2), handed_over=st.booleans())
-    def web_order(self, product, qty, handed_over):
+    @rule(product=st.integers(0, 1), qty=st.integers(1, 2), handed_over=st.sampled_from([True, True, False]),
+          points=st.sampled_from([0, 200, 200]))
+    def web_order(self, product, qty, handed_over, points):
+        hold_id = None
         try:
+            if points:
+                member = loyalty.get_or_create_member(phone=self.phone, channel=self.channel.code)[0]
+                hold_id = loyalty.hold_redemption(
+                    member=member, points=points, idempotency_key=self.next_id("hold"),
+                    source=loyalty.PostingSource(channel=self.channel.code, actor="sm"),
+                ).pk
             order = order_services.place_order(
                 channel=self.channel, lines={self.products[product].sku: qty}, customer_name="Khách",
                 customer_phone=self.phone, method="delivery", lat=BEN_THANH["lat"], lon=BEN_THANH["lon"], actor="sm",
-                payment_state="paid",
+                payment_state="paid", loyalty=LoyaltyInput(hold_id=hold_id),
             )
         except DomainError:
+            if hold_id:
+                loyalty.void_redemption(hold=hold_id, reason="order not placed", actor="sm")
             return
         if handed_over:
             deliver(order)
@@ -144,7 +156,7 @@ class ReturnsMachine(RuleBasedStateMachine):
             pass
 
     @precondition(lambda self: self.orders)
-    @rule(data=st.data(), at=st.integers(0, 2), qty=st.integers(1, 2), condition=conditions)
+    @rule(data=st.data(), at=st.integers(0, 2), qty=st.sampled_from([1, 1, 2]), condition=conditions)
     def return_order(self, data, at, qty, condition):
         number = data.draw(st.sampled_from(self.orders))
         sku = Order.objects.get(number=number).lines.values_list("product__sku", flat=True).first()
@@ -204,12 +216,14 @@ class ReturnsMachine(RuleBasedStateMachine):
             refunded = Return.objects.filter(order=order, status=ReturnStatus.REFUNDED).aggregate(
                 v=Sum("refund_vnd", default=0))["v"]
             assert refunded <= order.total_vnd
+            given = Return.objects.filter(order=order).aggregate(p=Sum("points_given_back", default=0))["p"]
+            assert given <= order.points_redeemed
 
 
 def test_returns_sales_orders_and_cancellations_keep_both_ledgers_clean():
     run_state_machine_as_test(
         ReturnsMachine,
-        settings=settings(max_examples=10, stateful_step_count=25, deadline=None,
+        settings=settings(max_examples=10, stateful_step_count=30, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]),
     )
     assert all(SEEN.values()), SEEN  # the mix really returned, collected and quarantined goods
