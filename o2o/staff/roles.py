@@ -27,8 +27,8 @@ _STORE_STAFF = {
     "inventory.view_stockcount",
     "inventory.view_goodsreceipt",
     "inventory.view_stocktransfer",
-    "orders.view_return",
-    "orders.view_returnline",
+    "returns.view_return",
+    "returns.view_returnline",
 }
 # Regional managers also correct stock, release holds, cancel orders and act on deliveries and returns.
 _REGIONAL = _STORE_STAFF | {
@@ -36,8 +36,8 @@ _REGIONAL = _STORE_STAFF | {
     "inventory.change_reservation",
     "orders.change_order",
     "orders.change_delivery",
-    "orders.change_return",
-    "orders.change_returnline",
+    "returns.change_return",
+    "returns.change_returnline",
 }
 # Head office also configures stores and products and looks up loyalty members.
 _HEAD_OFFICE = _REGIONAL | {

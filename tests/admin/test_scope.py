@@ -1,0 +1,127 @@
+"""Roles and store scope in the admin, and the store queue, through the admin's own pages."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from inventory.models import Stock, StockMovement
+from inventory.selectors import stock_ledger_differences
+from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, ROLES, STORE_STAFF, ensure_roles
+from orders.models import Fulfillment
+
+pytestmark = pytest.mark.django_db
+
+
+def test_roles_hold_their_permissions(db):
+    counts = ensure_roles()
+    for role, wanted in ROLES.items():
+        group = Group.objects.get(name=role)
+        have = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+        assert have == wanted, f"{role}: missing {sorted(wanted - have)}"
+        assert counts[role] == len(wanted)
+    assert ROLES[STORE_STAFF] < ROLES[REGIONAL_MANAGER] < ROLES[HEAD_OFFICE]
+    assert "inventory.change_stock" not in ROLES[STORE_STAFF]
+
+
+def test_store_staff_see_only_their_store(client, two_stores, staff_a):
+    client.force_login(staff_a)
+    a, b = two_stores["a"], two_stores["b"]
+    page = client.get(reverse("admin:orders_fulfillment_changelist"))
+    shown = {f.pk for f in page.context["cl"].result_list}
+    assert shown == set(Fulfillment.objects.filter(store=a).values_list("pk", flat=True)) and shown
+    stock = client.get(reverse("admin:inventory_stock_changelist"))
+    assert {row.store_id for row in stock.context["cl"].result_list} == {a.pk}
+    # the store filter offers only their store; a search for the other store's code finds nothing
+    assert b.code not in stock.content.decode()
+    assert not client.get(reverse("admin:inventory_stock_changelist"), {"q": b.code}).context["cl"].result_list
+    other = two_stores["day_b"]["pickup_f"]
+    assert client.get(reverse("admin:orders_fulfillment_change", args=[other.pk])).status_code == 404
+    assert client.get(reverse("admin:orders_order_change", args=[other.order_id])).status_code == 404
+    assert client.get(reverse("admin:inventory_store_change", args=[b.pk])).status_code == 404
+    b_stock = Stock.objects.filter(store=b).first()
+    assert client.get(reverse("admin:inventory_stock_change", args=[b_stock.pk])).status_code == 404
+    # store staff may not adjust stock at all (a permission of regional managers)
+    assert client.get(reverse("admin:inventory_stock_adjust", args=[Stock.objects.filter(store=a).first().pk])
+                      ).status_code == 403
+
+
+def test_regional_manager_cannot_adjust_another_stores_stock(client, two_stores, regional):
+    client.force_login(regional)
+    mine = Stock.objects.filter(store=two_stores["a"], product=two_stores["shirt"]).get()
+    theirs = Stock.objects.filter(store=two_stores["b"], product=two_stores["shirt"]).get()
+    assert client.get(reverse("admin:inventory_stock_adjust", args=[mine.pk])).status_code == 200
+    before = StockMovement.objects.count()
+    r = client.post(reverse("admin:inventory_stock_adjust", args=[theirs.pk]),
+                    {"delta_on_hand": "-1", "reason": "damaged", "note": "x"})
+    assert r.status_code == 404 and StockMovement.objects.count() == before
+
+
+def test_head_office_sees_every_store(client, two_stores, head_office):
+    client.force_login(head_office)
+    page = client.get(reverse("admin:orders_fulfillment_changelist"))
+    assert {f.store_id for f in page.context["cl"].result_list} == {two_stores["a"].pk, two_stores["b"].pk}
+    other = two_stores["day_b"]["pickup_f"]
+    assert client.get(reverse("admin:orders_fulfillment_change", args=[other.pk])).status_code == 200
+
+
+def test_staff_without_scope_see_nothing(client, two_stores, django_user_model):
+    from o2o.staff.roles import ensure_roles
+
+    ensure_roles()
+    user = django_user_model.objects.create_user("new.hire", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=STORE_STAFF))
+    client.force_login(user)
+    page = client.get(reverse("admin:orders_fulfillment_changelist"))
+    assert page.status_code == 200 and list(page.context["cl"].result_list) == []
+
+
+def test_queue_moves_a_pickup_from_assigned_to_ready(client, two_stores, staff_a):
+    client.force_login(staff_a)
+    f = two_stores["day_a"]["pickup_f"]
+    queue = client.get(reverse("admin:orders_fulfillment_queue"))
+    rows = [row["f"].pk for row in queue.context["queue"]]
+    assert f.pk in rows and two_stores["day_b"]["pickup_f"].pk not in rows
+    promised = [row["f"].promised_by for row in queue.context["queue"]]
+    assert promised == sorted(promised)
+    for to in ("picking", "packed", "ready_for_pickup"):
+        r = client.post(reverse("admin:orders_fulfillment_move", args=[f.pk]), {"to": to})
+        assert r.status_code == 302
+        assert Fulfillment.objects.get(pk=f.pk).status == to
+    movements = StockMovement.objects.filter(reference=f"fulfillment:{f.pk}")
+    assert movements.exists()
+    # a step the state machine refuses changes nothing and says why
+    r = client.post(reverse("admin:orders_fulfillment_move", args=[f.pk]), {"to": "picking"}, follow=True)
+    assert "cannot go from ready_for_pickup" in r.content.decode()
+    assert Fulfillment.objects.get(pk=f.pk).status == "ready_for_pickup"
+    # another store's fulfillment, by URL: 404, unchanged
+    other = two_stores["day_b"]["pickup_f"]
+    assert client.post(reverse("admin:orders_fulfillment_move", args=[other.pk]), {"to": "picking"}).status_code == 404
+    assert Fulfillment.objects.get(pk=other.pk).status == "assigned"
+    assert stock_ledger_differences() == []
+
+
+def test_collected_by_customer_records_the_staff_member(client, two_stores, staff_a):
+    client.force_login(staff_a)
+    f = two_stores["day_a"]["pickup_f"]
+    for to in ("picking", "packed", "ready_for_pickup", "collected"):
+        client.post(reverse("admin:orders_fulfillment_move", args=[f.pk]), {"to": to})
+    assert Fulfillment.objects.get(pk=f.pk).status == "collected"
+    committed = StockMovement.objects.filter(reference=f"fulfillment:{f.pk}", delta_on_hand__lt=0)
+    assert committed.exists() and set(committed.values_list("actor", flat=True)) == {"staff:lan.q1"}
+
+
+def test_short_pick_with_quantities(client, two_stores, staff_a):
+    client.force_login(staff_a)
+    f = two_stores["day_a"]["pickup_f"]
+    line = f.lines.get()
+    url = reverse("admin:orders_fulfillment_short_pick", args=[f.pk])
+    assert client.get(url).status_code == 200
+    bad = client.post(url, {f"found_{line.pk}": "7"})
+    assert bad.status_code == 200 and "from 0 to 1" in bad.content.decode()
+    r = client.post(url, {f"found_{line.pk}": "0"})
+    assert r.status_code == 302
+    line.refresh_from_db()
+    assert line.picked_qty == 0
+    assert client.get(reverse("admin:orders_fulfillment_short_pick",
+                              args=[two_stores["day_b"]["pickup_f"].pk])).status_code == 404
+    assert stock_ledger_differences() == []
