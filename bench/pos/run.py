@@ -370,6 +370,10 @@ member found or created, points earned in the same transaction), posted over HTT
 """ + "".join(
         f"| {i + 1} | {t:.2f} s | {r:.2f} s |\n" for i, (t, r) in enumerate(zip(big["times"], big["replay_times"], strict=True))
     ) + f"""
+Goal < 2 s: {"met" if min(big["times"]) < 2 else "not met"} on this run (best {min(big["times"]):.2f} s at a load average
+of {load_before[0]:.1f} on {os.cpu_count()} cores). The in-process figures above say where the time goes: Django's CPU for the
+whole batch is the CPU column, the rest of the wall time is PostgreSQL and waiting for a core.
+
 ## Sustained: {sus['tills']} tills syncing at once
 
 2 tills per store on 8 stores, each sending batches of {args.batch} receipts × 3 lines back to back for
