@@ -17,6 +17,7 @@ from inventory.models import MovementReason, Reservation, Stock, StockMovement
 from inventory.selectors import reservation_differences, stock_ledger_differences
 from inventory.services import StockLine
 from o2o.models import IdempotencyRecord, OutboxEvent, SalesChannelKey
+from o2o.staff.models import StaffScope
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, SalesChannelFactory, StoreFactory
 
@@ -343,6 +344,7 @@ def test_adjusting_needs_the_change_permission(client, chain):
     stock = stock_row(chain["hcm_2"], chain["jeans"])
     viewer = User.objects.create_user("viewer", password="x", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_stock"))
+    StaffScope.objects.create(user=viewer, all_stores=True)  # every store; the permission is what is tested
     client.force_login(viewer)
     page = client.get(reverse("admin:inventory_stock_change", args=[stock.pk]))
     assert page.status_code == 200 and adjust_url(stock) not in page.content.decode()
@@ -350,6 +352,7 @@ def test_adjusting_needs_the_change_permission(client, chain):
     assert client.post(adjust_url(stock), {"reason": "adjustment", "delta_on_hand": "1"}).status_code == 403
     clerk = User.objects.create_user("clerk", password="x", is_staff=True)
     clerk.user_permissions.add(*Permission.objects.filter(codename__in=["view_stock", "change_stock"]))
+    StaffScope.objects.create(user=clerk, all_stores=True)
     client.force_login(clerk)
     data = {**adjust_form(client, stock), "reason": MovementReason.ADJUSTMENT, "delta_on_hand": "1"}
     assert client.post(adjust_url(stock), data).status_code == 302
@@ -407,6 +410,7 @@ def test_reservation_list_shows_live_and_expired(admin_client, chain):
 def test_release_needs_the_change_permission(client, chain):
     viewer = User.objects.create_user("viewer", password="x", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_reservation"))
+    StaffScope.objects.create(user=viewer, all_stores=True)
     client.force_login(viewer)
     reservation = Reservation.objects.get(reference="fulfillment:1")
     response = client.post(
