@@ -212,6 +212,24 @@ end
 """
 
 
+def server_cpu_seconds(gunicorn_pid: int, db: str) -> float:
+    """CPU time used so far by the gunicorn master and workers and the PostgreSQL backends of the bench database
+    (from /proc): the server's own cost per order, whatever else shares the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[2]) == gunicorn_pid or int(fields[1]) == gunicorn_pid or f"postgres {db} " in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, seed: int) -> dict:
     from django.db import connection
 
@@ -265,11 +283,13 @@ def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, se
         # warm-up: every worker connects, imports OR-Tools and fills its caches
         subprocess.run(["wrk", "-t2", f"-c{connections}", "-d5s", "-s", lua, f"http://127.0.0.1:{port}", "--", "warmup"],
                        capture_output=True, text=True, check=False)
+        cpu0 = server_cpu_seconds(gunicorn.pid, db_name)
         out = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", lua,
              f"http://127.0.0.1:{port}", "--", "main"],
             capture_output=True, text=True, check=False,
         )
+        server_cpu = server_cpu_seconds(gunicorn.pid, db_name) - cpu0
     finally:
         os.killpg(gunicorn.pid, signal.SIGTERM)
         gunicorn.wait(timeout=30)
@@ -280,6 +300,9 @@ def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, se
     result["orders_per_s"] = round(result["created"] / result["duration_s"], 1)
     result["requests_per_s"] = round(result["requests"] / result["duration_s"], 1)
     result["connections"], result["workers"] = connections, workers
+    # Backends opened and closed during the run are missed (persistent connections: none are).
+    result["server_cpu_ms_per_request"] = round(server_cpu * 1000 / max(result["requests"], 1), 2)
+    result["orders_per_s_if_2_cores_were_the_servers_own"] = round(2000 / max(result["server_cpu_ms_per_request"], 0.01), 1)
     orders_written = Order.objects.count() - orders_before
     ledger = stock_ledger_differences(limit=10)
     reservations = reservation_differences(limit=10)
