@@ -14,6 +14,12 @@ class StaffConfig(AppConfig):
     def ready(self) -> None:
         # After every migrate (and after a test database is flushed) the roles exist with their current permissions.
         post_migrate.connect(_ensure_roles, dispatch_uid="o2o.staff.ensure_roles")
+        # Installed after every app with an admin, so autodiscovery has registered them all by now.
+        from django.contrib import admin
+
+        from o2o.staff.scope import scope_admin_site
+
+        scope_admin_site(admin.site)
 
 
 def _ensure_roles(sender, using="default", **kwargs) -> None:

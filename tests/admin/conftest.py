@@ -49,7 +49,7 @@ def _order(channel, method: str, *, store=None, near=None, lines=None):
 
 
 def store_day(channel, store, near, other) -> dict:
-    """Orders, a delivery, a till sale, a count, a goods receipt, a transfer and a return at `store`."""
+    """Orders, a delivery with a courier event, one waiting for a courier, a till sale, a count, a goods receipt, a transfer and a return at `store`."""
     pickup = _order(channel, "pickup", store=store)
     delivery = _order(channel, "delivery", near=near)
     shipped = delivery.fulfillments.get()
@@ -57,6 +57,10 @@ def store_day(channel, store, near, other) -> dict:
     for step in ("picking", "packed"):
         services.transition_fulfillment(fulfillment=shipped.pk, to=step, actor="test")
     couriers.dispatch_fulfillment(fulfillment=shipped.pk, provider="local", actor="test")
+    couriers.advance_local_deliveries(step_seconds=0)  # the courier's first event
+    waiting = _order(channel, "delivery", near=near).fulfillments.get()  # packed, no courier yet
+    for step in ("picking", "packed"):
+        services.transition_fulfillment(fulfillment=waiting.pk, to=step, actor="test")
     till = _till(store)
     now = timezone.now().isoformat()
     rid = f"{store.code}-R-1"
@@ -72,7 +76,8 @@ def store_day(channel, store, near, other) -> dict:
     _ok(till.post("/api/v1/pos/returns/", {"receipt": {"store": store.code, "receipt_id": rid},
                                            "lines": [{"sku": "NON-LA", "qty": 1}], "reason": "size"},
                   format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())), status=(201,))
-    return {"pickup": pickup, "pickup_f": pickup.fulfillments.get(), "delivery": delivery, "delivery_f": shipped}
+    return {"pickup": pickup, "pickup_f": pickup.fulfillments.get(), "delivery": delivery, "delivery_f": shipped,
+            "waiting_f": waiting}
 
 
 @pytest.fixture
@@ -80,6 +85,9 @@ def two_stores(db, channel):
     a = StoreFactory(code="HCM-Q1-001", name="Q1 Lê Lợi", city="Ho Chi Minh City", lat=10.7743, lon=106.7038)
     b = StoreFactory(code="HN-HK-001", name="Hoàn Kiếm Tràng Tiền", city="Hà Nội", district="Hoàn Kiếm",
                      lat=21.0245, lon=105.8550)
+    # a third store, far from both and without stock, that receives their transfers
+    c = StoreFactory(code="DN-HC-001", name="Đà Nẵng Hải Châu", city="Đà Nẵng", district="Hải Châu",
+                     lat=16.0680, lon=108.2210)
     shirt = ProductFactory(sku="AO-THUN-M", price_vnd=199_000)
     hat = ProductFactory(sku="NON-LA", price_vnd=150_000, category="non")
     bag = ProductFactory(sku="TUI-VAI", price_vnd=99_000, category="tui")
@@ -87,9 +95,9 @@ def two_stores(db, channel):
         put_stock(store, shirt, 10)
         put_stock(store, hat, 5)
         put_stock(store, bag, 5)
-    day_a = store_day(channel, a, NEAR_A, b)
-    day_b = store_day(channel, b, NEAR_B, a)
-    return {"a": a, "b": b, "day_a": day_a, "day_b": day_b, "shirt": shirt}
+    day_a = store_day(channel, a, NEAR_A, c)
+    day_b = store_day(channel, b, NEAR_B, c)
+    return {"a": a, "b": b, "c": c, "day_a": day_a, "day_b": day_b, "shirt": shirt}
 
 
 @pytest.fixture
