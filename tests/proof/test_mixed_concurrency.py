@@ -1,8 +1,10 @@
 """Many clients at once on a few scarce SKUs, every channel mixed: website orders (pickup), POS sales, goods
-receipts, cancellations and pickups handed over at the till, on real PostgreSQL connections. Every operation's
+receipts, cancellations, pickups handed over at the till and till receipts returned at another store, on real
+PostgreSQL connections. Every operation's
 invoke and result is recorded; afterwards the history must explain the final stock exactly:
 
-    on_hand  = initial + received - sold at the till - handed over (+ returned, where returns run)
+    on_hand     = initial + received - sold at the till - handed over + returned here
+    unavailable = units returned here damaged (kept out of ATP)
     reserved = units of the orders still waiting (placed, not cancelled, not handed over)
 
 for every store and SKU, online ATP is never below zero, no unit is sold twice, and both audits are clean."""
@@ -72,6 +74,7 @@ def test_mixed_channels_on_scarce_stock(channel_key):
     store_keys = {s.code: StoreApiKey.objects.create_key(name="till", store=s)[1] for s in stores}
     history = History()
     placed: list[dict[str, Any]] = []  # orders a client may cancel or hand over, shared between clients
+    sold: list[dict[str, Any]] = []  # till sales a client may bring back at the other store
     placed_lock = threading.Lock()
     deadline = time.monotonic() + SECONDS
     start = threading.Barrier(CLIENTS)
@@ -128,6 +131,24 @@ def test_mixed_channels_on_scarce_stock(channel_key):
         res = _client(store_keys[store]).post("/api/v1/pos/sales/", {"receipts": [receipt]}, format="json")
         verdict = res.json()["results"][0] if res.status_code == 200 else {"status": res.status_code}
         history.record(op="sell", store=store, lines={sku: qty}, status=verdict["status"], result=verdict)
+        if verdict["status"] == "applied":
+            with placed_lock:
+                sold.append({"store": store, "receipt_id": receipt["receipt_id"], "sku": sku, "qty": qty})
+
+    def return_at_other_store(rng: random.Random, web: APIClient, n: int) -> None:
+        """Anything bought anywhere comes back at any store: a till receipt of one store returned at the other."""
+        with placed_lock:
+            sale = sold.pop(rng.randrange(len(sold))) if sold else None
+        if sale is None:
+            return
+        at = next(s.code for s in stores if s.code != sale["store"])
+        condition = rng.choice(["resellable", "resellable", "damaged"])
+        body = {"receipt": {"store": sale["store"], "receipt_id": sale["receipt_id"]}, "reason": "đổi ý",
+                "lines": [{"sku": sale["sku"], "qty": sale["qty"], "condition": condition}]}
+        res = _client(store_keys[at]).post("/api/v1/pos/returns/", body, format="json",
+                                           HTTP_IDEMPOTENCY_KEY=f"mix-return-{n}")
+        history.record(op="return", store=at, lines={sale["sku"]: sale["qty"]}, condition=condition,
+                       status=res.status_code)
 
     def receive(rng: random.Random, web: APIClient, n: int) -> None:
         store = rng.choice(stores).code
@@ -137,7 +158,7 @@ def test_mixed_channels_on_scarce_stock(channel_key):
         history.record(op="receive", store=store, lines={sku: 2}, status=res.status_code)
 
     # The mix of a busy day: mostly web orders and till sales, some cancellations, pickups and deliveries in.
-    mix = [place] * 8 + [sell] * 6 + [cancel] * 2 + [hand_over] * 2 + [receive] * 1
+    mix = [place] * 8 + [sell] * 6 + [cancel] * 2 + [hand_over] * 2 + [receive] * 1 + [return_at_other_store] * 2
 
     def client(index: int) -> None:
         rng = random.Random(index)
@@ -166,12 +187,13 @@ def test_mixed_channels_on_scarce_stock(channel_key):
     kinds = Counter((o["op"], o["status"]) for o in ops)
     print(f"{CLIENTS} clients, {SECONDS:.0f} s, {len(ops)} operations:", dict(kinds))
     assert not [o for o in ops if o["status"] == "exception" or (isinstance(o["status"], int) and o["status"] >= 500)]
-    assert kinds[("place", 201)] > 0 and kinds[("sell", "applied")] > 0, kinds
+    assert kinds[("place", 201)] > 0 and kinds[("sell", "applied")] > 0 and kinds[("return", 201)] > 0, kinds
     assert kinds[("place", 409)] > 0, f"stock was never contended: {kinds}"
 
     # Replay the history: what each store and SKU must hold now.
     on_hand: dict[tuple[str, str], int] = defaultdict(int)
     reserved: dict[tuple[str, str], int] = defaultdict(int)
+    unavailable: dict[tuple[str, str], int] = defaultdict(int)
     for s in stores:
         for p in products:
             on_hand[(s.code, p.sku)] = INITIAL
@@ -189,6 +211,11 @@ def test_mixed_channels_on_scarce_stock(channel_key):
             for sku, q in o["lines"].items():
                 on_hand[(o["store"], sku)] -= q
             waiting.pop(o["number"])
+        elif o["op"] == "return" and o["status"] == 201:
+            for sku, q in o["lines"].items():
+                on_hand[(o["store"], sku)] += q
+                if o["condition"] != "resellable":
+                    unavailable[(o["store"], sku)] += q
         elif o["op"] == "cancel" and o["status"] == 200:
             waiting.pop(o["number"])
     for o in waiting.values():
@@ -201,6 +228,7 @@ def test_mixed_channels_on_scarce_stock(channel_key):
             pair, row.on_hand, on_hand[pair], [o for o in ops if o.get("lines", {}).get(pair[1]) and o.get("store") == pair[0]]
         )
         assert row.reserved == reserved[pair], (pair, row.reserved, reserved[pair])
+        assert row.unavailable == unavailable[pair], (pair, row.unavailable, unavailable[pair])
         # Nothing sold twice: what is promised to waiting orders is still on the shelf.
         assert row.on_hand - row.reserved - row.safety - row.unavailable >= 0, pair
     assert audits_clean()
