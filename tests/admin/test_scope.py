@@ -125,3 +125,19 @@ def test_short_pick_with_quantities(client, two_stores, staff_a):
     assert client.get(reverse("admin:orders_fulfillment_short_pick",
                               args=[two_stores["day_b"]["pickup_f"].pk])).status_code == 404
     assert stock_ledger_differences() == []
+
+
+def test_queue_shows_time_left_and_late_promises_in_red(client, two_stores, staff_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client.force_login(staff_a)
+    late = two_stores["day_a"]["pickup_f"]
+    Fulfillment.objects.filter(pk=late.pk).update(promised_by=timezone.now() - timedelta(minutes=75, seconds=5))
+    page = client.get(reverse("admin:orders_fulfillment_queue"), {"store": two_stores["a"].pk})
+    rows = {row["f"].pk: row for row in page.context["queue"]}
+    assert rows[late.pk]["late"] and rows[late.pk]["time_left"] == "late by 1 h 15 min"
+    assert list(rows)[0] == late.pk  # the latest promise comes first
+    assert not any(row["late"] for pk, row in rows.items() if pk != late.pk)
+    assert f'<tr class="late" data-fulfillment="{late.pk}">' in page.content.decode()
