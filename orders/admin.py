@@ -15,8 +15,16 @@ from django.utils.html import format_html, format_html_join
 from inventory.admin import StoreFilter
 from o2o.domain_errors import DomainError
 from o2o.staff.scope import StoreScopedAdmin, restrict, scoped_stores
-from orders import services
-from orders.models import Fulfillment, FulfillmentLine, FulfillmentStatus, Order, OrderLine, RoutingDecision
+from orders import board, services
+from orders.models import (
+    Fulfillment,
+    FulfillmentLine,
+    FulfillmentStatus,
+    Order,
+    OrderLine,
+    OrderStatus,
+    RoutingDecision,
+)
 
 S = FulfillmentStatus
 
@@ -127,6 +135,41 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("orders.change_order")
+
+    def get_urls(self):
+        board = path("board/", self.admin_site.admin_view(self.board_view), name="orders_order_board")
+        return [board, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "board_url": reverse("admin:orders_order_board")}
+        return super().changelist_view(request, extra_context)
+
+    def board_view(self, request: HttpRequest) -> HttpResponse:
+        """The network board of the viewer's stores (head office: the whole chain)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        data = board.network_board(stores=scoped_stores(request))
+        peak = max(data.per_hour) or 1
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Network board",
+            "subtitle": None,
+            "board": data,
+            "map": board.svg_map(data),
+            "hours": [
+                {"hour": h, "n": n, "x": h * 20, "y": 130 - round(120 * n / peak), "height": round(120 * n / peak),
+                 "label": h % 3 == 0}
+                for h, n in enumerate(data.per_hour)
+            ],
+            "order_statuses": [(label, data.orders_by_status.get(value, 0)) for value, label in OrderStatus.choices],
+            "fulfillment_statuses": [
+                (label, data.fulfillments_by_status.get(value, 0)) for value, label in FulfillmentStatus.choices
+            ],
+            "queue_url": reverse("admin:orders_fulfillment_queue"),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/orders/order/board.html", context)
 
 
 def _transition_action(to: str, label: str):

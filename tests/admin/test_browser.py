@@ -90,4 +90,9 @@ def test_store_manager_runs_their_queue_and_head_office_sees_all(browser, live_s
     assert a.code in listing and b.code in listing and theirs.order.number in listing
     _shot(hq, "05-head-office-fulfillments")
     assert hq.goto(f"{live_server.url}/admin/orders/fulfillment/{theirs.pk}/change/").status == 200
+    hq.goto(f"{live_server.url}/admin/orders/order/board/")
+    assert hq.locator("#network-map circle.store").count() >= 2
+    assert hq.locator("#network-map circle.order").count() == 4
+    assert hq.locator("#tile-on-time").is_visible() and hq.locator("#orders-per-hour rect.bar").count() == 24
+    _shot(hq, "06-head-office-network-board")
     hq.context.close()

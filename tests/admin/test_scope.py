@@ -138,6 +138,41 @@ def test_queue_shows_time_left_and_late_promises_in_red(client, two_stores, staf
     page = client.get(reverse("admin:orders_fulfillment_queue"), {"store": two_stores["a"].pk})
     rows = {row["f"].pk: row for row in page.context["queue"]}
     assert rows[late.pk]["late"] and rows[late.pk]["time_left"] == "late by 1 h 15 min"
-    assert list(rows)[0] == late.pk  # the latest promise comes first
+    assert list(rows)[0] == late.pk  # the overdue promise comes first
     assert not any(row["late"] for pk, row in rows.items() if pk != late.pk)
     assert f'<tr class="late" data-fulfillment="{late.pk}">' in page.content.decode()
+
+
+def test_network_board_counts_and_map(client, two_stores, head_office, staff_a):
+    client.force_login(head_office)
+    page = client.get(reverse("admin:orders_order_board"))
+    assert page.status_code == 200
+    board = page.context["board"]
+    every = Fulfillment.objects.filter(store__in=[two_stores["a"], two_stores["b"]])
+    assert sum(board.fulfillments_by_status.values()) == every.count()
+    assert sum(board.orders_by_status.values()) == 6 and sum(board.per_hour) == 6
+    from orders.board import SERVED
+
+    assert board.served == every.filter(status__in=SERVED).count()
+    assert {s["code"] for s in page.context["map"]["stores"]} >= {two_stores["a"].code, two_stores["b"].code}
+    html = page.content.decode()
+    assert 'id="network-map"' in html and html.count('class="order"') == 4  # the delivery orders have an address
+    # store staff get the board of their store only
+    client.force_login(staff_a)
+    mine = client.get(reverse("admin:orders_order_board")).context["board"]
+    assert sum(mine.orders_by_status.values()) == 3
+    assert {row["store__code"] for row in mine.per_store} == {two_stores["a"].code}
+
+
+def test_board_on_time_rate_after_a_pickup_is_ready(client, two_stores, head_office, staff_a):
+    client.force_login(staff_a)
+    f = two_stores["day_a"]["pickup_f"]
+    for to in ("picking", "packed", "ready_for_pickup"):
+        client.post(reverse("admin:orders_fulfillment_move", args=[f.pk]), {"to": to})
+    client.force_login(head_office)
+    board = client.get(reverse("admin:orders_order_board")).context["board"]
+    from orders.board import SERVED
+
+    served = Fulfillment.objects.filter(status__in=SERVED)
+    assert f.pk in set(served.values_list("pk", flat=True)) and board.served == served.count()
+    assert board.on_time_rate == 100.0  # everything was served before its promise
