@@ -24,6 +24,9 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
+from import_export import fields as export_fields
+from import_export import resources
+from import_export.admin import ExportMixin
 
 from inventory import selectors, services
 from inventory.exceptions import StaleStockQuantity
@@ -332,8 +335,32 @@ def describe_domain_error(exc: DomainError) -> str:
     return message
 
 
+class StockResource(resources.ModelResource):
+    """CSV/XLSX export of the stock list as filtered (and scoped) on screen."""
+
+    store = export_fields.Field(attribute="store__code", column_name="store")
+    sku = export_fields.Field(attribute="product__sku", column_name="sku")
+
+    class Meta:
+        model = Stock
+        fields = ("store", "sku", "on_hand", "reserved", "safety", "unavailable", "target", "needs_count", "updated_at")
+        export_order = fields
+
+
+class StockMovementResource(resources.ModelResource):
+    store = export_fields.Field(attribute="store__code", column_name="store")
+    sku = export_fields.Field(attribute="product__sku", column_name="sku")
+
+    class Meta:
+        model = StockMovement
+        fields = ("created_at", "store", "sku", "reason", "delta_on_hand", "delta_reserved", "delta_safety",
+                  "delta_unavailable", "reference", "actor")
+        export_order = fields
+
+
 @admin.register(Stock)
-class StockAdmin(StoreScopedAdmin, BigTableAdmin):
+class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
+    resource_classes = [StockResource]
     list_display = (
         "store_code",
         "sku",
@@ -466,7 +493,8 @@ class StockAdmin(StoreScopedAdmin, BigTableAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(StoreScopedAdmin, BigTableAdmin):
+class StockMovementAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
+    resource_classes = [StockMovementResource]
     list_display = (
         "created_at",
         "store_code",

@@ -366,3 +366,6 @@ LOYALTY_PREPARED_STATEMENTS = env_bool("LOYALTY_PREPARED_STATEMENTS", True)
 
 # --- Staff roles and store scope (o2o/staff): who sees which stores in the admin -------------------------------
 INSTALLED_APPS += ["o2o.staff.apps.StaffConfig"]
+# CSV/XLSX export of the admin's stock lists (django-import-export); exporting needs the model's view permission.
+INSTALLED_APPS += ["import_export"]
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"

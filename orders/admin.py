@@ -2,6 +2,8 @@
 orders.services), and each order with its lines, fulfillments and routing decisions (candidates, scores, reason).
 Everything is read-only here except the actions; no business rule lives in this module."""
 
+from zoneinfo import ZoneInfo
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -259,7 +261,7 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
         """What the store has to do now, soonest promise first, with the next steps as buttons."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        stores = list(scoped_stores(request).order_by("code").only("pk", "code", "name"))
+        stores = list(scoped_stores(request).order_by("code").only("pk", "code", "name", "timezone"))
         store_id = request.GET.get("store", "")
         rows = self.get_queryset(request).filter(status__in=QUEUE_STATUSES)
         if store_id.isdigit():
@@ -290,7 +292,11 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
             "limit": QUEUE_LIMIT,
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/orders/fulfillment/queue.html", context)
+        response = TemplateResponse(request, "admin/orders/fulfillment/queue.html", context)
+        shown = [s for s in stores if str(s.pk) == store_id] or (stores if len(stores) == 1 else [])
+        # Times in the store's own time zone when one store is shown (the site's otherwise).
+        with timezone.override(ZoneInfo(shown[0].timezone) if shown else timezone.get_current_timezone()):
+            return response.render()
 
     def move_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """One click in the queue: one transition through orders.services, by this staff member."""

@@ -176,3 +176,55 @@ def test_board_on_time_rate_after_a_pickup_is_ready(client, two_stores, head_off
     served = Fulfillment.objects.filter(status__in=SERVED)
     assert f.pk in set(served.values_list("pk", flat=True)) and board.served == served.count()
     assert board.on_time_rate == 100.0  # everything was served before its promise
+
+
+def test_create_staff_command(two_stores):
+    from django.core.management import CommandError, call_command
+
+    from o2o.staff.scope import store_ids_for
+
+    call_command("create_staff", "thu.hn", role="regional", stores="HN-HK-001,HCM-Q1-001", password="pw-long-enough")
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.get(username="thu.hn")
+    assert store_ids_for(user) == {two_stores["a"].pk, two_stores["b"].pk}
+    assert list(user.groups.values_list("name", flat=True)) == [REGIONAL_MANAGER] and user.is_staff
+    with pytest.raises(CommandError, match="unknown store"):
+        call_command("create_staff", "x", role="store", stores="NOPE-1", password="pw")
+    with pytest.raises(CommandError, match="every store"):
+        call_command("create_staff", "y", role="head-office", stores="HN-HK-001", password="pw")
+
+
+def test_queue_times_are_in_the_stores_time_zone(client, two_stores, staff_a):
+    from inventory.models import Store
+
+    Store.objects.filter(pk=two_stores["a"].pk).update(timezone="Asia/Tokyo")
+    client.force_login(staff_a)
+    html = client.get(reverse("admin:orders_fulfillment_queue")).content.decode()
+    assert "Asia/Tokyo" in html
+    f = two_stores["day_a"]["pickup_f"]
+    from zoneinfo import ZoneInfo
+
+    assert f.promised_by.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%d/%m %H:%M") in html
+
+
+def test_csv_export_of_stock_holds_only_their_stores_rows(client, two_stores, staff_a):
+    import csv
+    import io
+
+    from inventory.admin import StockResource
+
+    client.force_login(staff_a)
+    fields = {f"stockresource_{name}": "on" for name in StockResource._meta.fields}
+    r = client.post(reverse("admin:inventory_stock_export"), {"format": "0", "resource": "0", **fields})
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert rows and {row["store"] for row in rows} == {two_stores["a"].code}
+    assert len(rows) == Stock.objects.filter(store=two_stores["a"]).count()
+    # the movement ledger, filtered on screen by reason, exports the same filtered rows
+    fields = {f"stockmovementresource_{name}": "on" for name in ("store", "sku", "reason", "delta_on_hand", "actor")}
+    r = client.post(reverse("admin:inventory_stockmovement_export") + "?reason__exact=goods_receipt",
+                    {"format": "0", "resource": "0", **fields})
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    expected = StockMovement.objects.filter(store=two_stores["a"], reason="goods_receipt").count()
+    assert len(rows) == expected > 0 and {row["reason"] for row in rows} == {"goods_receipt"}
