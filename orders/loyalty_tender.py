@@ -140,6 +140,9 @@ def _complete(*, order: Order, actor: str, now: datetime) -> None:
         )
         Order.objects.filter(pk=order.pk).update(earn_posting_id=posting.pk)
         order.earn_posting_id = posting.pk
+        from orders.returns.services import reverse_for_earlier_returns  # returns build on this module
+
+        reverse_for_earlier_returns(order=order, actor=actor, now=now)
     if share < 1:  # the points paid for goods the customer never got: give that share back
         _give_back(order=order, fraction=1 - share, actor=actor, now=now, why="not handed over")
 

@@ -354,6 +354,30 @@ def _already(posting_id: int | None, kind: str) -> tuple[int, int]:
     return original, done
 
 
+def reverse_for_earlier_returns(*, order: Order, actor: str, now: datetime) -> int:
+    """Take back, as soon as an order earns, the points on goods already returned before it completed (a split
+    order whose first parcel came back while the second was still on its way): those returns found no earning to
+    reverse. The same cumulative rule as _refund, so a later return of the order reverses only what is left.
+    Called by orders.loyalty_tender in the completing transaction; returns the points reversed."""
+    purchase = _order_purchase(order)
+    if not purchase.earn_posting_id or purchase.earn_basis_vnd <= 0 or purchase.refunded_before_vnd <= 0:
+        return 0
+    earned, done = _already(purchase.earn_posting_id, PostingKind.REVERSE)
+    target = math.floor(Fraction(earned * min(purchase.refunded_before_vnd, purchase.earn_basis_vnd),
+                                 purchase.earn_basis_vnd))
+    if target - done <= 0:
+        return 0
+    money = purchase.money_vnd * purchase.refunded_before_vnd // purchase.total_vnd if purchase.total_vnd else 0
+    try:
+        return loyalty.reverse_earning(
+            earning=purchase.earn_posting_id, points=target - done, amount_vnd=money, now=now,
+            source=loyalty.PostingSource(channel=order.channel.code, reference=order.number, actor=actor),
+            idempotency_key=f"order-earn-returned:{order.number}",
+        ).points
+    except NothingToReverse:
+        return 0
+
+
 def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, now: datetime) -> dict:
     value = _line_values(purchase, ret)
     total = purchase.total_vnd

@@ -379,3 +379,34 @@ def test_partly_handed_over_order_returns_only_what_was_handed_over(chain, chann
     reversed_points = sum(Posting.objects.filter(original=earning, kind="reverse").values_list("points", flat=True))
     assert reversed_points == earning.points
     assert audits_clean()
+
+
+def test_parcel_returned_before_the_order_completes_earns_nothing_for_it(chain, channel):
+    """A split order: the first parcel is delivered and returned while the second is still on its way. When the
+    order completes it earns on both parcels, and takes back at once what the early return would have reversed,
+    so the member keeps points only for the goods kept; a later return of the rest reverses the remainder."""
+    cap, bag = ProductFactory(sku="MU-SOM", price_vnd=150_000), ProductFactory(sku="TUI-SOM", price_vnd=450_000)
+    put_stock(chain["near"], cap, 2)
+    put_stock(chain["far"], bag, 2)
+    order = web_order(channel, {cap.sku: 1, bag.sku: 1}, points=600)
+    parcels = {f.store_id: f for f in order.fulfillments.all()}
+    for to in (S.PICKING, S.PACKED, S.HANDED_TO_COURIER, S.DELIVERED):
+        order_services.transition_fulfillment(fulfillment=parcels[chain["near"].pk].pk, to=to, actor="test")
+    early = till_return(till(chain["mid"]), {"order": order.number, "lines": [{"sku": cap.sku, "qty": 1}]})
+    assert early.status_code == 201, early.content
+    assert early.json()["points_reversed"] == 0  # nothing earned yet
+    for to in (S.PICKING, S.PACKED, S.HANDED_TO_COURIER, S.DELIVERED):
+        order_services.transition_fulfillment(fulfillment=parcels[chain["far"].pk].pk, to=to, actor="test")
+    order = Order.objects.get(pk=order.pk)
+    assert order.status == "completed" and order.earn_posting_id
+    earning = Posting.objects.get(pk=order.earn_posting_id)
+    reversed_now = sum(Posting.objects.filter(original=earning, kind="reverse").values_list("points", flat=True))
+    basis = order.total_vnd  # everything was handed over
+    refunded = early.json()["refund_vnd"]
+    assert reversed_now == math.floor(earning.points * refunded / basis) and reversed_now > 0
+
+    rest = till_return(till(chain["mid"]), {"order": order.number, "lines": [{"sku": bag.sku, "qty": 1}]})
+    assert rest.status_code == 201, rest.content
+    total_reversed = sum(Posting.objects.filter(original=earning, kind="reverse").values_list("points", flat=True))
+    assert total_reversed == earning.points  # everything came back: nothing earned is kept
+    assert audits_clean()
