@@ -1,7 +1,6 @@
 """API-key authentication for server-to-server clients (`Authorization: Api-Key <key>`)."""
 
 import hashlib
-import os
 import threading
 import time
 from typing import Any
@@ -45,7 +44,7 @@ class _VerifiedKeys:
 
     @staticmethod
     def ttl() -> float:
-        return float(getattr(settings, "O2O_API_KEY_CACHE_SECONDS", os.environ.get("O2O_API_KEY_CACHE_SECONDS", 5)))
+        return float(settings.O2O_API_KEY_CACHE_SECONDS)
 
     def get(self, raw: str) -> SalesChannelKey | None:
         ttl = self.ttl()

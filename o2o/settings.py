@@ -168,6 +168,9 @@ SPECTACULAR_SETTINGS = {
 }
 # Keys are read from this header ("Api-Key <key>"), the library's default scheme.
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+# A key this process verified is trusted for this long without hashing it again (revocation through the model is
+# seen at once in the same process, within this many seconds in the others); 0 turns the cache off.
+O2O_API_KEY_CACHE_SECONDS = float(os.environ.get("O2O_API_KEY_CACHE_SECONDS", "5"))
 
 # A checkout hold lasts this long unless the caller asks for less.
 O2O_HOLD_TTL = timedelta(seconds=int(os.environ.get("O2O_HOLD_TTL_SECONDS", "900")))
