@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from inventory.admin import StoreFilter
+from inventory.admin import StoreFilter, format_vnd
 from o2o.domain_errors import DomainError
 from o2o.staff.scope import StoreScopedAdmin, restrict, scoped_stores
 from orders import board, services
@@ -116,7 +116,7 @@ def _lines(f: Fulfillment) -> str:
 class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
     store_scope_fields = ("fulfillments__store",)
     store_scope_multi = True
-    list_display = ["number", "channel", "method", "status", "customer_name", "customer_phone", "total_vnd", "created_at"]
+    list_display = ["number", "channel", "method", "status", "customer_name", "customer_phone", "total", "created_at"]
     list_filter = ["status", "method", "channel"]
     search_fields = ["=number", "=customer_phone"]
     date_hierarchy = "created_at"
@@ -124,6 +124,10 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
     actions = ["cancel_orders"]
     list_select_related = ["channel"]
     show_full_result_count = False
+
+    @admin.display(description="total", ordering="total_vnd")
+    def total(self, obj: Order) -> str:
+        return format_vnd(obj.total_vnd)
 
     @admin.action(description="Cancel the selected orders (releases their stock)")
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]):

@@ -228,3 +228,9 @@ def test_csv_export_of_stock_holds_only_their_stores_rows(client, two_stores, st
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     expected = StockMovement.objects.filter(store=two_stores["a"], reason="goods_receipt").count()
     assert len(rows) == expected > 0 and {row["reason"] for row in rows} == {"goods_receipt"}
+
+
+def test_order_list_shows_vnd_with_thousands_separators(client, two_stores, staff_a):
+    client.force_login(staff_a)
+    html = client.get(reverse("admin:orders_order_changelist")).content.decode()
+    assert "199.000 ₫" in html
