@@ -81,7 +81,8 @@ class Load:
         self.records: list = []
         self.numbers: list[str] = []
         self.lock = threading.Lock()
-        self.clients = [Client(i, ctx, port, float("inf"), run, self.records, self.lock, self.numbers)
+        self._latencies: list = []  # what bench/load's clients record; here every request is timestamped instead
+        self.clients = [Client(i, ctx, port, float("inf"), run, self._latencies, self.lock, self.numbers)
                         for i in range(clients)]
         for c in self.clients:
             c.call = self._timed(c)
