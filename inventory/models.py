@@ -165,7 +165,8 @@ class StockMovement(models.Model):
     delta_safety = models.BigIntegerField(default=0)
     delta_unavailable = models.BigIntegerField(default=0)
     reference = models.CharField(max_length=120, blank=True, help_text="Order, receipt, count, ...")  # see Meta
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # unique: see Meta
+    # NULL, not "", for "no key": the unique constraint in Meta must not treat every keyless movement as one key.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     actor = models.CharField(max_length=150, blank=True, help_text="Who asked: staff user, sales channel, POS key, task.")
     note = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
