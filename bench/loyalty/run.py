@@ -15,7 +15,6 @@ Uses its own database (default `o2o_bench_loyalty`). Writes bench/loyalty/RESULT
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -27,28 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-PG = "postgres://postgres@127.0.0.1:5432"
-
-
-def prepare_database(name: str, *, reset: bool) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and reset:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(db_name: str) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{db_name}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "o2o.settings")
-    os.environ.setdefault("O2O_LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
+from bench.common import machine, prepare_database, setup_django  # noqa: E402 - after the path insert
 
 
 def phone(i: int) -> str:
@@ -206,16 +184,6 @@ def audit() -> str:
     started = time.perf_counter()
     call_command("loyalty_audit", stdout=out)
     return f"{out.getvalue().strip()} ({time.perf_counter() - started:.1f} s)"
-
-
-def machine() -> str:
-    try:
-        model = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
 
 
 def table(rows: list[dict]) -> str:

@@ -16,7 +16,6 @@ Writes bench/orders/RESULTS-orders.md (figures, date, machine) unless --no-write
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -32,34 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.common import PG, machine, prepare_database, setup_django  # noqa: E402 - after the path insert
 
 CITIES = [  # name, lat, lon, spread (deg), stores
     ("HCM", 10.7769, 106.7009, 0.09, 600),
     ("HN", 21.0285, 105.8542, 0.08, 300),
     ("DN", 16.0544, 108.2022, 0.05, 100),
 ]
-
-
-def prepare_database(name: str, *, reset: bool) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and reset:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(db_name: str) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{db_name}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "o2o.settings")
-    os.environ.setdefault("O2O_LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
 
 
 def generate_chain(*, seed: int, skus: int) -> None:
@@ -318,24 +296,6 @@ def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, se
         "oversold_rows": oversold,
     }
     return result
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.1f} GB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{os.cpu_count()} cores, {cpu}{mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def write_results(path: Path, *, routing: dict | None, http: dict | None, args) -> None:

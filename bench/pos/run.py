@@ -19,7 +19,6 @@ Uses its own database (default `o2o_bench_pos`). Writes bench/pos/RESULTS-pos.md
 
 import argparse
 import os
-import platform
 import random
 import signal
 import statistics
@@ -33,31 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.common import PG, machine, prepare_database, setup_django  # noqa: E402 - after the path insert
+
 STORES = 16
 SKUS = 300
 PORT = 8781
-
-
-def prepare_database(name: str, *, reset: bool) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and reset:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(db_name: str) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{db_name}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "o2o.settings")
-    os.environ.setdefault("O2O_LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
 
 
 def seed() -> dict[str, list[str]]:
@@ -272,26 +251,6 @@ def settings_chunk() -> int:
     from django.conf import settings
 
     return settings.POS_SYNC_CHUNK_RECEIPTS
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
-    except (OSError, ValueError, IndexError):
-        mem = 0
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres") as conn:
-        pg = conn.execute("SHOW server_version").fetchone()[0]
-    return f"{cpu}, {os.cpu_count()} cores, {mem} GB RAM, Python {platform.python_version()}, PostgreSQL {pg}"
 
 
 def main() -> None:
