@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=50)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument("--cprofile", action="store_true", help="cProfile (stdlib), top functions by own time")
     parser.add_argument("--sql", action="store_true", help="print the statements of the last request")
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{args.db}"
@@ -71,6 +72,11 @@ def main() -> None:
 
         profiler = Profiler(interval=0.0005)
         profiler.start()
+    elif args.cprofile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     wall, cpu, statements, codes = [], [], [], {}
     for i in range(args.n):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -80,7 +86,14 @@ def main() -> None:
         cpu.append((time.process_time() - c0) * 1000)
         statements.append(len(ctx.captured_queries))
         codes[response.status_code] = codes.get(response.status_code, 0) + 1
-    if profiler:
+    if args.cprofile:
+        import pstats
+
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(40)
+        stats.sort_stats("cumulative").print_stats(80)
+    elif profiler:
         profiler.stop()
         print(profiler.output_text(unicode=True, color=False, show_all=False))
     if args.sql:
