@@ -122,7 +122,7 @@ class OrdersView(APIView):
             placed = getattr(order, "placed", None) or selectors.order_for_channel(
                 channel=request.auth.channel, number=order.number, with_decisions=False
             )
-            return status.HTTP_201_CREATED, io.OrderOutput(placed).data
+            return status.HTTP_201_CREATED, io.represent(io.OrderOutput, placed)
 
         code, payload, _ = run_once(
             scope=f"channel:{request.auth.channel_id}:orders.place",
