@@ -216,6 +216,47 @@ def sellable_online(
         return {(s, p): max(0, units) for s, p, units in cursor.fetchall()}
 
 
+def sellable_online_by_sku(
+    *, store_ids: Sequence[int], skus: Iterable[str], now: datetime | None = None
+) -> tuple[dict[str, int], dict[tuple[int, str], int]]:
+    """(ids of the active products among `skus`, online ATP per (store, sku)) in one statement: the products are
+    joined by SKU inside the stock query, as the framework floor does, instead of read in a round trip of their own.
+    Every active SKU comes back at least once (the stock join is a LEFT JOIN), so the caller still learns which SKUs
+    are unknown. ATP is counted as in sellable_online()."""
+    skus = list(dict.fromkeys(skus))
+    if connection.vendor == "postgresql":
+        stores_in, store_params = "= ANY(%s)", [list(store_ids)]
+        skus_in, sku_params = "= ANY(%s)", [skus]
+    else:
+        stores_in, store_params = _in(store_ids)
+        skus_in, sku_params = _in(skus)
+        stores_in, skus_in = f"IN {stores_in}", f"IN {skus_in}"
+    product, stock, reservation = Product._meta.db_table, Stock._meta.db_table, Reservation._meta.db_table
+    sql = f"""
+        SELECT p.sku, p.id, s.store_id,
+               s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable
+        FROM {product} p
+        LEFT JOIN {stock} s ON s.product_id = p.id AND s.store_id {stores_in}
+        LEFT JOIN (
+            SELECT h.store_id, h.product_id, SUM(h.quantity) AS units
+            FROM {reservation} h JOIN {product} hp ON hp.id = h.product_id
+            WHERE h.expires_at <= %s AND h.store_id {stores_in} AND hp.sku {skus_in}
+            GROUP BY h.store_id, h.product_id
+        ) r ON r.store_id = s.store_id AND r.product_id = s.product_id
+        WHERE p.sku {skus_in} AND p.is_active
+    """
+    params = [*store_params, now or timezone.now(), *store_params, *sku_params, *sku_params]
+    found: dict[str, int] = {}
+    atp: dict[tuple[int, str], int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for sku, product_id, store_id, units in cursor.fetchall():
+            found[sku] = product_id
+            if store_id is not None:
+                atp[store_id, sku] = max(0, units)
+    return found, atp
+
+
 def cart_availability(
     *,
     lat: float,
@@ -226,15 +267,21 @@ def cart_availability(
     limit: int = 20,
     only_whole_cart: bool = False,
 ) -> list[StoreAvailability]:
-    """Per nearby store, how many of each SKU it can sell online and whether it can serve the whole cart."""
-    products = product_ids_by_sku(lines.keys())
+    """Per nearby store, how many of each SKU it can sell online and whether it can serve the whole cart.
+    Raises UnknownSku (naming every SKU missing or inactive) whether or not any store is near."""
     nearby = stores_near(lat=lat, lon=lon, radius_km=radius_km, service=service, limit=limit if not only_whole_cart else 10**6)
     if not nearby:
+        product_ids_by_sku(lines.keys())  # no stock to read, but an unknown SKU is still an error
         return []
-    atp = sellable_online(store_ids=[n.store.pk for n in nearby], product_ids=list(products.values()))
+    found, atp = sellable_online_by_sku(store_ids=[n.store.pk for n in nearby], skus=lines.keys())
+    missing = lines.keys() - found.keys()
+    if missing:
+        raise UnknownSku(sorted(missing))
+    skus = sorted(found)  # the order product_ids_by_sku gave: the `available` keys come out in SKU order
     result = []
     for entry in nearby:
-        available = {sku: atp.get((entry.store.pk, product_id), 0) for sku, product_id in products.items()}
+        store_id = entry.store.pk
+        available = {sku: atp.get((store_id, sku), 0) for sku in skus}
         whole = all(available[sku] >= qty for sku, qty in lines.items())
         if only_whole_cart and not whole:
             continue

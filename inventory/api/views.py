@@ -47,9 +47,11 @@ class CartAvailabilityView(APIView):
         responses={200: io.CartAvailabilityOutput, **ERRORS, 422: OpenApiResponse(description="Unknown SKU")},
     )
     def post(self, request: Request) -> Response:
-        body = io.CartAvailabilityInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        q = body.validated_data
+        q = io.plain_cart_availability_input(request.data)
+        if q is None:
+            body = io.CartAvailabilityInput(data=request.data)
+            body.is_valid(raise_exception=True)
+            q = body.validated_data
         place = locate(lat=q.get("lat"), lon=q.get("lon"), address=q.get("address"))
         stores = selectors.cart_availability(
             lat=place.lat,
