@@ -1,5 +1,6 @@
 """Reads of stores and stock: nearby stores, their opening status, availability of a cart, network ATP, audits."""
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -101,7 +102,10 @@ def stores_near(
     delivery_filter = "AND distance_km <= delivery_radius_km" if service == "delivery" else ""
     postgres = connection.vendor == "postgresql"
     # On PostgreSQL the opening hours of the chosen stores come in the same round trip.
-    hours_column = f""", (SELECT json_agg(json_build_array(h.weekday, h.opens, h.closes))
+    # As text, in a fixed order: stores with the same opening pattern get the same string, so each pattern is parsed
+    # and worked out once per call, not once per store.
+    hours_column = f""", (SELECT json_agg(json_build_array(h.weekday, h.opens, h.closes)
+                                   ORDER BY h.weekday, h.opens, h.closes)::text
                          FROM {OpeningHours._meta.db_table} h WHERE h.store_id = candidates.id) AS hours_json""" if postgres else ""
     sql = f"""
         SELECT *{hours_column} FROM (
@@ -117,22 +121,29 @@ def stores_near(
     params = [EARTH_RADIUS_KM, math.radians(lat), math.cos(math.radians(lat)), math.radians(lon),
               south, north, west, east, radius_km, limit]
     stores = list(Store.objects.raw(sql, params))
-    hours = defaultdict(list)
+    at = at or timezone.now()
+    statuses: dict[tuple, tuple] = {}  # a chain has a handful of opening patterns: each is worked out once per call
     if postgres:
+        result = []
         for store in stores:
-            hours[store.pk] = [
-                Interval(weekday, dtime.fromisoformat(opens), dtime.fromisoformat(closes))
-                for weekday, opens, closes in store.hours_json or ()
-            ]
-    elif stores:
+            pattern = (store.timezone, store.hours_json)
+            status = statuses.get(pattern)
+            if status is None:
+                intervals = [
+                    Interval(weekday, dtime.fromisoformat(opens), dtime.fromisoformat(closes))
+                    for weekday, opens, closes in json.loads(store.hours_json or "[]")
+                ]
+                status = statuses[pattern] = opening_status(intervals, time_zone=store.timezone, at=at)
+            result.append(NearbyStore(store, round(store.distance_km, 3), *status))
+        return result
+    hours = defaultdict(list)
+    if stores:
         # Plain rows with .weekday/.opens/.closes: opening_status needs no model instances.
         for interval in OpeningHours.objects.filter(store_id__in=[s.pk for s in stores]).order_by().values_list(
             "store_id", "weekday", "opens", "closes", named=True
         ):
             hours[interval.store_id].append(interval)
-    at = at or timezone.now()
     result = []
-    statuses: dict[tuple, tuple] = {}  # a chain has a handful of opening patterns: each is worked out once per call
     for store in stores:
         intervals = hours[store.pk]
         pattern = (store.timezone, tuple(sorted((i.weekday, i.opens, i.closes) for i in intervals)))
