@@ -5,6 +5,8 @@ The ledger (postings, entries, lots, holds) is read-only here. The only writes a
 which update those two columns only (never a read-modify-write of the balance counters).
 """
 
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -77,6 +79,8 @@ class HoldInline(ReadOnlyInline):
 
 
 class AdjustmentForm(forms.Form):
+    # One key per opened form: a double click or a resubmitted POST replays the first posting instead of a second.
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200)
     points = forms.IntegerField(help_text="Positive to credit (a new lot), negative to debit (oldest lots first).")
     reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 60}))
 
@@ -135,6 +139,14 @@ class MemberAdmin(admin.ModelAdmin):
             f"shortfall {b.shortfall}, expiring within {conf.expiring_soon().days} days {b.expiring_soon}"
         ).replace(",", ".")
 
+    def has_adjust_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.adjust_points")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        # The button leads to a 403 without the permission: leave it out rather than offer it.
+        return fields if self.has_adjust_permission(request) else [f for f in fields if f != "adjust_link"]
+
     @admin.display(description="adjust")
     def adjust_link(self, obj: Member) -> str:
         if obj.pk is None:
@@ -148,12 +160,12 @@ class MemberAdmin(admin.ModelAdmin):
         ]
 
     def adjust_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_change_permission(request):
+        if not self.has_adjust_permission(request):
             raise PermissionDenied
         member = self.get_object(request, unquote(object_id))
         if member is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        form = AdjustmentForm(request.POST or None)
+        form = AdjustmentForm(request.POST or None, initial={"idempotency_key": f"admin-adjust-{uuid.uuid4()}"})
         if request.method == "POST" and form.is_valid():
             try:
                 posting = services.adjust_points(
@@ -161,6 +173,7 @@ class MemberAdmin(admin.ModelAdmin):
                     points=form.cleaned_data["points"],
                     reason=form.cleaned_data["reason"],
                     staff=request.user.get_username(),
+                    idempotency_key=form.cleaned_data["idempotency_key"],
                 )
             except DomainError as exc:
                 form.add_error(None, f"{exc.message} {exc.details or ''}".strip())
@@ -177,7 +190,7 @@ class MemberAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/loyalty/member/adjust.html", context)
 
-    @admin.action(description="Merge the selected members into the oldest one")
+    @admin.action(description="Merge the selected members into the oldest one", permissions=["adjust"])
     def merge_into_oldest(self, request: HttpRequest, queryset) -> None:
         members = list(queryset.filter(merged_into__isnull=True).order_by("created_at", "id"))
         if len(members) < 2:

@@ -43,6 +43,9 @@ class Member(models.Model):
 
     class Meta:
         ordering = ["phone"]
+        # Changing a member's contact fields is not the same trust as moving their points: adjustments and merges
+        # need this permission (head office), checked by the admin.
+        permissions = [("adjust_points", "Can adjust or merge a member's points by hand")]
         constraints = [
             models.CheckConstraint(condition=Q(available__gte=0), name="loyalty_member_available_nonnegative"),
             models.CheckConstraint(condition=Q(held__gte=0), name="loyalty_member_held_nonnegative"),

@@ -39,7 +39,7 @@ _REGIONAL = _STORE_STAFF | {
     "returns.change_return",
     "returns.change_returnline",
 }
-# Head office also configures stores and products and looks up loyalty members.
+# Head office also configures stores and products, looks up loyalty members and adjusts their points.
 _HEAD_OFFICE = _REGIONAL | {
     "inventory.change_store",
     "inventory.add_store",
@@ -47,6 +47,7 @@ _HEAD_OFFICE = _REGIONAL | {
     "inventory.add_product",
     "loyalty.view_member",
     "loyalty.change_member",
+    "loyalty.adjust_points",
     "loyalty.view_posting",
     "staff.view_staffscope",
 }
