@@ -1,17 +1,19 @@
 """Faults under load: the service keeps its promises while its parts fail, and recovers without a restart.
 
-The realistic mix of bench/load runs throughout (8 closed-loop clients by default) against gunicorn, whose
-database connections go through a resetting TCP proxy (bench/faults/proxy.py), with a Celery worker delivering the
-outbox to a website stand-in (bench/couriers/receiver.py) over the real Redis broker. On a timeline:
+The realistic mix of bench/load runs (8 closed-loop clients by default) against gunicorn, whose database
+connections go through a resetting TCP proxy (bench/faults/proxy.py), with a Celery worker delivering the outbox
+to a website stand-in (bench/couriers/receiver.py) over the real Redis broker. One phase per fault, each injected
+while the load runs:
 
 1. every database connection reset (RST) at once;
 2. PostgreSQL restarted (`pg_ctlcluster ... restart`: all connections gone, the server away for a moment);
 3. Redis stopped, then started again (the broker away: orders must still be placed; deliveries catch up);
-4. the Celery worker SIGKILLed mid-delivery, a new one started.
+4. the Celery worker SIGKILLed mid-delivery, a new one started;
+5. nothing: a quiet tail that must have no error at all (the service recovered without a restart).
 
-Then a quiet tail of load that must have no error at all, and the checks: inventory and loyalty audits clean, every
-order the clients were told was placed is in the database with its fulfillments and lines (none lost or
-half-written), and every outbox event delivered (each applied exactly once by the receiver).
+After each phase, with the clients stopped: the outbox drained, then the checks: inventory and loyalty audits
+clean, every order the clients were told was placed is in the database with its fulfillments and lines (none
+lost or half-written), every event of the phase delivered and applied exactly once by the receiver.
 
 PostgreSQL and Redis are the machine's own (127.0.0.1:5432, 127.0.0.1:6379): this restarts them, so run it alone.
 
@@ -140,7 +142,6 @@ def main() -> None:
     site = Receiver(SECRET)
     site.__enter__()
     SalesChannel.objects.filter(code="website").update(webhook_url=site.url, webhook_secret=SECRET)
-    first_event = (OutboxEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0)
     connection.close()
 
     proxy = ResettingProxy(listen_port=PROXY_PORT, target=("127.0.0.1", 5432)).start()
@@ -149,85 +150,87 @@ def main() -> None:
     server = start_gunicorn(args.db, workers=4, port=args.port,
                             extra_env={"DATABASE_URL": env["DATABASE_URL"], "CELERY_BROKER_URL": BROKER})
     log = open(HERE / "worker.log", "w")  # noqa: SIM115 - lives as long as the run
-    worker = start_worker(env, log)
     run = uuid.uuid4().hex[:8]
-    load = Load(ctx, port=args.port, clients=args.clients, run=f"faults-{run}")
-    faults: list[tuple[str, float, float]] = []
-    try:
-        load.start()
-        time.sleep(args.phase)
-
-        t = time.time()
-        n = proxy.reset_all()
-        faults.append((f"all {n} database connections reset", t, t + args.phase))
-        time.sleep(args.phase)
-
-        t = time.time()
-        pg_restart()
-        faults.append(("PostgreSQL restarted", t, t + args.phase))
-        time.sleep(args.phase)
-
-        t = time.time()
-        redis_stop()
-        time.sleep(args.phase / 2)
-        redis_start()
-        faults.append((f"Redis stopped for {args.phase / 2:g} s, started again", t, t + args.phase * 1.5))
-        time.sleep(args.phase)
-
-        t = time.time()
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-        worker = start_worker(env, log)
-        faults.append(("Celery worker SIGKILLed, a new one started", t, t + args.phase))
-        time.sleep(args.phase)
-
-        quiet_start = time.time()
-        time.sleep(args.phase)
-        quiet_end = time.time()
-    finally:
-        load.stop()
-        server.terminate()
-        server.wait(30)
-
-    # Let the new worker drain what the faults left behind (the beat would queue it; here one kick per round).
-    from o2o.tasks import deliver_outbox
-
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        pending = OutboxEvent.objects.filter(pk__gt=first_event, status=OutboxEvent.Status.PENDING).count()
-        if pending == 0:
-            break
-        try:
-            deliver_outbox.apply_async(retry=False)
-        except Exception:  # noqa: BLE001 - the broker is back by now; keep trying until the deadline
-            pass
-        time.sleep(1)
-    os.killpg(worker.pid, signal.SIGTERM)
-    worker.wait(30)
-    proxy.stop()
-    connection.close()
+    workers = {"current": start_worker(env, log)}
 
     from django.db.models import Count
 
     from bench.load.run import audits
+    from o2o.tasks import deliver_outbox
     from orders.models import Order
 
-    checks = audits()
-    placed = Order.objects.filter(number__in=load.numbers)
-    half_written = placed.filter(fulfillments__isnull=True).count() + placed.filter(lines__isnull=True).count()
-    events = OutboxEvent.objects.filter(pk__gt=first_event)
-    states = dict(events.values_list("status").annotate(n=Count("pk")).order_by())
-    applied_twice = sum(1 for n in site.applied.values() if n > 1)
-    site.__exit__(None, None, None)
-    results = {
-        "faults": [{"fault": name, **window(load.records, s, e)} for name, s, e in faults],
-        "quiet_tail": window(load.records, quiet_start, quiet_end),
-        "requests": len(load.records),
-        "orders_told_placed": len(load.numbers), "orders_in_db": placed.count(), "half_written": half_written,
-        "events": events.count(), "event_states": states, "received_once": len(site.applied),
-        "applied_twice": applied_twice, **checks, "load": load_average(),
-    }
-    print(json.dumps(results, indent=2))
+    def drain(since: int) -> int:
+        """Let the worker deliver what the phase left behind (the beat would queue it; here one kick a second)."""
+        deadline = time.time() + 90
+        pending = -1
+        while time.time() < deadline:
+            pending = OutboxEvent.objects.filter(pk__gt=since, status=OutboxEvent.Status.PENDING).count()
+            if pending == 0:
+                break
+            try:
+                deliver_outbox.apply_async(retry=False)
+            except Exception:  # noqa: BLE001 - the broker may still be coming back: try again
+                pass
+            time.sleep(1)
+        return pending
+
+    def kill_worker() -> None:
+        os.killpg(workers["current"].pid, signal.SIGKILL)
+        workers["current"].wait()
+        workers["current"] = start_worker(env, log)
+
+    def stop_redis_for_a_while() -> None:
+        redis_stop()
+        time.sleep(args.phase / 2)
+        redis_start()
+
+    faults = [
+        ("all database connections reset (RST)", proxy.reset_all),
+        ("PostgreSQL restarted", pg_restart),
+        (f"Redis stopped for {args.phase / 2:g} s, started again", stop_redis_for_a_while),
+        ("Celery worker SIGKILLed, a new one started", kill_worker),
+        ("none (quiet tail: must have no error at all)", lambda: None),
+    ]
+    phases = []
+    try:
+        for n, (name, inject) in enumerate(faults):
+            since = OutboxEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            connection.close()
+            load = Load(ctx, port=args.port, clients=args.clients, run=f"faults-{run}-{n}")
+            load.start()
+            time.sleep(args.phase / 2)
+            t = time.time()
+            inject()
+            time.sleep(args.phase)
+            end = time.time()
+            load.stop()
+            pending = drain(since)
+            placed = Order.objects.filter(number__in=load.numbers)
+            events = OutboxEvent.objects.filter(pk__gt=since)
+            ids = [str(e) for e in events.values_list("event_id", flat=True)]
+            phases.append({
+                "fault": name,
+                "before": window(load.records, 0, t),
+                "after": window(load.records, t, end),
+                "orders_told_placed": len(load.numbers), "orders_in_db": placed.count(),
+                "half_written": placed.filter(fulfillments__isnull=True).count()
+                + placed.filter(lines__isnull=True).count(),
+                "events": len(ids), "event_states": dict(events.values_list("status").annotate(c=Count("pk")).order_by()),
+                "undelivered": pending, "received": sum(1 for i in ids if i in site.applied),
+                "applied_twice": sum(1 for i in ids if site.applied.get(i, 0) > 1),
+                **audits(),
+            })
+            connection.close()
+            print(json.dumps(phases[-1]), flush=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+        os.killpg(workers["current"].pid, signal.SIGTERM)
+        workers["current"].wait(30)
+        proxy.stop()
+        site.__exit__(None, None, None)
+
+    results = {"phases": phases, "load": load_average()}
     if not args.no_write:
         write(HERE / "RESULTS-faults.md", results, args)
 
@@ -237,19 +240,22 @@ def write(path: Path, r: dict, args) -> None:
         "# Faults under load", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; load average after: {r['load']}.", "",
         f"Command: `.venv/bin/python bench/faults/run.py --clients {args.clients} --phase {args.phase:g}`", "",
-        "| fault | requests in the window | errors (5xx or dropped) | ops that erred | last error after (s) |",
-        "| --- | --- | --- | --- | --- |",
+        f"Each phase: {args.clients} clients of the bench/load mix for {args.phase / 2:g} s, the fault, {args.phase:g} s "
+        "more, the clients stopped; then the outbox drained and everything checked before the next phase.", "",
+        "| fault | errors before it | requests after it | errors after it (5xx or dropped) | last error (s after the fault) "
+        "| orders told placed / in the database / half-written | events written / delivered once / applied twice / "
+        "undelivered | inventory audit | loyalty audit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for f in r["faults"] + [{"fault": "quiet tail (must be 0 errors)", **r["quiet_tail"]}]:
-        lines.append(f"| {f['fault']} | {f['requests']} | {f['errors']} | {', '.join(f['error_ops']) or '-'} | "
-                     f"{f['recovered_after_s']} |")
-    lines += [
-        "", f"Orders the clients were told were placed: {r['orders_told_placed']}; in the database: "
-        f"{r['orders_in_db']}; half-written (no fulfillment or no line): {r['half_written']}.",
-        f"Outbox events written during the run: {r['events']} ({r['event_states']}); received by the site: "
-        f"{r['received_once']}; applied twice: {r['applied_twice']}.",
-        f"inventory_audit: {r['inventory_audit']}; loyalty_audit: {r['loyalty_audit']}.", "",
-    ]
+    for p in r["phases"]:
+        lines.append(
+            f"| {p['fault']} | {p['before']['errors']} | {p['after']['requests']} | {p['after']['errors']} "
+            f"({', '.join(p['after']['error_ops']) or '-'}) | {p['after']['recovered_after_s']} | "
+            f"{p['orders_told_placed']} / {p['orders_in_db']} / {p['half_written']} | "
+            f"{p['events']} / {p['received']} / {p['applied_twice']} / {p['undelivered']} | "
+            f"{p['inventory_audit']} | {p['loyalty_audit']} |"
+        )
+    lines.append("")
     path.write_text("\n".join(lines))
 
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from inventory.models import Stock
 from inventory.pos import services as pos
 from inventory.pos.models import TillReceipt, TillReceiptLine
 from loyalty import services as loyalty
@@ -201,6 +202,11 @@ class ReturnsMachine(RuleBasedStateMachine):
     @invariant()
     def ledgers_balance(self):
         assert audits_clean()
+
+    @invariant()
+    def nothing_promised_that_is_not_on_the_shelf(self):
+        # Units reserved for web orders or quarantined are always on hand, so online ATP is never below zero.
+        assert not Stock.objects.filter(store__in=self.stores, on_hand__lt=F("reserved") + F("unavailable")).exists()
 
     @invariant()
     def never_more_back_than_bought(self):
