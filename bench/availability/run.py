@@ -357,7 +357,13 @@ def main() -> None:
     text = "\n".join(lines)
     print("\n" + text)
     if not args.no_write:
-        Path(__file__).with_name("RESULTS-availability.md").write_text(text)
+        # Earlier runs stay below the new one (a before/after comparison needs both), demoted one heading level.
+        out = Path(__file__).with_name("RESULTS-availability.md")
+        earlier = out.read_text() if out.exists() else ""
+        marker = "\n---\n\n# Earlier runs\n\n"
+        if earlier:
+            earlier = marker + earlier.replace(marker, "\n").replace("# Availability benchmark", "## Earlier run", 1)
+        out.write_text(text + earlier)
 
 
 if __name__ == "__main__":
