@@ -70,3 +70,23 @@ class InvalidShortPick(InvalidInput):
 class InvalidPlan(Conflict):
     code = "invalid_plan"
     default_message = "The router's plan breaks a stock or capacity limit; it was not applied."
+
+
+class OrderNotReroutable(Conflict):
+    code = "order_not_reroutable"
+    default_message = "Only an open order whose every fulfillment is still assigned (not picking) can be re-routed."
+
+
+class PickupNotReroutable(Conflict):
+    code = "pickup_not_reroutable"
+    default_message = "A pickup order stays at the store the customer chose; cancel it instead of re-routing it."
+
+
+class RerouteReasonRequired(InvalidInput):
+    code = "reroute_reason_required"
+    default_message = "Say why the order is re-routed."
+
+
+class RerouteUnserved(Conflict):
+    code = "reroute_unserved"
+    default_message = "No store can serve this order now; nothing was changed."

@@ -10,6 +10,7 @@ import uuid
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from inventory.models import Product, Store
 from o2o.models import SalesChannel
@@ -104,6 +105,9 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Moving an order to other stores before picking (orders.services.reroute_order) is its own right, apart
+        # from changing or cancelling orders.
+        permissions = [("reroute_order", "Can re-route an order that has not started picking")]
         indexes = [models.Index(fields=["channel", "-created_at"], name="order_channel_created_idx")]
         constraints = [
             models.CheckConstraint(condition=Q(method__in=Method.values), name="order_method_valid"),
@@ -232,6 +236,7 @@ class RoutingKind(models.TextChoices):
     INITIAL = "initial", "At placement"
     REROUTE = "reroute", "Re-route after a short pick"
     WAVE = "wave", "Wave re-optimisation"
+    MANUAL = "manual", _("Re-routed by staff")
 
 
 class RoutingDecision(models.Model):

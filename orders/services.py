@@ -42,15 +42,21 @@ from orders.exceptions import (
     InvalidShortPick,
     InvalidTransition,
     OrderNotCancellable,
+    OrderNotFound,
+    OrderNotReroutable,
     OutOfDeliveryArea,
     PickupNotOffered,
+    PickupNotReroutable,
     PromiseExpired,
     PromiseMismatch,
     PromiseNotFound,
+    RerouteReasonRequired,
+    RerouteUnserved,
     UnknownPickupStore,
 )
 from orders.models import (
     LEFT_STORE,
+    NOT_STARTED,
     OPEN_STATUSES,
     SUCCESS,
     TRANSITIONS,
@@ -1029,6 +1035,184 @@ def _reroute(
     return created
 
 
+# --- re-routing by staff --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RerouteResult:
+    """What reroute_order did. `changed` is False when the router kept the order where it was (nothing written);
+    `replayed` is True when the idempotency key named an earlier re-route (its fulfillments are returned)."""
+
+    order: Order
+    changed: bool
+    from_stores: list[str]
+    fulfillments: list[Fulfillment]
+    decision: RoutingDecision | None = None
+    replayed: bool = False
+
+    @property
+    def stores(self) -> list[str]:
+        return sorted({f.store.code for f in self.fulfillments})
+
+
+def reroute_order(
+    *,
+    order: Order | int,
+    reason: str,
+    actor: str,
+    exclude_store_ids: set[int] | None = None,
+    avoid_current_stores: bool = False,
+    idempotency_key: str = "",
+    now: datetime | None = None,
+) -> RerouteResult:
+    """Route an order that no store has started picking again, with the stock of now, and move it if the router
+    chooses other stores: the current fulfillments are cancelled and their reservations released, new ones are
+    reserved, and a `manual` routing decision records the reason and the actor. `avoid_current_stores` (or
+    `exclude_store_ids`) keeps the router away from stores; otherwise it may keep the same store(s), and then
+    nothing changes. The same `idempotency_key` again returns the first re-route instead of a second.
+
+    Raises RerouteReasonRequired (400), OrderNotFound (404), PickupNotReroutable (409: a pickup stays at the
+    customer's store), OrderNotReroutable (409: closed, or a fulfillment is picking or beyond) and RerouteUnserved
+    (409: no store can serve it now; nothing changed)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise RerouteReasonRequired()
+    order_id = order.pk if isinstance(order, Order) else order
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _reroute_order(
+                    order_id=order_id, reason=reason[:500], actor=actor, exclude=set(exclude_store_ids or ()),
+                    avoid_current=avoid_current_stores, idempotency_key=idempotency_key[:200], now=now or timezone.now(),
+                )
+        except InsufficientStock as exc:
+            # Another order took the units between routing and reserving (routing does not lock stock rows);
+            # the savepoint undid everything, so route once more with the stock of now.
+            if attempt == 1:
+                raise RerouteUnserved(
+                    "The stock moved while the order was re-routed; nothing was changed. Try again.",
+                    details=exc.details,
+                ) from exc
+            now = None
+    raise AssertionError("unreachable")
+
+
+def _reroute_order(
+    *, order_id: int, reason: str, actor: str, exclude: set[int], avoid_current: bool, idempotency_key: str,
+    now: datetime,
+) -> RerouteResult:
+    try:
+        # The order's lock is what picking takes first too: a concurrent start of picking either committed before
+        # (and is seen below) or waits until this re-route has committed (and then finds its fulfillment cancelled).
+        order = _lock_order(order_id)
+    except Order.DoesNotExist as exc:
+        raise OrderNotFound(details={"order": order_id}) from exc
+    if idempotency_key:
+        earlier = (
+            RoutingDecision.objects.filter(
+                order=order, kind=RoutingKind.MANUAL, plan__manual__idempotency_key=idempotency_key
+            )
+            .order_by("pk")
+            .first()
+        )
+        if earlier is not None:
+            manual = earlier.plan.get("manual", {})
+            return RerouteResult(
+                order=order, changed=True, from_stores=manual.get("from_stores", []), decision=earlier, replayed=True,
+                fulfillments=list(
+                    Fulfillment.objects.filter(pk__in=manual.get("fulfillments", [])).select_related("store")
+                ),
+            )
+    if order.method == Method.PICKUP:
+        raise PickupNotReroutable(details={"order": order.number})
+    live = list(
+        Fulfillment.objects.select_for_update(of=("self",))
+        .select_related("store")
+        .prefetch_related("lines")
+        .filter(order=order)
+        .exclude(status=S.CANCELLED)
+        .order_by("pk")
+    )
+    if order.status != OrderStatus.OPEN or not live or any(f.status not in NOT_STARTED for f in live):
+        raise OrderNotReroutable(
+            details={
+                "order": order.number, "order_status": order.status,
+                "fulfillments": [{"id": f.pk, "store": f.store.code, "status": f.status} for f in live],
+            }
+        )
+    lines: dict[int, int] = defaultdict(int)
+    held_stock: dict[tuple[int, int], int] = defaultdict(int)
+    held_lines: dict[int, int] = defaultdict(int)
+    slot_end = now + timedelta(hours=2)  # load_candidates counts the lines promised within its 2 h slot
+    for f in live:
+        for line in f.lines.all():
+            lines[line.product_id] += line.units
+            held_stock[(f.store_id, line.product_id)] += line.units
+            if f.promised_by < slot_end:
+                held_lines[f.store_id] += 1
+    lines = {pid: qty for pid, qty in lines.items() if qty > 0}
+    from_stores = sorted({f.store.code for f in live})
+    if avoid_current:
+        exclude |= {f.store_id for f in live}
+    skus = dict(Product.objects.filter(pk__in=lines).values_list("pk", "sku"))
+    # What this order holds counts as available to it: the router may keep it where it is.
+    candidates = problems.load_candidates(
+        lat=order.destination_lat, lon=order.destination_lon, lines=lines, method="delivery", at=now,
+        exclude_store_ids=exclude, extra_stock=held_stock, extra_capacity=held_lines,
+    )
+    served = promises.fastest_delivery(
+        lines=lines, candidates=candidates, skus=skus, lat=order.destination_lat, lon=order.destination_lon,
+        allow_split=order.allow_split, at=now,
+    )
+    if not served:
+        excluded = sorted(Store.objects.filter(pk__in=exclude).values_list("code", flat=True))
+        raise RerouteUnserved(
+            details={"order": order.number, "excluded_stores": excluded, "candidates": [c.code for c in candidates]}
+        )
+    planned = _planned_from_routed(served[0], cart=Cart(lines, skus, {}))
+    _check_plan(planned)
+    current = {(f.store_id, tuple(sorted(_units(f).items()))) for f in live}
+    if {(s.store_id, tuple(sorted(s.lines.items()))) for s in planned.shipments} == current:
+        return RerouteResult(order=order, changed=False, from_stores=from_stores, fulfillments=live)
+    for f in live:
+        stock.release_reservations(reference=f.reference, actor=actor, note=f"re-routed: {reason}"[:200])
+        _set_status(f, S.CANCELLED, now=now)
+        _retire_pickup_code(f)
+    round_no = (order.fulfillments.aggregate(m=Max("round"))["m"] or 0) + 1
+    created = _create_fulfillments(order=order, planned=planned, round_no=round_no, actor=actor, now=now)
+    created = list(Fulfillment.objects.filter(pk__in=[f.pk for f in created]).select_related("store").order_by("pk"))
+    to_stores = sorted({f.store.code for f in created})
+    decision = dict(planned.decision)
+    decision["reason"] = (
+        f"Re-routed by {actor} from {', '.join(from_stores)} to {', '.join(to_stores)}: {reason}. "
+        f"{decision.get('reason', '')}"
+    ).strip()
+    decision["plan"] = {
+        **decision.get("plan", {}),
+        "manual": {
+            "actor": actor, "reason": reason, "idempotency_key": idempotency_key, "from_stores": from_stores,
+            "excluded_stores": sorted(Store.objects.filter(pk__in=exclude).values_list("code", flat=True)),
+            "cancelled": [f.pk for f in live], "fulfillments": [f.pk for f in created],
+        },
+    }
+    record = _record_decision(order=order, kind=RoutingKind.MANUAL, decision=decision, now=now)
+    Order.objects.filter(pk=order.pk).update(updated_at=now)
+    _sync_order_status(order, now=now)
+    emit(
+        topic="order.rerouted", aggregate=order.aggregate, channel=order.channel,
+        payload={
+            "order": order.number, "kind": RoutingKind.MANUAL.value, "from_stores": from_stores,
+            "fulfillments": [
+                {"id": f.pk, "store_id": f.store_id, "store": f.store.code, "promised_by": f.promised_by}
+                for f in created
+            ],
+            "reason": reason, "actor": actor, "routing_reason": record.reason,
+        },
+    )
+    log.info("order %s re-routed by %s: %s -> %s", order.number, actor, from_stores, to_stores)
+    return RerouteResult(order=order, changed=True, from_stores=from_stores, fulfillments=created, decision=record)
+
+
 # --- uncollected pickups ----------------------------------------------------------------------------------------------
 
 
@@ -1069,11 +1253,14 @@ class WaveResult:
 
 
 def _wave_orders(*, since: datetime) -> list[Order]:
-    """Delivery orders placed since `since` whose every open fulfillment is still `assigned`."""
+    """Delivery orders placed since `since` whose every open fulfillment is still `assigned`, except those staff
+    re-routed by hand (a wave must not move them back to a store they were taken away from)."""
     started = Fulfillment.objects.filter(order=OuterRef("pk"), status__in=OPEN_STATUSES - {S.ASSIGNED})
+    by_hand = RoutingDecision.objects.filter(order=OuterRef("pk"), kind=RoutingKind.MANUAL)
     return list(
         Order.objects.filter(method=Method.DELIVERY, status=OrderStatus.OPEN, created_at__gte=since)
         .exclude(Exists(started))
+        .exclude(Exists(by_hand))
         .filter(fulfillments__status=S.ASSIGNED)
         .distinct()
         .order_by("pk")
