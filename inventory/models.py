@@ -6,10 +6,12 @@ buffer the website may not sell (the tills may), so it may exceed what is left. 
 max(0, on_hand - reserved - safety - unavailable). The database refuses any row that breaks these rules.
 """
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 WEEKDAYS = [(0, "Monday"), (1, "Tuesday"), (2, "Wednesday"), (3, "Thursday"), (4, "Friday"), (5, "Saturday"), (6, "Sunday")]
 
@@ -216,6 +218,68 @@ class Reservation(models.Model):
 
     def is_live(self, now=None) -> bool:
         return self.expires_at is None or self.expires_at > (now or timezone.now())
+
+
+class StockImport(models.Model):
+    """One upload of goods receipts or counts in the admin: the rows as checked at the preview, then the progress
+    and the outcome of each group (one receipt or count) as it is applied through the POS services.
+
+    The rows are kept here, not in a temporary file, so that the confirm step (and the Celery task that applies a
+    large file) re-reads exactly what the preview showed. Stores are a many-to-many set because one file may cover
+    several stores; the admin shows an import only to staff whose scope holds every one of them."""
+
+    class Kind(models.TextChoices):
+        GOODS_RECEIPTS = "goods_receipts", _("Goods receipts")
+        COUNTS = "counts", _("Counts")
+
+    class Status(models.TextChoices):
+        PREVIEWED = "previewed", _("Previewed (not applied)")
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Applying")
+        DONE = "done", _("Done")
+        DONE_WITH_ERRORS = "done_with_errors", _("Done, some groups refused")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PREVIEWED)
+    file_name = models.CharField(_("file"), max_length=255, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("uploaded by")
+    )
+    actor = models.CharField(_("actor"), max_length=150, help_text=_("Recorded on every ledger movement."))
+    stores = models.ManyToManyField(Store, related_name="+", blank=True, verbose_name=_("stores"))
+    rows = models.JSONField(default=list, help_text=_("The file's rows as checked at the preview."))
+    total_groups = models.PositiveIntegerField(_("groups"), default=0)
+    done_groups = models.PositiveIntegerField(_("groups done"), default=0)
+    failed_groups = models.PositiveIntegerField(_("groups refused"), default=0)
+    replayed_groups = models.PositiveIntegerField(_("groups already imported"), default=0)
+    results = models.JSONField(_("results"), default=list, help_text=_("The outcome of each group, in file order."))
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("stock import")
+        verbose_name_plural = _("stock imports")
+        permissions = [("import_stock", _("Can import goods receipts and counts"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(done_groups__lte=F("total_groups")) & Q(failed_groups__lte=F("done_groups"))
+                & Q(replayed_groups__lte=F("done_groups")),
+                name="stock_import_progress_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def percent(self) -> int:
+        if not self.total_groups:
+            return 100 if self.status in (self.Status.DONE, self.Status.DONE_WITH_ERRORS) else 0
+        return self.done_groups * 100 // self.total_groups
 
 
 # The store POS integration keeps its data (store API keys, till receipts, counts, transfers) in its own module;

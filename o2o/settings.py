@@ -178,6 +178,8 @@ O2O_API_KEY_CACHE_SECONDS = float(os.environ.get("O2O_API_KEY_CACHE_SECONDS", "5
 O2O_HOLD_TTL = timedelta(seconds=int(os.environ.get("O2O_HOLD_TTL_SECONDS", "900")))
 O2O_MAX_CART_LINES = int(os.environ.get("O2O_MAX_CART_LINES", "100"))
 O2O_MAX_RADIUS_KM = float(os.environ.get("O2O_MAX_RADIUS_KM", "100"))
+# Admin stock imports (goods receipts, counts) with more groups than this are applied by a Celery task, with progress.
+O2O_IMPORT_ASYNC_GROUPS = int(os.environ.get("O2O_IMPORT_ASYNC_GROUPS", "200"))
 # Geocoding: "offline" uses only the gazetteer in fixtures/; "nominatim" asks OpenStreetMap first, then falls back.
 O2O_GEOCODER = os.environ.get("O2O_GEOCODER", "offline")
 O2O_GEOCODER_USER_AGENT = os.environ.get("O2O_GEOCODER_USER_AGENT", "o2o-retail-backend")

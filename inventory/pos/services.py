@@ -780,12 +780,14 @@ def _products_for(skus) -> dict[str, Product]:
 
 @transaction.atomic
 def record_count(
-    *, store: Store, count_id: str, counted_at: datetime, lines: list[CountLine], content_hash: str, till: str = ""
+    *, store: Store, count_id: str, counted_at: datetime, lines: list[CountLine], content_hash: str, till: str = "",
+    actor: str | None = None,
 ) -> tuple[dict, bool]:
     """Apply a cycle count: per SKU, `counted - ledger on-hand as of counted_at` becomes a count movement, and the
-    SKU's needs-count flag is cleared. All lines or none. Returns (result, replayed)."""
+    SKU's needs-count flag is cleared. All lines or none. Returns (result, replayed). `actor` (e.g. "staff:lan" for
+    an admin import) replaces the till as the ledger's actor."""
     now = timezone.now()
-    actor = _actor(store, till)
+    actor = actor or _actor(store, till)
     first = StockCount.objects.filter(store=store, count_id=count_id).first()
     if first is not None:
         if first.content_hash != content_hash:
@@ -844,9 +846,11 @@ def record_count(
 
 @transaction.atomic
 def receive_goods(
-    *, store: Store, receipt_id: str, source: str, lines: dict[str, int], content_hash: str, till: str = ""
+    *, store: Store, receipt_id: str, source: str, lines: dict[str, int], content_hash: str, till: str = "",
+    actor: str | None = None,
 ) -> tuple[dict, bool]:
-    """Book a delivery into the store's stock (on hand up). Returns (result, replayed)."""
+    """Book a delivery into the store's stock (on hand up). Returns (result, replayed). `actor` (e.g. "staff:lan"
+    for an admin import) replaces the till as the ledger's actor."""
     now = timezone.now()
     first = GoodsReceipt.objects.filter(store=store, receipt_id=receipt_id).first()
     if first is not None:
@@ -869,7 +873,7 @@ def receive_goods(
     _apply(
         rows,
         [((store.pk, products[sku].pk), _Delta(on_hand=qty)) for sku, qty in sorted(lines.items())],
-        reason=MovementReason.GOODS_RECEIPT, reference=f"goods:{store.code}:{receipt_id}", actor=_actor(store, till),
+        reason=MovementReason.GOODS_RECEIPT, reference=f"goods:{store.code}:{receipt_id}", actor=actor or _actor(store, till),
         note=source[:300], now=now,
     )
     result = {"receipt_id": receipt_id, "source": source, "received_at": now.isoformat(),
