@@ -21,6 +21,7 @@ from .allocation import Allocation, Residual, assign_sequentially, split_in_orde
 from .baselines import nearest_allocation
 from .candidates import Candidate, ChainIndex, OrderCandidates, order_candidates
 from .cpsat import solve_wave
+from .improve import improve
 from .plan import build_plan, score
 from .problem import Order, Problem, parse_problem
 
@@ -46,9 +47,11 @@ def route(
     ocs = order_candidates(index, candidates_k)
     greedy = greedy_allocation(problem, ocs)
     nearest = nearest_allocation(problem, ocs)
-    cand_lists = _with_seed_stores(problem, ocs, greedy, nearest)
-
-    seed_alloc = min((greedy, nearest), key=lambda a: score(problem, a).objective)
+    seed_alloc = {oi: list(s) for oi, s in min((greedy, nearest), key=lambda a: score(problem, a).objective).items()}
+    # The search's own time comes out of the limit: a fifth of it at most, for the seed and for the final plan.
+    ls_budget = 0.1 * time_limit_s if time_limit_s > 0 else 0.05
+    improve(problem, ocs, seed_alloc, deadline=time.perf_counter() + ls_budget)
+    cand_lists = _with_seed_stores(problem, ocs, greedy, nearest, seed_alloc)
     seed_obj = score(problem, seed_alloc).objective
     bound = lower_bound(problem, cand_lists, ocs)
     alloc, status = seed_alloc, "greedy"
@@ -66,12 +69,14 @@ def route(
             time_limit_s=time_limit_s,
             num_workers=workers,
             seed=seed,
-            deadline=t0 + time_limit_s,
+            deadline=t0 + time_limit_s - ls_budget,
         )
         if result.bound is not None:
             bound = max(bound, result.bound)
         if result.alloc is not None and score(problem, result.alloc).objective <= seed_obj + 1e-9:
             alloc, status = result.alloc, result.status
+        if improve(problem, ocs, alloc, deadline=t0 + time_limit_s) and status == "optimal":
+            status = "feasible"  # the search used stores the pruned model did not have
 
     if merge_needless_splits(problem, ocs, alloc) and status == "optimal":
         status = "feasible"  # the merged plan is better, so the model's optimum was not the true one
