@@ -151,4 +151,3 @@ def improve(
         if not changed:
             break
     return changed_any
-
