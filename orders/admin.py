@@ -1,9 +1,14 @@
 """Operations admin for orders: each store's queue with actions for the fulfilment transitions (through
 orders.services), and each order with its lines, fulfillments and routing decisions (candidates, scores, reason).
-Everything is read-only here except the actions; no business rule lives in this module."""
+Everything is read-only here except the actions; no business rule lives in this module.
 
+Each order also has a routing page (routing_view): every routing decision in time order with its candidates, scores
+and reason, and a re-route form for staff with orders.reroute_order."""
+
+import uuid
 from zoneinfo import ZoneInfo
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -13,10 +18,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from inventory.admin import StoreFilter, format_vnd
+from inventory.models import Store
 from o2o.domain_errors import DomainError
-from o2o.staff.scope import StoreScopedAdmin, restrict, scoped_stores
+from o2o.staff.scope import ALL, StoreScopedAdmin, restrict, scoped_stores, store_ids_for
 from orders import board, services
 from orders.models import (
     Fulfillment,
@@ -26,6 +34,7 @@ from orders.models import (
     OrderLine,
     OrderStatus,
     RoutingDecision,
+    RoutingKind,
 )
 
 S = FulfillmentStatus
@@ -59,18 +68,20 @@ class FulfillmentInline(ReadOnlyMixin, admin.TabularInline):
         # A split order shows only the parts done by the viewer's stores.
         return restrict(super().get_queryset(request), request, ("store",))
 
-    @admin.display(description="fulfillment")
+    @admin.display(description=_("fulfillment"))
     def link(self, obj):
         return format_html('<a href="{}">#{}</a>', reverse("admin:orders_fulfillment_change", args=[obj.pk]), obj.pk)
 
-    @admin.display(description="lines")
+    @admin.display(description=_("lines"))
     def lines_summary(self, obj):
         return _lines(obj)
 
-    @admin.display(description="pickup code")
+    @admin.display(description=_("pickup code"))
     def pickup(self, obj):
         code = getattr(obj, "pickup_code", None) if hasattr(obj, "pickup_code") else None
-        return f"{code.code}{'' if code.is_live else ' (retired)'}" if code else "—"
+        if not code:
+            return "—"
+        return code.code if code.is_live else _("%(code)s (retired)") % {"code": code.code}
 
 
 class RoutingDecisionInline(ReadOnlyMixin, admin.StackedInline):
@@ -80,7 +91,7 @@ class RoutingDecisionInline(ReadOnlyMixin, admin.StackedInline):
     fields = ["kind", "created_at", "plan_status", "solve_ms", "applied", "reason", "candidates_table"]
     extra_readonly = ("candidates_table",)
 
-    @admin.display(description="candidates")
+    @admin.display(description=_("candidates"))
     def candidates_table(self, obj):
         rows = format_html_join(
             "",
@@ -90,25 +101,53 @@ class RoutingDecisionInline(ReadOnlyMixin, admin.StackedInline):
                     ("★ " if c.get("chosen") else "") + c.get("store", ""),
                     c.get("distance_km"),
                     ", ".join(f"{k}: {v}" for k, v in c.get("stock", {}).items()),
-                    "yes" if c.get("whole_cart") else "no",
+                    _("yes") if c.get("whole_cart") else _("no"),
                     c.get("capacity"),
                     c.get("score"),
-                    c.get("note", ""),
+                    candidate_note(c.get("note", "")),
                 )
                 for c in obj.candidates or []
             ),
         )
         return format_html(
-            "<table><tr><th>store</th><th>km</th><th>stock</th><th>whole cart</th><th>capacity</th>"
-            "<th>score</th><th>why</th></tr>{}</table>",
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+            _("store"), _("km"), _("stock"), _("whole cart"), _("capacity"), _("score"), _("why"),
             rows,
         )
 
 
+# The router's notes on each candidate (orders.problem.candidate_summary), as operations read them.
+CANDIDATE_NOTES = {
+    "chosen": _("chosen"),
+    "lacks stock for the whole cart": _("lacks stock for the whole cart"),
+    "no picking capacity in the slot": _("no picking capacity in the slot"),
+    "farther / costlier": _("farther / costlier"),
+}
+
+
+def candidate_note(note: str) -> str:
+    return CANDIDATE_NOTES.get(note, note)
+
+
 def _lines(f: Fulfillment) -> str:
     return ", ".join(
-        f"{line.product.sku} × {line.qty}" + (f" (picked {line.picked_qty})" if line.picked_qty is not None else "")
+        f"{line.product.sku} × {line.qty}"
+        + (_(" (picked %(n)s)") % {"n": line.picked_qty} if line.picked_qty is not None else "")
         for line in f.lines.all()
+    )
+
+
+class RerouteForm(forms.Form):
+    # One key per rendered form: a double click or a resubmitted POST replays the first re-route instead of moving
+    # the order a second time (orders.services.reroute_order keeps the key on its routing decision).
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200)
+    reason = forms.CharField(
+        label=_("Reason"), max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text=_("Why the order moves (kept on the routing decision and sent to the sales channel)."),
+    )
+    avoid_current = forms.BooleanField(
+        label=_("Avoid the current store(s)"), required=False,
+        help_text=_("Otherwise the router may keep the order where it is, and then nothing changes."),
     )
 
 
@@ -116,7 +155,9 @@ def _lines(f: Fulfillment) -> str:
 class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
     store_scope_fields = ("fulfillments__store",)
     store_scope_multi = True
-    list_display = ["number", "channel", "method", "status", "customer_name", "customer_phone", "total", "created_at"]
+    list_display = [
+        "number", "channel", "method", "status", "customer_name", "customer_phone", "total", "created_at", "routing",
+    ]
     list_filter = ["status", "method", "channel"]
     search_fields = ["=number", "=customer_phone"]
     date_hierarchy = "created_at"
@@ -125,11 +166,15 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ["channel"]
     show_full_result_count = False
 
-    @admin.display(description="total", ordering="total_vnd")
+    @admin.display(description=_("total"), ordering="total_vnd")
     def total(self, obj: Order) -> str:
         return format_vnd(obj.total_vnd)
 
-    @admin.action(description="Cancel the selected orders (releases their stock)")
+    @admin.display(description=_("routing"))
+    def routing(self, obj: Order) -> str:
+        return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_routing", args=[obj.pk]), _("why here"))
+
+    @admin.action(description=_("Cancel the selected orders (releases their stock)"))
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]):
         for order in queryset:
             try:
@@ -137,14 +182,129 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{order.number}: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"{order.number} cancelled.", messages.SUCCESS)
+                self.message_user(request, _("%(order)s cancelled.") % {"order": order.number}, messages.SUCCESS)
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("orders.change_order")
 
+    def has_reroute_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.reroute_order")
+
     def get_urls(self):
-        board = path("board/", self.admin_site.admin_view(self.board_view), name="orders_order_board")
-        return [board, *super().get_urls()]
+        wrap = self.admin_site.admin_view
+        return [
+            path("board/", wrap(self.board_view), name="orders_order_board"),
+            path("<path:object_id>/routing/", wrap(self.routing_view), name="orders_order_routing"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "routing_url": reverse("admin:orders_order_routing", args=[object_id])}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def routing_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Why the order is where it is: each routing decision with its candidates, and the re-route form."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        order = self.get_object(request, unquote(object_id))  # another store's order: 404
+        may_reroute = self.has_reroute_permission(request)
+        if request.method == "POST" and not (may_reroute and self._reroute_in_scope(request, order)):
+            raise PermissionDenied
+        refusal = services.reroute_refusal(order=order)
+        if refusal is None and not self._reroute_in_scope(request, order):
+            refusal = DomainError(_("Part of this order is served by stores outside your scope."))
+        form = RerouteForm(request.POST or None, initial={"idempotency_key": f"admin-reroute-{uuid.uuid4()}"})
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = services.reroute_order(
+                    order=order.pk,
+                    reason=form.cleaned_data["reason"],
+                    actor=f"staff:{request.user.get_username()}",
+                    avoid_current_stores=form.cleaned_data["avoid_current"],
+                    exclude_store_ids=self._outside_scope(request),
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self._reroute_message(request, order, result)
+                return HttpResponseRedirect(reverse("admin:orders_order_routing", args=[order.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Routing of %(order)s") % {"order": order.number},
+            "subtitle": None,
+            "original": order,
+            "decisions": self._decision_rows(request, order),
+            "form": form if may_reroute and (refusal is None or form.is_bound) else None,
+            "may_reroute": may_reroute,
+            "refusal": refusal.message if refusal is not None else None,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/orders/order/routing.html", context)
+
+    def _reroute_in_scope(self, request: HttpRequest, order: Order) -> bool:
+        """Staff move only work of their own stores: every live fulfillment of the order must be in their scope."""
+        ids = store_ids_for(request.user)
+        if ids is ALL:
+            return True
+        stores = set(order.fulfillments.exclude(status=S.CANCELLED).values_list("store_id", flat=True))
+        return stores <= ids
+
+    def _outside_scope(self, request: HttpRequest) -> set[int]:
+        """The stores a scoped staff member may not route to (none for head office)."""
+        ids = store_ids_for(request.user)
+        if ids is ALL:
+            return set()
+        return set(Store.objects.exclude(pk__in=ids).values_list("pk", flat=True))
+
+    def _reroute_message(self, request: HttpRequest, order: Order, result: services.RerouteResult) -> None:
+        stores = ", ".join(result.stores)
+        if result.replayed:
+            text = _("This re-route was already made (form sent twice): %(order)s is served by %(stores)s.")
+            self.message_user(request, text % {"order": order.number, "stores": stores}, messages.WARNING)
+        elif not result.changed:
+            text = _(
+                "The router kept %(order)s at %(stores)s; nothing was changed. Tick “Avoid the current store(s)” "
+                "to move it."
+            )
+            self.message_user(request, text % {"order": order.number, "stores": stores}, messages.WARNING)
+        else:
+            self.log_change(request, order, f"Re-routed from {', '.join(result.from_stores)} to {stores}")
+            text = _("%(order)s re-routed from %(old)s: now served by %(stores)s.")
+            self.message_user(
+                request, text % {"order": order.number, "old": ", ".join(result.from_stores), "stores": stores},
+                messages.SUCCESS,
+            )
+
+    def _decision_rows(self, request: HttpRequest, order: Order) -> list[dict]:
+        """Each decision with the fulfillments it produced: an applied decision opens the next routing round
+        (placement round 1, each applied re-route or wave +1); a staff re-route names its fulfillments."""
+        scope = store_ids_for(request.user)
+        fulfillments = list(order.fulfillments.select_related("store").prefetch_related("lines__product").order_by("round", "pk"))
+        rows = []
+        round_no = 0
+        for d in order.routing_decisions.order_by("created_at", "pk"):
+            manual = (d.plan or {}).get("manual") if d.kind == RoutingKind.MANUAL else None
+            if d.applied:
+                round_no += 1
+            if manual and manual.get("fulfillments"):
+                produced = [f for f in fulfillments if f.pk in manual["fulfillments"]]
+            else:
+                produced = [f for f in fulfillments if d.applied and f.round == round_no]
+            rows.append({
+                "d": d,
+                "manual": manual,
+                "candidates": [
+                    {**c, "note": candidate_note(c.get("note", "")),
+                     "stock_list": sorted((c.get("stock") or {}).items())}
+                    for c in d.candidates or []
+                ],
+                "fulfillments": [
+                    {"f": f, "lines": _lines(f), "link": scope is ALL or f.store_id in scope} for f in produced
+                ],
+            })
+        return rows
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "board_url": reverse("admin:orders_order_board")}
@@ -159,7 +319,7 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Network board",
+            "title": _("Network board"),
             "subtitle": None,
             "board": data,
             "map": board.svg_map(data),
@@ -188,7 +348,8 @@ def _transition_action(to: str, label: str):
             except DomainError as exc:
                 modeladmin.message_user(request, f"#{f.pk}: {exc.message}", messages.ERROR)
         if done:
-            modeladmin.message_user(request, f"{done} fulfillment(s) → {to}.", messages.SUCCESS)
+            text = ngettext("%(n)d fulfillment → %(to)s.", "%(n)d fulfillments → %(to)s.", done)
+            modeladmin.message_user(request, text % {"n": done, "to": FulfillmentStatus(to).label}, messages.SUCCESS)
 
     action.__name__ = f"to_{to}"
     return admin.action(description=label)(action)
@@ -213,29 +374,30 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     extra_readonly = ("order_link", "lines_summary", "pickup")
     actions = [
-        _transition_action(S.PICKING, "Start picking"),
-        _transition_action(S.PACKED, "Mark packed"),
-        _transition_action(S.READY_FOR_PICKUP, "Ready for pickup (pickup orders)"),
-        _transition_action(S.COLLECTED, "Collected by the customer"),
-        _transition_action(S.NOT_COLLECTED, "Not collected (release stock)"),
-        _transition_action(S.HANDED_TO_COURIER, "Handed to courier (delivery orders)"),
-        _transition_action(S.DELIVERED, "Delivered"),
-        _transition_action(S.DELIVERY_FAILED, "Delivery failed (goods back in store)"),
-        _transition_action(S.CANCELLED, "Cancel this fulfillment (release stock)"),
+        _transition_action(S.PICKING, _("Start picking")),
+        _transition_action(S.PACKED, _("Mark packed")),
+        _transition_action(S.READY_FOR_PICKUP, _("Ready for pickup (pickup orders)")),
+        _transition_action(S.COLLECTED, _("Collected by the customer")),
+        _transition_action(S.NOT_COLLECTED, _("Not collected (release stock)")),
+        _transition_action(S.HANDED_TO_COURIER, _("Handed to courier (delivery orders)")),
+        _transition_action(S.DELIVERED, _("Delivered")),
+        # The goods are still with the courier: stock does not move until they are back ("returned to the store").
+        _transition_action(S.DELIVERY_FAILED, _("Delivery failed (goods still with the courier; stock unchanged)")),
+        _transition_action(S.CANCELLED, _("Cancel this fulfillment (release stock)")),
     ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("lines__product")
 
-    @admin.display(description="order", ordering="order__number")
+    @admin.display(description=_("order"), ordering="order__number")
     def order_link(self, obj):
         return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number)
 
-    @admin.display(description="lines")
+    @admin.display(description=_("lines"))
     def lines_summary(self, obj):
         return _lines(obj)
 
-    @admin.display(description="pickup code")
+    @admin.display(description=_("pickup code"))
     def pickup(self, obj):
         code = getattr(obj, "pickup_code", None) if hasattr(obj, "pickup_code") else None
         return code.code if code and code.is_live else "—"
@@ -287,7 +449,7 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Store queue",
+            "title": _("Store queue"),
             "subtitle": None,
             "stores": stores,
             "store_id": store_id,
@@ -316,7 +478,11 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, f"#{f.pk}: {exc.message}", messages.ERROR)
         else:
             self.log_change(request, f, f"{f.status} → {to}")
-            self.message_user(request, f"#{f.pk} ({f.order.number}) → {FulfillmentStatus(to).label}.", messages.SUCCESS)
+            text = _("#%(id)s (%(order)s) → %(status)s.")
+            self.message_user(
+                request, text % {"id": f.pk, "order": f.order.number, "status": FulfillmentStatus(to).label},
+                messages.SUCCESS,
+            )
         return HttpResponseRedirect(_back_to_queue(request, f))
 
     def short_pick_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -333,7 +499,9 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
                 if raw == "":
                     continue
                 if not raw.isdigit() or int(raw) > line.units:
-                    errors.append(f"{line.product.sku}: enter a whole number from 0 to {line.units}.")
+                    errors.append(
+                        _("%(sku)s: enter a whole number from 0 to %(max)s.") % {"sku": line.product.sku, "max": line.units}
+                    )
                     continue
                 found[line.product_id] = int(raw)
             if not errors:
@@ -345,13 +513,17 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
                     summary = ", ".join(f"{line.product.sku} {found[line.product_id]}/{line.units}"
                                         for line in lines if line.product_id in found)
                     self.log_change(request, f, f"Short pick: found {summary or 'everything'}")
-                    rerouted = f" Re-routed to {len(new)} other fulfillment(s)." if new else ""
-                    self.message_user(request, f"#{f.pk}: short pick recorded ({summary}).{rerouted}", messages.SUCCESS)
+                    text = _("#%(id)s: short pick recorded (%(summary)s).") % {"id": f.pk, "summary": summary}
+                    if new:
+                        text += " " + ngettext(
+                            "Re-routed to %(n)d other fulfillment.", "Re-routed to %(n)d other fulfillments.", len(new)
+                        ) % {"n": len(new)}
+                    self.message_user(request, text, messages.SUCCESS)
                     return HttpResponseRedirect(_back_to_queue(request, f))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"Short pick: fulfillment #{f.pk} ({f.order.number})",
+            "title": _("Short pick: fulfillment #%(id)s (%(order)s)") % {"id": f.pk, "order": f.order.number},
             "subtitle": None,
             "original": f,
             "lines": [(line, request.POST.get(f"found_{line.pk}", "")) for line in lines],
@@ -365,20 +537,23 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
 # Statuses the store still has work on, and the buttons it gets (cancelling stays a deliberate bulk action).
 QUEUE_STATUSES = (S.ASSIGNED, S.PICKING, S.PACKED, S.READY_FOR_PICKUP)
 QUEUE_BUTTONS = {
-    S.PICKING: "Start picking",
-    S.PACKED: "Packed",
-    S.READY_FOR_PICKUP: "Ready for pickup",
-    S.HANDED_TO_COURIER: "Handed to courier",
-    S.COLLECTED: "Collected",
-    S.NOT_COLLECTED: "Not collected",
+    S.PICKING: _("Start picking"),
+    S.PACKED: _("Packed"),
+    S.READY_FOR_PICKUP: _("Ready for pickup"),
+    S.HANDED_TO_COURIER: _("Handed to courier"),
+    S.COLLECTED: _("Collected"),
+    S.NOT_COLLECTED: _("Not collected"),
 }
 QUEUE_LIMIT = 200
 
 
 def _duration(delta) -> str:
     minutes = int(abs(delta.total_seconds()) // 60)
-    text = f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
-    return f"late by {text}" if delta.total_seconds() < 0 else text
+    if minutes >= 60:
+        text = _("%(h)d h %(m)02d min") % {"h": minutes // 60, "m": minutes % 60}
+    else:
+        text = _("%(m)d min") % {"m": minutes}
+    return _("late by %(time)s") % {"time": text} if delta.total_seconds() < 0 else text
 
 
 def _back_to_queue(request: HttpRequest, f: Fulfillment) -> str:

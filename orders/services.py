@@ -30,7 +30,7 @@ from inventory import services as stock
 from inventory.exceptions import InsufficientStock, InvalidStockChange, UnknownSku
 from inventory.models import MovementReason, Product, Store
 from inventory.selectors import products_by_sku
-from o2o.domain_errors import InvalidInput
+from o2o.domain_errors import DomainError, InvalidInput
 from o2o.models import SalesChannel
 from o2o.outbox import emit, emit_many
 from orders import loyalty_tender, promises
@@ -1097,6 +1097,23 @@ def reroute_order(
     raise AssertionError("unreachable")
 
 
+def reroute_refusal(*, order: Order, live: list[Fulfillment] | None = None) -> DomainError | None:
+    """Why reroute_order would refuse this order now (the error it would raise), or None if it may be re-routed.
+    `live`: its fulfillments that are not cancelled, if the caller has them (reroute_order, under its locks)."""
+    if order.method == Method.PICKUP:
+        return PickupNotReroutable(details={"order": order.number})
+    if live is None:
+        live = list(order.fulfillments.exclude(status=S.CANCELLED).select_related("store").order_by("pk"))
+    if order.status != OrderStatus.OPEN or not live or any(f.status not in NOT_STARTED for f in live):
+        return OrderNotReroutable(
+            details={
+                "order": order.number, "order_status": order.status,
+                "fulfillments": [{"id": f.pk, "store": f.store.code, "status": f.status} for f in live],
+            }
+        )
+    return None
+
+
 def _reroute_order(
     *, order_id: int, reason: str, actor: str, exclude: set[int], avoid_current: bool, idempotency_key: str,
     now: datetime,
@@ -1123,8 +1140,6 @@ def _reroute_order(
                     Fulfillment.objects.filter(pk__in=manual.get("fulfillments", [])).select_related("store")
                 ),
             )
-    if order.method == Method.PICKUP:
-        raise PickupNotReroutable(details={"order": order.number})
     live = list(
         Fulfillment.objects.select_for_update(of=("self",))
         .select_related("store")
@@ -1133,13 +1148,9 @@ def _reroute_order(
         .exclude(status=S.CANCELLED)
         .order_by("pk")
     )
-    if order.status != OrderStatus.OPEN or not live or any(f.status not in NOT_STARTED for f in live):
-        raise OrderNotReroutable(
-            details={
-                "order": order.number, "order_status": order.status,
-                "fulfillments": [{"id": f.pk, "store": f.store.code, "status": f.status} for f in live],
-            }
-        )
+    refusal = reroute_refusal(order=order, live=live)
+    if refusal is not None:
+        raise refusal
     lines: dict[int, int] = defaultdict(int)
     held_stock: dict[tuple[int, int], int] = defaultdict(int)
     held_lines: dict[int, int] = defaultdict(int)

@@ -1,0 +1,191 @@
+"""The routing page of an order (/admin/orders/order/<id>/routing/): every decision with its candidates and winner,
+and the re-route form, for staff with orders.reroute_order, inside their store scope."""
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from inventory.models import Stock
+from o2o.models import OutboxEvent
+from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
+from orders import services
+from orders.models import Fulfillment, RoutingDecision, RoutingKind
+from tests.conftest import put_stock
+from tests.factories import ProductFactory, StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a-long-test-passphrase-42"
+BEN_THANH = {"lat": 10.7725, "lon": 106.6980}
+
+
+@pytest.fixture
+def shops(channel):
+    """Two District 1/3 stores with shirts (Q1 nearer Bến Thành) and one in Hà Nội with its own delivery order."""
+    q1 = StoreFactory(code="HCM-Q1-001", name="Q1 Lê Lợi", lat=10.7743, lon=106.7038)
+    q3 = StoreFactory(code="HCM-Q3-001", name="Q3 Võ Văn Tần", lat=10.7835, lon=106.6870)
+    hn = StoreFactory(code="HN-HK-001", name="Hoàn Kiếm", city="Hà Nội", lat=21.0245, lon=105.8550)
+    shirt = ProductFactory(sku="AO-THUN-M")
+    for store, units in ((q1, 3), (q3, 5), (hn, 4)):
+        put_stock(store, shirt, units)
+    order = _place(channel, **BEN_THANH)
+    hanoi = _place(channel, lat=21.0290, lon=105.8520)
+    assert order.fulfillments.get().store == q1 and hanoi.fulfillments.get().store == hn
+    return {"q1": q1, "q3": q3, "hn": hn, "shirt": shirt, "order": order, "hanoi": hanoi}
+
+
+def _place(channel, **where):
+    return services.place_order(
+        channel=channel,
+        lines={"AO-THUN-M": 1},
+        customer_name="Trần Thị B",
+        customer_phone="0912 345 678",
+        method="delivery",
+        actor="test",
+        address="1 Đường Thử",
+        **where,
+    )
+
+
+def _may_reroute(user):
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="orders", codename="reroute_order"))
+    return type(user).objects.get(pk=user.pk)  # a fresh instance: the permission cache is per object
+
+
+@pytest.fixture
+def head_office(shops):
+    return _may_reroute(make_staff(username="hoa.hq", password=PASSWORD, role=HEAD_OFFICE, all_stores=True))
+
+
+@pytest.fixture
+def regional(shops):
+    user = make_staff(
+        username="minh.south", password=PASSWORD, role=REGIONAL_MANAGER, stores=[shops["q1"], shops["q3"]]
+    )
+    return _may_reroute(user)
+
+
+@pytest.fixture
+def store_staff_q1(shops):
+    return make_staff(username="lan.q1", password=PASSWORD, role=STORE_STAFF, stores=[shops["q1"]])
+
+
+def _url(order) -> str:
+    return reverse("admin:orders_order_routing", args=[order.pk])
+
+
+def _key(html: str) -> str:
+    return re.search(r'name="idempotency_key" value="([^"]+)"', html).group(1)
+
+
+def test_page_shows_candidates_and_winner(client, shops, head_office):
+    client.force_login(head_office)
+    order = shops["order"]
+    page = client.get(_url(order))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-kind="initial"' in html
+    assert re.search(r'<tr class="chosen" data-store="HCM-Q1-001">\s*<td><span title="chosen">★</span>', html)
+    assert 'data-store="HCM-Q3-001"' in html  # the runner-up is listed, not starred
+    assert "AO-THUN-M: 3" in html and "AO-THUN-M: 5" in html  # stock per SKU of each candidate
+    assert "serves the whole cart" in html  # the decision's reason
+    f = order.fulfillments.get()
+    assert reverse("admin:orders_fulfillment_change", args=[f.pk]) in html  # what the decision produced
+    assert 'name="reason"' in html and 'name="avoid_current"' in html
+    # linked from the order's change page and from the order list
+    assert _url(order) in client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    assert _url(order) in client.get(reverse("admin:orders_order_changelist")).content.decode()
+
+
+def test_reroute_form_moves_the_order_and_says_where(client, shops, head_office):
+    client.force_login(head_office)
+    order = shops["order"]
+    key = _key(client.get(_url(order)).content.decode())
+    data = {"idempotency_key": key, "reason": "Q1 closed: water leak", "avoid_current": "on"}
+    response = client.post(_url(order), data, follow=True)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "re-routed from HCM-Q1-001: now served by HCM-Q3-001" in html
+    live = Fulfillment.objects.filter(order=order).exclude(status="cancelled").get()
+    assert live.store == shops["q3"]
+    assert Stock.objects.get(store=shops["q1"], product=shops["shirt"]).reserved == 0
+    assert Stock.objects.get(store=shops["q3"], product=shops["shirt"]).reserved == 1
+    decision = RoutingDecision.objects.get(order=order, kind=RoutingKind.MANUAL)
+    assert decision.plan["manual"]["actor"] == "staff:hoa.hq" and decision.plan["manual"]["reason"] == data["reason"]
+    assert 'data-kind="manual"' in html and "water leak" in html  # the page now lists the re-route too
+    assert OutboxEvent.objects.get(topic="order.rerouted").payload["reason"] == data["reason"]
+
+    # the same form sent again (double click, resubmit) does not move the order back to Q1
+    again = client.post(_url(order), data, follow=True)
+    assert "already made" in again.content.decode()
+    assert RoutingDecision.objects.filter(order=order, kind=RoutingKind.MANUAL).count() == 1
+    assert Fulfillment.objects.filter(order=order).exclude(status="cancelled").get().pk == live.pk
+    assert OutboxEvent.objects.filter(topic="order.rerouted").count() == 1
+
+
+def test_router_keeping_the_store_is_said_and_changes_nothing(client, shops, head_office):
+    client.force_login(head_office)
+    order = shops["order"]
+    key = _key(client.get(_url(order)).content.decode())
+    response = client.post(_url(order), {"idempotency_key": key, "reason": "check"}, follow=True)
+    assert "kept" in response.content.decode() and "nothing was changed" in response.content.decode()
+    assert Fulfillment.objects.get(order=order).status == "assigned"
+    assert not RoutingDecision.objects.filter(order=order, kind=RoutingKind.MANUAL).exists()
+
+
+def test_reason_required_and_refusals_shown_on_the_form(client, shops, head_office):
+    client.force_login(head_office)
+    order = shops["order"]
+    key = _key(client.get(_url(order)).content.decode())
+    response = client.post(_url(order), {"idempotency_key": key, "reason": "  ", "avoid_current": "on"})
+    assert response.status_code == 200 and "This field is required" in response.content.decode()
+    assert Fulfillment.objects.get(order=order).status == "assigned"
+    # once picking started, the page explains why there is no form, and a POST is refused with the reason
+    services.transition_fulfillment(fulfillment=order.fulfillments.get(), to="picking", actor="test")
+    page = client.get(_url(order)).content.decode()
+    assert 'name="reason"' not in page and "cannot be re-routed now" in page
+    refused = client.post(_url(order), {"idempotency_key": key, "reason": "late", "avoid_current": "on"})
+    assert refused.status_code == 200 and "still assigned (not picking)" in refused.content.decode()
+    assert Fulfillment.objects.get(order=order).status == "picking"
+
+
+def test_regional_manager_reroutes_within_the_region(client, shops, regional):
+    client.force_login(regional)
+    order = shops["order"]
+    key = _key(client.get(_url(order)).content.decode())
+    response = client.post(_url(order), {"idempotency_key": key, "reason": "staff ill", "avoid_current": "on"})
+    assert response.status_code == 302
+    assert Fulfillment.objects.filter(order=order).exclude(status="cancelled").get().store == shops["q3"]
+
+
+def test_another_stores_order_is_a_404(client, shops, regional, store_staff_q1):
+    hanoi = shops["hanoi"]
+    for user in (regional, store_staff_q1):
+        client.force_login(user)
+        assert client.get(_url(hanoi)).status_code == 404
+        response = client.post(_url(hanoi), {"idempotency_key": "k", "reason": "x", "avoid_current": "on"})
+        assert response.status_code in (403, 404)
+    assert Fulfillment.objects.get(order=hanoi).status == "assigned"
+    assert not RoutingDecision.objects.filter(kind=RoutingKind.MANUAL).exists()
+
+
+def test_store_staff_without_the_permission_see_no_form_and_cannot_post(client, shops, store_staff_q1):
+    client.force_login(store_staff_q1)
+    order = shops["order"]
+    page = client.get(_url(order))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "★" in html and 'name="reason"' not in html and "You may not re-route orders" in html
+    response = client.post(_url(order), {"idempotency_key": "k", "reason": "x", "avoid_current": "on"})
+    assert response.status_code == 403
+    assert Fulfillment.objects.get(order=order).store == shops["q1"]
+    assert not RoutingDecision.objects.filter(kind=RoutingKind.MANUAL).exists()
+
+
+def test_delivery_failed_action_says_what_it_does(client, shops, head_office):
+    client.force_login(head_office)
+    page = client.get(reverse("admin:orders_fulfillment_changelist")).content.decode()
+    assert "Delivery failed (goods still with the courier; stock unchanged)" in page
+    assert "goods back in store" not in page
