@@ -17,12 +17,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from loyalty import conf, selectors, services
 from loyalty.exceptions import InvalidPhone
 from loyalty.models import Entry, Lot, Member, Posting, RedemptionHold
 from loyalty.phones import normalize_phone
 from o2o.domain_errors import DomainError
+from o2o.templatetags.money import format_points, format_vnd
+
+# The default tiers' names (settings.LOYALTY_TIERS), listed so that makemessages keeps their translations: the
+# member page shows them through gettext. A chain's own tier names show as configured unless translated too.
+DEFAULT_TIER_NAMES = (gettext_noop("Member"), gettext_noop("Silver"), gettext_noop("Gold"))
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -43,7 +50,7 @@ class ReadOnlyInline(admin.TabularInline):
 class LotInline(ReadOnlyInline):
     model = Lot
     fields = readonly_fields = ("posting", "points", "remaining", "earned_at", "expires_at", "vested", "vest_at")
-    verbose_name_plural = "lots with points left (oldest are spent first)"
+    verbose_name_plural = gettext_lazy("lots with points left (oldest are spent first)")
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(remaining__gt=0).order_by("expires_at", "id")
@@ -52,21 +59,21 @@ class LotInline(ReadOnlyInline):
 class EntryInline(ReadOnlyInline):
     model = Entry
     fields = readonly_fields = ("created_at", "posting_link", "kind", "account", "amount", "source")
-    verbose_name_plural = "ledger entries (read-only)"
+    verbose_name_plural = gettext_lazy("ledger entries (read-only)")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("posting").order_by("-id")
 
-    @admin.display(description="posting")
+    @admin.display(description=gettext_lazy("posting"))
     def posting_link(self, obj: Entry) -> str:
         url = reverse("admin:loyalty_posting_change", args=[obj.posting_id])
         return format_html('<a href="{}">#{}</a>', url, obj.posting_id)
 
-    @admin.display(description="kind")
+    @admin.display(description=gettext_lazy("kind"))
     def kind(self, obj: Entry) -> str:
         return obj.posting.get_kind_display()
 
-    @admin.display(description="source")
+    @admin.display(description=gettext_lazy("source"))
     def source(self, obj: Entry) -> str:
         p = obj.posting
         return " · ".join(bit for bit in (p.channel, p.store, p.reference, p.actor, p.reason) if bit)
@@ -75,18 +82,21 @@ class EntryInline(ReadOnlyInline):
 class HoldInline(ReadOnlyInline):
     model = RedemptionHold
     fields = readonly_fields = ("id", "points", "status", "expires_at", "channel", "reference", "created_at", "closed_at")
-    verbose_name_plural = "redemption holds"
+    verbose_name_plural = gettext_lazy("redemption holds")
 
 
 class AdjustmentForm(forms.Form):
     # One key per opened form: a double click or a resubmitted POST replays the first posting instead of a second.
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200)
-    points = forms.IntegerField(help_text="Positive to credit (a new lot), negative to debit (oldest lots first).")
-    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 60}))
+    points = forms.IntegerField(
+        label=gettext_lazy("Points"),
+        help_text=gettext_lazy("Positive to credit (a new lot), negative to debit (oldest lots first)."),
+    )
+    reason = forms.CharField(label=gettext_lazy("Reason"), max_length=300, widget=forms.TextInput(attrs={"size": 60}))
 
     def clean_points(self) -> int:
         if self.cleaned_data["points"] == 0:
-            raise forms.ValidationError("Enter a number of points other than zero.")
+            raise forms.ValidationError(_("Enter a number of points other than zero."))
         return self.cleaned_data["points"]
 
 
@@ -121,23 +131,30 @@ class MemberAdmin(admin.ModelAdmin):
         # Only the contact fields; the counters belong to the ledger and may have moved since the form was read.
         Member.objects.filter(pk=obj.pk).update(name=obj.name, email=obj.email, updated_at=timezone.now())
 
-    @admin.display(description="tier")
+    @admin.display(description=gettext_lazy("tier"))
     def tier_summary(self, obj: Member) -> str:
         p = selectors.tier_progress(member=obj)
-        text = f"{p['name']} (×{p['multiplier']}), spend 12 months {p['spend_12m_vnd']:,} ₫".replace(",", ".")
+        text = _("%(tier)s (×%(multiplier)s), spend 12 months %(spend)s") % {
+            "tier": _(p["name"]), "multiplier": p["multiplier"], "spend": format_vnd(p["spend_12m_vnd"])}
         if p["next_tier"]:
-            text += f"; {p['spend_to_next_tier_vnd']:,} ₫ more for {p['next_tier_name']}".replace(",", ".")
+            text += _("; %(amount)s more for %(tier)s") % {
+                "amount": format_vnd(p["spend_to_next_tier_vnd"]), "tier": _(p["next_tier_name"])}
         return text
 
-    @admin.display(description="balance")
+    @admin.display(description=gettext_lazy("balance"))
     def balance_summary(self, obj: Member) -> str:
         if obj.pk is None:
             return "-"
         b = selectors.balance(member=obj)
-        return (
-            f"available {b.available} (= {b.available_value_vnd:,} ₫), pending {b.pending}, held {b.held}, "
-            f"shortfall {b.shortfall}, expiring within {conf.expiring_soon().days} days {b.expiring_soon}"
-        ).replace(",", ".")
+        return _(
+            "available %(available)s (= %(value)s), pending %(pending)s, held %(held)s, shortfall %(shortfall)s, "
+            "expiring within %(days)s days %(expiring)s"
+        ) % {
+            "available": format_points(b.available), "value": format_vnd(b.available_value_vnd),
+            "pending": format_points(b.pending), "held": format_points(b.held),
+            "shortfall": format_points(b.shortfall), "days": conf.expiring_soon().days,
+            "expiring": format_points(b.expiring_soon),
+        }
 
     def has_adjust_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.adjust_points")
@@ -147,11 +164,12 @@ class MemberAdmin(admin.ModelAdmin):
         # The button leads to a 403 without the permission: leave it out rather than offer it.
         return fields if self.has_adjust_permission(request) else [f for f in fields if f != "adjust_link"]
 
-    @admin.display(description="adjust")
+    @admin.display(description=gettext_lazy("adjust"))
     def adjust_link(self, obj: Member) -> str:
         if obj.pk is None:
             return "-"
-        return format_html('<a class="button" href="{}">Adjust points</a>', reverse("admin:loyalty_member_adjust", args=[obj.pk]))
+        return format_html('<a class="button" href="{}">{}</a>', reverse("admin:loyalty_member_adjust", args=[obj.pk]),
+                           _("Adjust points"))
 
     def get_urls(self):
         return [
@@ -178,11 +196,16 @@ class MemberAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 form.add_error(None, f"{exc.message} {exc.details or ''}".strip())
             else:
-                self.message_user(request, f"Posted adjustment #{posting.pk}: {posting.points:+d} points.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    _("Posted adjustment #%(id)s: %(points)s.") % {
+                        "id": posting.pk, "points": ("+" if posting.points > 0 else "") + format_points(posting.points)},
+                    messages.SUCCESS,
+                )
                 return HttpResponseRedirect(reverse("admin:loyalty_member_change", args=[member.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Adjust points: {member}",
+            "title": _("Adjust points: %(member)s") % {"member": member},
             "opts": self.opts,
             "member": member,
             "form": form,
@@ -190,11 +213,11 @@ class MemberAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/loyalty/member/adjust.html", context)
 
-    @admin.action(description="Merge the selected members into the oldest one", permissions=["adjust"])
+    @admin.action(description=gettext_lazy("Merge the selected members into the oldest one"), permissions=["adjust"])
     def merge_into_oldest(self, request: HttpRequest, queryset) -> None:
         members = list(queryset.filter(merged_into__isnull=True).order_by("created_at", "id"))
         if len(members) < 2:
-            self.message_user(request, "Select at least two members that were not merged yet.", messages.WARNING)
+            self.message_user(request, _("Select at least two members that were not merged yet."), messages.WARNING)
             return
         keep = members[0]
         for other in members[1:]:
@@ -203,7 +226,8 @@ class MemberAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{other.phone}: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"Merged {other.phone} into {keep.phone}.", messages.SUCCESS)
+                self.message_user(request, _("Merged %(other)s into %(keep)s.") % {"other": other.phone, "keep": keep.phone},
+                                  messages.SUCCESS)
 
 
 class PostingEntryInline(ReadOnlyInline):

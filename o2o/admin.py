@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -64,16 +66,16 @@ class SalesChannelAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_key_count=Count("api_keys"))
 
-    @admin.display(description="API keys", ordering="_key_count")
+    @admin.display(description=gettext_lazy("API keys"), ordering="_key_count")
     def key_count(self, obj: SalesChannel) -> int:
         return obj._key_count
 
-    @admin.display(description="API key")
+    @admin.display(description=gettext_lazy("API key"))
     def new_key_link(self, obj: SalesChannel) -> str:
         if not obj.pk:
-            return "Save the channel first, then create its key."
+            return _("Save the channel first, then create its key.")
         url = reverse("admin:o2o_saleschannelkey_add") + f"?channel={obj.pk}"
-        return format_html('<a class="addlink" href="{}">Create an API key for {}</a>', url, obj.code)
+        return format_html('<a class="addlink" href="{}">{}</a>', url, _("Create an API key for %(channel)s") % {"channel": obj.code})
 
 
 @admin.register(SalesChannelKey)
@@ -104,11 +106,11 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class NeedsAttentionFilter(admin.SimpleListFilter):
     """Dead letters (gave up after O2O_OUTBOX_MAX_ATTEMPTS) and events still retrying after a failure."""
 
-    title = "delivery trouble"
+    title = gettext_lazy("delivery trouble")
     parameter_name = "trouble"
 
     def lookups(self, request, model_admin):
-        return [("dead", "Dead letters (replayable)"), ("retrying", "Failing, still retrying")]
+        return [("dead", _("Dead letters (replayable)")), ("retrying", _("Failing, still retrying"))]
 
     def queryset(self, request, queryset):
         if self.value() == "dead":
@@ -149,25 +151,25 @@ class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     actions = ["replay_dead"]
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, obj: OutboxEvent) -> str:
         return format_html('<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>',
                            OUTBOX_COLOURS.get(obj.status, "#757575"), obj.get_status_display())
 
-    @admin.display(description="last error")
+    @admin.display(description=gettext_lazy("last error"))
     def short_error(self, obj: OutboxEvent) -> str:
         return obj.last_error[:80]
 
-    @admin.action(description="Replay the selected dead letters (deliver them again)", permissions=["replay"])
+    @admin.action(description=gettext_lazy("Replay the selected dead letters (deliver them again)"), permissions=["replay"])
     def replay_dead(self, request, queryset) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         try:
             count = outbox.replay_dead_events(event_ids=ids)
         except DomainError as exc:
-            self.message_user(request, f"{exc.message} Select dead letters only (filter: delivery trouble).",
+            self.message_user(request, f"{exc.message} " + _("Select dead letters only (filter: delivery trouble)."),
                               messages.ERROR)
             return
-        self.message_user(request, f"{count} event(s) queued for delivery again.", messages.SUCCESS)
+        self.message_user(request, _("%(count)s event(s) queued for delivery again.") % {"count": count}, messages.SUCCESS)
 
     def has_replay_permission(self, request) -> bool:
         # Replaying writes (status back to pending): staff who may change events, or superusers.

@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "o2o.staff.middleware.StoreTimeZoneMiddleware",  # admin times in the staff member's stores' zone
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -173,6 +174,8 @@ API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 # A key this process verified is trusted for this long without hashing it again (revocation through the model is
 # seen at once in the same process, within this many seconds in the others); 0 turns the cache off.
 O2O_API_KEY_CACHE_SECONDS = float(os.environ.get("O2O_API_KEY_CACHE_SECONDS", "5"))
+# Hot read statements (availability) prepared once per connection; off behind a pooler that cannot keep them.
+O2O_PREPARED_STATEMENTS = env_bool("O2O_PREPARED_STATEMENTS", True)
 
 # A checkout hold lasts this long unless the caller asks for less.
 O2O_HOLD_TTL = timedelta(seconds=int(os.environ.get("O2O_HOLD_TTL_SECONDS", "900")))

@@ -1,6 +1,12 @@
 from django.contrib import admin
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from o2o.staff.models import StaffScope
+
+# The role groups' names are data (o2o.staff.roles); listed here so makemessages keeps their translations
+# (tests/admin/test_i18n.py checks the list against the roles).
+ROLE_NAMES = (gettext_noop("Head office"), gettext_noop("Regional manager"), gettext_noop("Store staff"))
 
 
 @admin.register(StaffScope)
@@ -17,10 +23,10 @@ class StaffScopeAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("stores", "user__groups")
 
-    @admin.display(description="stores")
+    @admin.display(description=gettext_lazy("stores"))
     def store_codes(self, obj: StaffScope) -> str:
-        return "all" if obj.all_stores else ", ".join(s.code for s in obj.stores.all()) or "-"
+        return _("all") if obj.all_stores else ", ".join(s.code for s in obj.stores.all()) or "-"
 
-    @admin.display(description="roles")
+    @admin.display(description=gettext_lazy("roles"))
     def roles(self, obj: StaffScope) -> str:
-        return ", ".join(g.name for g in obj.user.groups.all()) or "-"
+        return ", ".join(_(g.name) for g in obj.user.groups.all()) or "-"
