@@ -2,9 +2,13 @@
 and the re-route form, for staff with orders.reroute_order, inside their store scope."""
 
 import re
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 
 from inventory.models import Stock
@@ -12,6 +16,7 @@ from o2o.models import OutboxEvent
 from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from orders import services
 from orders.models import Fulfillment, RoutingDecision, RoutingKind
+from tests.concurrency import run_concurrently
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 
@@ -189,3 +194,34 @@ def test_delivery_failed_action_says_what_it_does(client, shops, head_office):
     page = client.get(reverse("admin:orders_fulfillment_changelist")).content.decode()
     assert "Delivery failed (goods still with the courier; stock unchanged)" in page
     assert "goods back in store" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.concurrency
+def test_reroute_form_races_the_start_picking_button(shops, head_office):
+    """The re-route form and the queue's "Start picking" button sent at once, on two connections: no 500, exactly one
+    of them happens, and the stock ledger balances."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are a PostgreSQL promise")
+    order = shops["order"]
+    f = order.fulfillments.get()
+
+    def act(i: int):
+        client = Client()
+        client.force_login(head_office)
+        if i == 0:
+            data = {"idempotency_key": "race-1", "reason": "race", "avoid_current": "on"}
+            return client.post(_url(order), data).status_code
+        return client.post(reverse("admin:orders_fulfillment_move", args=[f.pk]), {"to": "picking"}).status_code
+
+    statuses = run_concurrently(2, act)
+    assert statuses[1] == 302 and statuses[0] in (200, 302), statuses  # refusals come back as a message or form error
+    live = list(Fulfillment.objects.filter(order=order).exclude(status="cancelled"))
+    rerouted = RoutingDecision.objects.filter(order=order, kind=RoutingKind.MANUAL).exists()
+    assert len(live) == 1
+    if rerouted:
+        assert live[0].store == shops["q3"] and live[0].status == "assigned"
+        assert Fulfillment.objects.get(pk=f.pk).status == "cancelled"
+    else:
+        assert live[0].pk == f.pk and live[0].status == "picking"
+    call_command("inventory_audit", stdout=StringIO())
