@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from inventory.exceptions import UnknownSku
 from inventory.models import OpeningHours, Product, Reservation, Stock, StockMovement, Store
+from o2o import prepared
 
 SERVICES = ("delivery", "pickup", "returns")
 KM_PER_DEGREE_LAT = 111.32
@@ -76,6 +77,11 @@ def opening_status(
 EARTH_RADIUS_KM = 6371.009  # geopy's great_circle radius: the same distances as before, and as the router's
 
 
+# Named, not `s.*`: a prepared statement whose result columns changed (a migration adding a column while workers
+# run) would fail with "cached plan must not change result type".
+_STORE_COLUMNS = ", ".join(f"s.{f.column}" for f in Store._meta.concrete_fields)
+
+
 def _in(values: Iterable) -> tuple[str, list]:
     """`IN (%s, %s, ...)` and its parameters (PostgreSQL and the demo's SQLite alike)."""
     values = list(values) or [None]
@@ -109,7 +115,7 @@ def stores_near(
                          FROM {OpeningHours._meta.db_table} h WHERE h.store_id = candidates.id) AS hours_json""" if postgres else ""
     sql = f"""
         SELECT *{hours_column} FROM (
-            SELECT s.*, 2 * %s * ASIN(SQRT(POWER(SIN((RADIANS(s.lat) - %s) / 2), 2)
+            SELECT {_STORE_COLUMNS}, 2 * %s * ASIN(SQRT(POWER(SIN((RADIANS(s.lat) - %s) / 2), 2)
                         + %s * COS(RADIANS(s.lat)) * POWER(SIN((RADIANS(s.lon) - %s) / 2), 2))) AS distance_km
             FROM {Store._meta.db_table} s
             WHERE s.is_active AND s.lat BETWEEN %s AND %s AND s.lon BETWEEN %s AND %s {service_filter}
@@ -120,10 +126,10 @@ def stores_near(
     """
     params = [EARTH_RADIUS_KM, math.radians(lat), math.cos(math.radians(lat)), math.radians(lon),
               south, north, west, east, radius_km, limit]
-    stores = list(Store.objects.raw(sql, params))
     at = at or timezone.now()
     statuses: dict[tuple, tuple] = {}  # a chain has a handful of opening patterns: each is worked out once per call
     if postgres:
+        stores = _prepared_stores(sql, params)
         result = []
         for store in stores:
             pattern = (store.timezone, store.hours_json)
@@ -136,6 +142,7 @@ def stores_near(
                 status = statuses[pattern] = opening_status(intervals, time_zone=store.timezone, at=at)
             result.append(NearbyStore(store, round(store.distance_km, 3), *status))
         return result
+    stores = list(Store.objects.raw(sql, params))
     hours = defaultdict(list)
     if stores:
         # Plain rows with .weekday/.opens/.closes: opening_status needs no model instances.
@@ -153,6 +160,26 @@ def stores_near(
         open_now, next_opening, closes_at = status
         result.append(NearbyStore(store, round(store.distance_km, 3), open_now, next_opening, closes_at))
     return result
+
+
+def _prepared_stores(sql: str, params: list) -> list[Store]:
+    """The rows of the stores query as Store instances (with distance_km and hours_json set), read through a prepared
+    statement: Store.objects.raw would have PostgreSQL plan the statement again on every request."""
+    with prepared.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column.name for column in cursor.description]
+        rows = cursor.fetchall()
+    concrete = {f.attname for f in Store._meta.concrete_fields}
+    fields = [i for i, name in enumerate(names) if name in concrete]
+    extras = [(i, name) for i, name in enumerate(names) if name not in concrete]
+    field_names = [names[i] for i in fields]
+    stores = []
+    for row in rows:
+        store = Store.from_db(connection.alias, field_names, [row[i] for i in fields])
+        for i, name in extras:
+            setattr(store, name, row[i])
+        stores.append(store)
+    return stores
 
 
 def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
@@ -222,7 +249,7 @@ def sellable_online(
         WHERE s.store_id {stores_in} AND s.product_id {products_in}
     """
     params = [now or timezone.now(), *store_params, *product_params, *store_params, *product_params]
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(sql, params)
         return {(s, p): max(0, units) for s, p, units in cursor.fetchall()}
 
@@ -259,7 +286,7 @@ def sellable_online_by_sku(
     params = [*store_params, now or timezone.now(), *store_params, *sku_params, *sku_params]
     found: dict[str, int] = {}
     atp: dict[tuple[int, str], int] = {}
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(sql, params)
         for sku, product_id, store_id, units in cursor.fetchall():
             found[sku] = product_id

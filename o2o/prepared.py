@@ -1,0 +1,66 @@
+"""Prepared statements for the hot paths' raw SQL on PostgreSQL.
+
+Django's psycopg 3 backend binds parameters on the client, so PostgreSQL parses and plans every statement anew. For
+the few statements that run on every availability request (or every loyalty posting) the planning costs more than
+the execution: the availability stock query is planned in ~1 ms and executed in ~0.2 ms on the 10 M-row chain. A
+server-side-binding cursor with `prepare=True` makes psycopg PREPARE each statement once per connection and EXECUTE
+it afterwards; after five executions PostgreSQL keeps a generic plan.
+
+Off (O2O_PREPARED_STATEMENTS=0) behind a pooler that cannot keep prepared statements across transactions (PgBouncer
+before 1.21 in transaction mode).
+"""
+
+import time
+
+from django.conf import settings
+from django.db import connection
+
+
+def enabled() -> bool:
+    return connection.vendor == "postgresql" and bool(getattr(settings, "O2O_PREPARED_STATEMENTS", True))
+
+
+class PreparedCursor:
+    """A server-side-binding psycopg cursor on Django's connection (same transaction, same connection as the ORM)
+    whose statements are prepared once per connection. Database errors come out as Django's, as from Django's own
+    cursors."""
+
+    def __init__(self):
+        import psycopg
+
+        connection.ensure_connection()
+        self._cursor = psycopg.Cursor(connection.connection)
+
+    @property
+    def description(self):
+        return self._cursor.description
+
+    def execute(self, sql: str, params) -> None:
+        if not connection.queries_logged:
+            with connection.wrap_database_errors:
+                self._cursor.execute(sql, params, prepare=True)
+            return
+        # Logged like Django's debug cursor, so query counts (tests, DEBUG pages) still see these statements.
+        started = time.monotonic()
+        try:
+            with connection.wrap_database_errors:
+                self._cursor.execute(sql, params, prepare=True)
+        finally:
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cursor.close()
+
+
+def cursor():
+    """A prepared-statement cursor on PostgreSQL (unless turned off), else Django's own cursor."""
+    return PreparedCursor() if enabled() else connection.cursor()
