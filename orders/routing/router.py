@@ -2,14 +2,21 @@
 
 1. Candidates per order (rules, then the k cheapest that can serve it whole, or what a split needs).
 2. Two complete seed plans: the greedy (hardest orders first, cheapest store that can serve whole, else the split
-   that covers most units per parcel) and nearest-store-first. The better one is the fallback and the CP-SAT hint,
-   and the stores nearest-store-first used are added to the candidates, so the optimiser can never end up worse than
-   that baseline on the objective, even where pruning dropped a store it needed.
+   that covers most units per parcel) and nearest-store-first, each improved by the local search (improve.py:
+   relocations, ejections, re-splits). The better one is the fallback and the CP-SAT hint, and the stores the seeds
+   used are added to the candidates, so the optimiser can never end up worse than that baseline on the objective,
+   even where pruning dropped a store it needed.
 3. A lower bound per order (one shipment from its cheapest whole store, or two from its two cheapest stores, or
    unserved). When the seed meets it, the seed is optimal and CP-SAT is skipped: a single order at checkout, and any
    wave where orders do not compete for stock or capacity, is answered in milliseconds.
-4. Otherwise CP-SAT, hinted with the seed, under the time limit; the seed stays if CP-SAT finds nothing better.
+4. Otherwise CP-SAT, hinted with the seed, until a tenth of the limit before its end; the seed stays if CP-SAT finds
+   nothing better. The local search then runs on CP-SAT's plan in that last tenth: under a short limit on a busy
+   machine CP-SAT stops with km left on the table, and the search takes most of it back deterministically.
 5. Splits that the final plan no longer needs (a store could now serve the order whole) are merged back.
+
+The objective is the weighted sum of the contract (unserved 1,000,000, shipment 500, cost 1 per km by default). With
+distance costs inside delivery radii of a few km the weights are lexicographic in effect: one order served outweighs
+any plausible number of shipments, one shipment outweighs the km of a whole reassignment chain.
 """
 
 from __future__ import annotations
@@ -47,11 +54,16 @@ def route(
     ocs = order_candidates(index, candidates_k)
     greedy = greedy_allocation(problem, ocs)
     nearest = nearest_allocation(problem, ocs)
-    seed_alloc = {oi: list(s) for oi, s in min((greedy, nearest), key=lambda a: score(problem, a).objective).items()}
-    # The search's own time comes out of the limit: a fifth of it at most, for the seed and for the final plan.
+    # The local search's time comes out of the limit: a fifth of it at most, half for the seeds, half at the end.
     ls_budget = 0.1 * time_limit_s if time_limit_s > 0 else 0.05
-    improve(problem, ocs, seed_alloc, deadline=time.perf_counter() + ls_budget)
-    cand_lists = _with_seed_stores(problem, ocs, greedy, nearest, seed_alloc)
+    ls_deadline = time.perf_counter() + ls_budget
+    seeds = []
+    for base in (greedy, nearest):
+        improved = {oi: list(s) for oi, s in base.items()}
+        improve(problem, ocs, improved, deadline=ls_deadline)
+        seeds.append(improved)
+    seed_alloc = min(seeds, key=lambda a: score(problem, a).objective)
+    cand_lists = _with_seed_stores(problem, ocs, greedy, nearest, *seeds)
     seed_obj = score(problem, seed_alloc).objective
     bound = lower_bound(problem, cand_lists, ocs)
     alloc, status = seed_alloc, "greedy"
