@@ -131,13 +131,16 @@ _MEMBER_COLUMNS = ("id", "phone", "tier", "available", "held", "pending", "short
 class _PreparedCursor:
     """A server-side-binding psycopg cursor on Django's connection (same transaction) whose statements are prepared
     once per connection: the hot path's few statements are then neither re-parsed nor re-planned on every posting.
-    Database errors are turned into Django's, as Django's own cursors do."""
+    One per database connection, reused (closing it at the end of a `with` block would only make the next posting
+    build another). Database errors are turned into Django's, as Django's own cursors do."""
 
-    def __init__(self):
+    def __init__(self, raw):
         import psycopg
 
-        connection.ensure_connection()
-        self._cursor = psycopg.Cursor(connection.connection)
+        self._cursor = psycopg.Cursor(raw)
+
+    def usable_on(self, raw) -> bool:
+        return self._cursor.connection is raw and not self._cursor.closed
 
     def execute(self, sql: str, params) -> None:
         with connection.wrap_database_errors:
@@ -153,14 +156,19 @@ class _PreparedCursor:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._cursor.close()
+        pass
 
 
 def _cursor():
     """The cursor for the hot path's raw SQL: prepared statements on PostgreSQL (LOYALTY_PREPARED_STATEMENTS, on by
     default; turn it off behind a pooler that cannot keep them), else Django's."""
     if connection.vendor == "postgresql" and conf.prepared_statements():
-        return _PreparedCursor()
+        connection.ensure_connection()
+        raw = connection.connection
+        cached = getattr(connection, "_loyalty_cursor", None)
+        if cached is None or not cached.usable_on(raw):
+            cached = connection._loyalty_cursor = _PreparedCursor(raw)
+        return cached
     return connection.cursor()
 
 
@@ -182,6 +190,50 @@ def _lock_member(member: Member | int) -> Member:
             if locked.merged_into_id is None:
                 return locked
             member_id = locked.merged_into_id
+    raise InvalidMerge("Member merge chain too deep.", details={"member_id": member_id})
+
+
+_LOTS_PAGE = 8  # lots read with the lock: enough for nearly every spend; _pick_lots reads on if not
+_M = Member._meta.db_table
+# Whether the member row the lock returns is the version the statement's snapshot saw. The locked columns are always
+# the newest version (PostgreSQL re-reads a row updated while we waited for its lock), but everything else in the
+# statement (lots, postings) comes from the snapshot taken before the wait. Every change to a member's lots or
+# postings is made under that member's lock by a transaction that also updates the member row (its counters), so a
+# row unchanged since the snapshot proves those reads current. When it did change (rare: another posting for the same
+# member committed while we waited), the caller runs the statement again: the lock is ours, the reads are then fresh.
+_CURRENT = f"m.xmin = (SELECT s.xmin FROM {_M} s WHERE s.id = m.id)"
+
+
+def _lots_page_sql(member: str, exclude: str) -> str:
+    """The first `_LOTS_PAGE` lots `_pick_lots` would read, as an array of [id, remaining] (NULL when none)."""
+    return (
+        "(SELECT array_agg(ARRAY[l.id, l.remaining] ORDER BY l.expires_at, l.id) FROM (SELECT id, remaining, "
+        f"expires_at FROM {Lot._meta.db_table} WHERE member_id = {member} AND vested AND remaining > 0 "
+        f"AND id <> {exclude} ORDER BY expires_at, id LIMIT {_LOTS_PAGE}) l)"
+    )
+
+
+def _lock_member_to_spend(member: Member | int) -> tuple[Member, list[tuple[int, int]] | None]:
+    """`_lock_member`, plus on PostgreSQL the first page of the lots a spend takes (oldest first) in the same
+    statement, proven current (see _CURRENT). Returns (member, lots page or None when not read here)."""
+    if connection.vendor != "postgresql":
+        return _lock_member(member), None
+    member_id = member.pk if isinstance(member, Member) else member
+    cols = ", ".join(f"m.{c}" for c in _MEMBER_COLUMNS)
+    with _cursor() as cursor:
+        for _ in range(6):
+            cursor.execute(
+                f"SELECT {cols}, {_CURRENT}, {_lots_page_sql('m.id', '0')} FROM {_M} m WHERE m.id = %s FOR UPDATE",
+                [member_id],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise Member.DoesNotExist(f"member {member_id}")
+            locked = Member(**dict(zip(_MEMBER_COLUMNS, row[: len(_MEMBER_COLUMNS)], strict=True)))
+            if locked.merged_into_id is not None:
+                member_id = locked.merged_into_id
+            elif row[-2]:
+                return locked, [(lot, n) for lot, n in (row[-1] or [])]
     raise InvalidMerge("Member merge chain too deep.", details={"member_id": member_id})
 
 
@@ -492,34 +544,39 @@ def _post_in_one_statement(
     return posting_id
 
 
-def _pick_lots(member: Member, points: int, *, first: Lot | None = None) -> list[tuple[int, int]]:
+def _pick_lots(member: Member, points: int, *, first: Lot | None = None,
+               page: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
     """Which vested lots `points` come out of: `first` first, then oldest expiry first. The member row must be
-    locked (it guards the lots). Returns (lot id, points) pairs; the posting applies them. Raw SQL: every spend."""
+    locked (it guards the lots). `page`: the first `_LOTS_PAGE` of those lots (excluding `first`), already read
+    under the lock. Returns (lot id, points) pairs; the posting applies them. Raw SQL: every spend."""
     taken: list[tuple[int, int]] = []
     left = points
     if first is not None and first.vested and first.remaining > 0:
         n = min(left, first.remaining)
         taken.append((first.pk, n))
         left -= n
-    offset, batch = 0, 8
-    with _cursor() as cursor:
-        while left > 0:
-            cursor.execute(
-                f"SELECT id, remaining FROM {Lot._meta.db_table} WHERE member_id = %s AND vested AND remaining > 0 "
-                "AND id <> %s ORDER BY expires_at, id LIMIT %s OFFSET %s",
-                [member.pk, first.pk if first is not None else 0, batch, offset],
-            )
-            page = cursor.fetchall()
-            if not page:
-                raise AssertionError(f"member {member.pk}: lots hold less than the available counter")
-            for lot_id, remaining in page:
-                if left <= 0:
-                    break
-                n = min(left, remaining)
-                taken.append((lot_id, n))
-                left -= n
-            offset += batch
-            batch = 500
+    offset, batch = 0, _LOTS_PAGE
+    while left > 0:
+        if offset == 0 and page is not None:
+            rows = page
+        else:
+            with _cursor() as cursor:
+                cursor.execute(
+                    f"SELECT id, remaining FROM {Lot._meta.db_table} WHERE member_id = %s AND vested AND remaining > 0 "
+                    "AND id <> %s ORDER BY expires_at, id LIMIT %s OFFSET %s",
+                    [member.pk, first.pk if first is not None else 0, batch, offset],
+                )
+                rows = cursor.fetchall()
+        if not rows:
+            raise AssertionError(f"member {member.pk}: lots hold less than the available counter")
+        for lot_id, remaining in rows:
+            if left <= 0:
+                break
+            n = min(left, remaining)
+            taken.append((lot_id, n))
+            left -= n
+        offset += batch
+        batch = 500
     return taken
 
 
@@ -699,18 +756,13 @@ def reverse_earning(
     frac = _fraction(fraction) if fraction is not None else None
     earning_id = earning.pk if isinstance(earning, Posting) else earning
     with transaction.atomic():
-        original = Posting.objects.filter(pk=earning_id, kind=PostingKind.EARN).first()
-        if original is None:
-            raise PostingNotFound(details={"earning": earning_id})
-        m = _lock_member(original.member_id)
-        first = _replay(idempotency_key, kind=PostingKind.REVERSE, member=m)
-        if first is not None:
-            return first
-        done = original.corrections.filter(kind=PostingKind.REVERSE).aggregate(
-            points=Sum("points", default=0), amount=Sum("amount_vnd", default=0)
-        )
-        points_left = original.points - done["points"]
-        amount_left = original.amount_vnd - done["amount"]
+        m, original, state = _lock_earning(earning_id, idempotency_key)
+        if state.replayed:
+            first = _replay(idempotency_key, kind=PostingKind.REVERSE, member=m)
+            if first is not None:
+                return first
+        points_left = original.points - state.reversed_points
+        amount_left = original.amount_vnd - state.reversed_amount
         if points_left <= 0 and amount_left <= 0:
             raise NothingToReverse(details={"earning": original.pk})
         wanted = math.floor(original.points * frac) if frac is not None else points
@@ -718,25 +770,88 @@ def reverse_earning(
         money = amount_vnd if amount_vnd is not None else (math.floor(original.amount_vnd * frac) if frac else 0)
         money = max(0, min(money, amount_left))
 
-        own_lot = Lot.objects.filter(posting=original).first()
+        own_lot = state.own_lot
         from_pending = 0
+        lot_changes = []
         if own_lot is not None and not own_lot.vested:
             from_pending = min(n, own_lot.remaining)
-            if from_pending:
-                Lot.objects.filter(pk=own_lot.pk).update(remaining=F("remaining") - from_pending)
+            lot_changes.append((own_lot.pk, -from_pending))
         from_available = min(n - from_pending, m.available)
-        taken = []
         if from_available:
-            taken = _pick_lots(m, from_available, first=own_lot if own_lot is not None and own_lot.vested else None)
+            vested_own = own_lot if own_lot is not None and own_lot.vested else None
+            lot_changes += _spent(_pick_lots(m, from_available, first=vested_own, page=state.lots_page))
         shortfall = n - from_pending - from_available
-        return _post(
-            lot_changes=_spent(taken),
+        posting = _post(
+            lot_changes=lot_changes,
             member=m, kind=PostingKind.REVERSE, source=source, now=now, points=n, amount_vnd=money,
             idempotency_key=idempotency_key, original=original,
             entries=[(A.ISSUED, n, None), (A.PENDING, -from_pending, m), (A.AVAILABLE, -from_available, m),
                      (A.SHORTFALL, -shortfall, m)],
             reason=f"shortfall {shortfall}" if shortfall else "",
         )
+        return posting or _first_or(idempotency_key, kind=PostingKind.REVERSE, member=m)
+
+
+@dataclass
+class _EarningState:
+    """What a reversal needs to know about its earning, read under the member's lock."""
+
+    replayed: bool  # the idempotency key is already taken
+    reversed_points: int  # by earlier reversals of this earning
+    reversed_amount: int
+    own_lot: Lot | None  # the lot the earning credited (a partial instance: id, remaining, vested)
+    lots_page: list[tuple[int, int]] | None  # the member's first lots to spend after own_lot, or None: not read
+
+
+def _lock_earning(earning_id: int, key: str | None) -> tuple[Member, Posting, _EarningState]:
+    """Lock the live member behind an earning and read what reversing it needs. On PostgreSQL in one statement:
+    the earning itself never changes, the rest is proven current as in _lock_member_to_spend. Raises
+    PostingNotFound."""
+    if connection.vendor != "postgresql":
+        original = Posting.objects.filter(pk=earning_id, kind=PostingKind.EARN).first()
+        if original is None:
+            raise PostingNotFound(details={"earning": earning_id})
+        m = _lock_member(original.member_id)
+        done = original.corrections.filter(kind=PostingKind.REVERSE).aggregate(
+            points=Sum("points", default=0), amount=Sum("amount_vnd", default=0)
+        )
+        replayed = bool(key) and Posting.objects.filter(idempotency_key=key).exists()
+        return m, original, _EarningState(replayed, done["points"], done["amount"],
+                                          Lot.objects.filter(posting=original).first(), None)
+    postings, lots = Posting._meta.db_table, Lot._meta.db_table
+    own_lot = f"(SELECT o.id FROM {lots} o WHERE o.posting_id = p.id ORDER BY o.expires_at, o.id LIMIT 1)"
+    sql = (
+        f"SELECT {', '.join(f'm.{c}' for c in _MEMBER_COLUMNS)}, {_CURRENT}, p.member_id, p.points, p.amount_vnd, "
+        f"p.created_at, (SELECT c.id FROM {postings} c WHERE c.idempotency_key = %s), "
+        f"(SELECT ARRAY[coalesce(sum(c.points), 0), coalesce(sum(c.amount_vnd), 0)]::bigint[] FROM {postings} c "
+        "WHERE c.original_id = p.id AND c.kind = 'reverse'), "
+        f"(SELECT ARRAY[o.id, o.remaining, o.vested::int]::bigint[] FROM {lots} o WHERE o.posting_id = p.id "
+        "ORDER BY o.expires_at, o.id LIMIT 1), "
+        f"{_lots_page_sql('m.id', f'coalesce({own_lot}, 0)')} "
+        f"FROM {postings} p JOIN {_M} m ON m.id = coalesce(%s::bigint, p.member_id) "
+        "WHERE p.id = %s AND p.kind = 'earn' FOR UPDATE OF m"
+    )
+    target = None  # the earning's member, or the member it was merged into
+    n = len(_MEMBER_COLUMNS)
+    with _cursor() as cursor:
+        for _ in range(6):
+            cursor.execute(sql, [key or None, target, earning_id])
+            row = cursor.fetchone()
+            if row is None:
+                raise PostingNotFound(details={"earning": earning_id})
+            m = Member(**dict(zip(_MEMBER_COLUMNS, row[:n], strict=True)))
+            if m.merged_into_id is not None:
+                target = m.merged_into_id
+                continue
+            if not row[n]:
+                continue  # another posting for this member committed while we waited: read again, under our lock
+            member_id, points, amount_vnd, created_at, replay, done, lot, page = row[n + 1:]
+            original = Posting(pk=earning_id, kind=PostingKind.EARN, member_id=member_id, points=points,
+                               amount_vnd=amount_vnd, created_at=created_at)
+            own = Lot(pk=lot[0], remaining=lot[1], vested=bool(lot[2])) if lot else None
+            state = _EarningState(replay is not None, done[0], done[1], own, [(i, r) for i, r in (page or [])])
+            return m, original, state
+    raise InvalidMerge("Member merge chain too deep.", details={"member_id": target})
 
 
 # --- redeeming --------------------------------------------------------------------------------------------------------
@@ -760,11 +875,11 @@ def hold_redemption(
     if expires_at <= now:
         raise InvalidInput("A hold must expire in the future.", details={"expires_at": expires_at.isoformat()})
     with transaction.atomic():
-        m = _lock_member(member)
+        m, page = _lock_member_to_spend(member)
         if m.available < points:
             refusal = InsufficientPoints(details={"available": m.available, "requested": points})
             return _first_or(idempotency_key, kind=PostingKind.HOLD, member=m, refusal=refusal).hold
-        taken = _pick_lots(m, points)
+        taken = _pick_lots(m, points, page=page)
         new_hold = NewHold(points=points, expires_at=expires_at, channel=source.channel, store=source.store,
                            reference=source.reference, allocations=taken)
         posting = _post(
@@ -924,7 +1039,7 @@ def redeem_points(
     now = now or timezone.now()
     points = _positive_int(points, "points")
     with transaction.atomic():
-        m = _lock_member(member)
+        m, page = _lock_member_to_spend(member)
         if m.available < points:
             refusal = InsufficientPoints(details={"available": m.available, "requested": points})
             return _first_or(idempotency_key, kind=PostingKind.REDEEM, member=m, refusal=refusal)
@@ -932,7 +1047,7 @@ def redeem_points(
             member=m, kind=PostingKind.REDEEM, source=source, now=now, points=points,
             amount_vnd=points * conf.point_value_vnd(), idempotency_key=idempotency_key, spend=points,
             entries=[(A.AVAILABLE, -points, m), (A.REDEEMED, points, None)],
-            lot_changes=_spent(_pick_lots(m, points)),
+            lot_changes=_spent(_pick_lots(m, points, page=page)),
         )
         return posting or _first_or(idempotency_key, kind=PostingKind.REDEEM, member=m)
 

@@ -10,6 +10,12 @@ After the run, the ledger audit must pass (every posting balances, every balance
     .venv/bin/python bench/loyalty/run.py --reset ...     # drop and recreate the bench database
 
 Uses its own database (default `o2o_bench_loyalty`). Writes bench/loyalty/RESULTS-loyalty.md unless --no-write.
+
+CPU per posting: the client processes' own CPU (user + system, all threads) and the CPU of the PostgreSQL backends
+serving the bench connections (utime + stime from /proc/<pid>/stat, each backend found by pg_backend_pid()), over
+the timed window, divided by the postings the clients made. On a shared machine this is far steadier than
+postings/s: it does not count the time spent waiting for a CPU. `O2O_BENCH_CODE=<dir>` runs the services of
+another tree (compare.py's "before") under this same harness.
 """
 
 import argparse
@@ -25,7 +31,9 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+CODE = Path(os.environ.get("O2O_BENCH_CODE") or ROOT)  # whose loyalty services run (compare.py: the old tree)
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(CODE))
 from bench.common import machine, prepare_database, setup_django  # noqa: E402 - after the path insert
 
 
@@ -53,6 +61,15 @@ def seed_members(count: int) -> None:
                                  idempotency_key=f"bench:seed:{m.pk}")
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a PostgreSQL backend on this machine has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of the line)
+
+
 def client_thread(seed: int, start_at: float, end_at: float, members: list[int], hot: float, out: list) -> None:
     from django.db import connection
 
@@ -65,7 +82,11 @@ def client_thread(seed: int, start_at: float, end_at: float, members: list[int],
     postings, refused, latencies = 0, 0, []
     earnings: list[int] = []
     n = 0
+    with connection.cursor() as cursor:  # connect before the clock starts, as a pooled server would be
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     time.sleep(max(0.0, start_at - time.time()))
+    server_cpu = backend_cpu(backend)
     try:
         while time.time() < end_at:
             n += 1
@@ -100,8 +121,9 @@ def client_thread(seed: int, start_at: float, end_at: float, members: list[int],
                 refused += 1
             latencies.append(time.perf_counter() - started)
     finally:
+        server_cpu = backend_cpu(backend) - server_cpu
         connection.close()
-    out.append((postings, refused, latencies))
+    out.append((postings, refused, latencies, server_cpu))
 
 
 def client_process(db: str, first_seed: int, threads: int, seconds: float, members: list[int], hot: float, ready, go,
@@ -112,6 +134,8 @@ def client_process(db: str, first_seed: int, threads: int, seconds: float, membe
     ready.put(os.getpid())
     start_at = go.get()
     end_at = start_at + seconds
+    time.sleep(max(0.0, start_at - time.time()))
+    client_cpu = time.process_time()
     out: list = []
     workers = [
         threading.Thread(target=client_thread, args=(first_seed + i, start_at, end_at, members, hot, out)) for i in range(threads)
@@ -120,7 +144,7 @@ def client_process(db: str, first_seed: int, threads: int, seconds: float, membe
         w.start()
     for w in workers:
         w.join()
-    queue.put(out)
+    queue.put((out, time.process_time() - client_cpu))
 
 
 def run(args) -> dict:
@@ -155,9 +179,11 @@ def run(args) -> dict:
 
     window = {"created_at__gte": datetime.fromtimestamp(start_at, UTC), "created_at__lt": datetime.fromtimestamp(end_at, UTC)}
     postings = Posting.objects.filter(**window).count()
-    flat = [r for chunk in results for r in chunk]
-    latencies = sorted(x for _, _, lat in flat for x in lat)
-    made = sum(p for p, _, _ in flat)
+    flat = [r for chunk, _ in results for r in chunk]
+    latencies = sorted(x for _, _, lat, _ in flat for x in lat)
+    made = sum(p for p, _, _, _ in flat)
+    client_cpu = sum(cpu for _, cpu in results)
+    server_cpu = sum(cpu for _, _, _, cpu in flat)
     return {
         "clients": args.clients,
         "procs": args.procs,
@@ -166,12 +192,16 @@ def run(args) -> dict:
         "seconds": args.seconds,
         "postings": postings,
         "postings_counted": made,
-        "refused": sum(r for _, r, _ in flat),
+        "refused": sum(r for _, r, _, _ in flat),
         "per_second": postings / args.seconds,
         "calls": len(latencies),
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else 0,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else 0,
         "mean_ms": 1000 * statistics.mean(latencies) if latencies else 0,
+        "client_cpu_s": client_cpu,
+        "server_cpu_s": server_cpu,
+        "client_ms_per_posting": 1000 * client_cpu / made if made else 0,
+        "server_ms_per_posting": 1000 * server_cpu / made if made else 0,
     }
 
 
@@ -187,12 +217,14 @@ def audit() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = "| clients | members | hot share | seconds | postings | postings/s | refused (no points) | call p50 ms | call p99 ms |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    head = ("| clients | members | hot share | seconds | postings | postings/s | refused (no points) | call p50 ms | "
+            "call p99 ms | CPU ms/posting: client + PostgreSQL |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['clients']} | {r['members']} | {r['hot']:.0%} | {r['seconds']} | {r['postings']} | "
-            f"**{r['per_second']:.0f}** | {r['refused']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
+            f"**{r['per_second']:.0f}** | {r['refused']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['client_ms_per_posting']:.2f} + {r['server_ms_per_posting']:.2f} |"
         )
     return "\n".join(lines)
 
