@@ -22,7 +22,6 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from inventory.admin import StoreFilter, format_vnd
-from inventory.models import Store
 from o2o.domain_errors import DomainError
 from o2o.staff.scope import ALL, StoreScopedAdmin, restrict, scoped_stores, store_ids_for
 from orders import board, services
@@ -221,7 +220,7 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
                     reason=form.cleaned_data["reason"],
                     actor=f"staff:{request.user.get_username()}",
                     avoid_current_stores=form.cleaned_data["avoid_current"],
-                    exclude_store_ids=self._outside_scope(request),
+                    within_store_ids=self._route_within(request),
                     idempotency_key=form.cleaned_data["idempotency_key"],
                 )
             except DomainError as exc:
@@ -251,12 +250,10 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
         stores = set(order.fulfillments.exclude(status=S.CANCELLED).values_list("store_id", flat=True))
         return stores <= ids
 
-    def _outside_scope(self, request: HttpRequest) -> set[int]:
-        """The stores a scoped staff member may not route to (none for head office)."""
+    def _route_within(self, request: HttpRequest) -> set[int] | None:
+        """The stores a staff member may move an order to: their scope (None, any store, for head office)."""
         ids = store_ids_for(request.user)
-        if ids is ALL:
-            return set()
-        return set(Store.objects.exclude(pk__in=ids).values_list("pk", flat=True))
+        return None if ids is ALL else set(ids)
 
     def _reroute_message(self, request: HttpRequest, order: Order, result: services.RerouteResult) -> None:
         stores = ", ".join(result.stores)

@@ -30,7 +30,7 @@ from inventory import services as stock
 from inventory.exceptions import InsufficientStock, InvalidStockChange, UnknownSku
 from inventory.models import MovementReason, Product, Store
 from inventory.selectors import products_by_sku
-from o2o.domain_errors import DomainError, InvalidInput
+from o2o.domain_errors import DomainError, IdempotencyKeyReused, InvalidInput
 from o2o.models import SalesChannel
 from o2o.outbox import emit, emit_many
 from orders import loyalty_tender, promises
@@ -1062,6 +1062,7 @@ def reroute_order(
     actor: str,
     exclude_store_ids: set[int] | None = None,
     avoid_current_stores: bool = False,
+    within_store_ids: set[int] | None = None,
     idempotency_key: str = "",
     now: datetime | None = None,
 ) -> RerouteResult:
@@ -1069,7 +1070,9 @@ def reroute_order(
     chooses other stores: the current fulfillments are cancelled and their reservations released, new ones are
     reserved, and a `manual` routing decision records the reason and the actor. `avoid_current_stores` (or
     `exclude_store_ids`) keeps the router away from stores; otherwise it may keep the same store(s), and then
-    nothing changes. The same `idempotency_key` again returns the first re-route instead of a second.
+    nothing changes. `within_store_ids` (a staff member's store scope) limits the stores it may choose. The same
+    `idempotency_key` again returns the first re-route instead of a second; with another reason or other stores to
+    avoid it is refused (IdempotencyKeyReused, 422).
 
     Raises RerouteReasonRequired (400), OrderNotFound (404), PickupNotReroutable (409: a pickup stays at the
     customer's store), OrderNotReroutable (409: closed, or a fulfillment is picking or beyond) and RerouteUnserved
@@ -1083,7 +1086,8 @@ def reroute_order(
             with transaction.atomic():
                 return _reroute_order(
                     order_id=order_id, reason=reason[:500], actor=actor, exclude=set(exclude_store_ids or ()),
-                    avoid_current=avoid_current_stores, idempotency_key=idempotency_key[:200], now=now or timezone.now(),
+                    avoid_current=avoid_current_stores, within=within_store_ids, idempotency_key=idempotency_key[:200],
+                    now=now or timezone.now(),
                 )
         except InsufficientStock as exc:
             # Another order took the units between routing and reserving (routing does not lock stock rows);
@@ -1115,8 +1119,8 @@ def reroute_refusal(*, order: Order, live: list[Fulfillment] | None = None) -> D
 
 
 def _reroute_order(
-    *, order_id: int, reason: str, actor: str, exclude: set[int], avoid_current: bool, idempotency_key: str,
-    now: datetime,
+    *, order_id: int, reason: str, actor: str, exclude: set[int], avoid_current: bool, within: set[int] | None,
+    idempotency_key: str, now: datetime,
 ) -> RerouteResult:
     try:
         # The order's lock is what picking takes first too: a concurrent start of picking either committed before
@@ -1134,10 +1138,13 @@ def _reroute_order(
         )
         if earlier is not None:
             manual = earlier.plan.get("manual", {})
+            asked = {"reason": reason, "avoid_current": avoid_current, "excluded_ids": sorted(exclude)}
+            if {k: manual.get(k) for k in asked} != asked:
+                raise IdempotencyKeyReused(details={"idempotency_key": idempotency_key, "order": order.number})
             return RerouteResult(
                 order=order, changed=True, from_stores=manual.get("from_stores", []), decision=earlier, replayed=True,
                 fulfillments=list(
-                    Fulfillment.objects.filter(pk__in=manual.get("fulfillments", [])).select_related("store")
+                    Fulfillment.objects.filter(pk__in=manual.get("fulfillments", [])).select_related("store").order_by("pk")
                 ),
             )
     live = list(
@@ -1163,8 +1170,12 @@ def _reroute_order(
                 held_lines[f.store_id] += 1
     lines = {pid: qty for pid, qty in lines.items() if qty > 0}
     from_stores = sorted({f.store.code for f in live})
+    asked_exclude = sorted(exclude)
     if avoid_current:
         exclude |= {f.store_id for f in live}
+    avoided = sorted(Store.objects.filter(pk__in=exclude).values_list("code", flat=True))
+    if within is not None:
+        exclude |= set(Store.objects.exclude(pk__in=within).values_list("pk", flat=True))
     skus = dict(Product.objects.filter(pk__in=lines).values_list("pk", "sku"))
     # What this order holds counts as available to it: the router may keep it where it is.
     candidates = problems.load_candidates(
@@ -1176,9 +1187,11 @@ def _reroute_order(
         allow_split=order.allow_split, at=now,
     )
     if not served:
-        excluded = sorted(Store.objects.filter(pk__in=exclude).values_list("code", flat=True))
         raise RerouteUnserved(
-            details={"order": order.number, "excluded_stores": excluded, "candidates": [c.code for c in candidates]}
+            details={
+                "order": order.number, "excluded_stores": avoided, "within_scope": within is not None,
+                "candidates": [c.code for c in candidates],
+            }
         )
     planned = _planned_from_routed(served[0], cart=Cart(lines, skus, {}))
     _check_plan(planned)
@@ -1202,8 +1215,9 @@ def _reroute_order(
         **decision.get("plan", {}),
         "manual": {
             "actor": actor, "reason": reason, "idempotency_key": idempotency_key, "from_stores": from_stores,
-            "excluded_stores": sorted(Store.objects.filter(pk__in=exclude).values_list("code", flat=True)),
-            "cancelled": [f.pk for f in live], "fulfillments": [f.pk for f in created],
+            "avoid_current": avoid_current, "excluded_ids": asked_exclude, "excluded_stores": avoided,
+            "within_scope": within is not None, "cancelled": [f.pk for f in live],
+            "fulfillments": [f.pk for f in created],
         },
     }
     record = _record_decision(order=order, kind=RoutingKind.MANUAL, decision=decision, now=now)

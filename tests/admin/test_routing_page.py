@@ -165,6 +165,18 @@ def test_regional_manager_reroutes_within_the_region(client, shops, regional):
     assert Fulfillment.objects.filter(order=order).exclude(status="cancelled").get().store == shops["q3"]
 
 
+def test_store_scope_limits_where_staff_may_move_an_order(client, shops):
+    """A manager of Q1 alone may not push the order onto Q3: with Q1 avoided nothing in scope can serve it."""
+    user = _may_reroute(make_staff(username="an.q1", password=PASSWORD, role=REGIONAL_MANAGER, stores=[shops["q1"]]))
+    client.force_login(user)
+    order = shops["order"]
+    key = _key(client.get(_url(order)).content.decode())
+    response = client.post(_url(order), {"idempotency_key": key, "reason": "leak", "avoid_current": "on"})
+    assert response.status_code == 200 and "No store can serve this order now" in response.content.decode()
+    assert Fulfillment.objects.get(order=order).status == "assigned"
+    assert not RoutingDecision.objects.filter(order=order, kind=RoutingKind.MANUAL).exists()
+
+
 def test_another_stores_order_is_a_404(client, shops, regional, store_staff_q1):
     hanoi = shops["hanoi"]
     for user in (regional, store_staff_q1):

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from inventory.models import Reservation, Stock
-from o2o.domain_errors import DomainError
+from o2o.domain_errors import DomainError, IdempotencyKeyReused
 from o2o.models import OutboxEvent
 from orders import services
 from orders.exceptions import (
@@ -192,12 +192,39 @@ def test_same_idempotency_key_reroutes_once(channel, chain):
     assert [f.pk for f in again.fulfillments] == [f.pk for f in first.fulfillments]
     assert RoutingDecision.objects.filter(order=order, kind=RoutingKind.MANUAL).count() == 1
     assert OutboxEvent.objects.filter(topic="order.rerouted").count() == 1
+    # the same key with another request is refused, not replayed
+    with pytest.raises(IdempotencyKeyReused):
+        services.reroute_order(order=order, reason="other", actor="staff:lan", idempotency_key="form-1")
     # a new form (another key) is a new request: the order moves back to the nearest store
     other = services.reroute_order(
         order=order, reason="leak fixed", actor="staff:lan", avoid_current_stores=True, idempotency_key="form-2"
     )
     assert other.changed and other.stores == ["HCM-Q1-001"]
     _audit()
+
+
+def test_within_store_ids_limits_where_it_may_go(channel, chain):
+    order = place(channel, {"AO-THUN-M": 1})
+    before = _snapshot(order)
+    with pytest.raises(RerouteUnserved) as caught:
+        services.reroute_order(
+            order=order,
+            reason="leak",
+            actor="staff:lan",
+            avoid_current_stores=True,
+            within_store_ids={chain["near"].pk},
+        )
+    assert caught.value.details["within_scope"] is True
+    assert _snapshot(order) == before
+    result = services.reroute_order(
+        order=order,
+        reason="leak",
+        actor="staff:lan",
+        avoid_current_stores=True,
+        within_store_ids={chain["near"].pk, chain["mid"].pk},
+    )
+    assert result.stores == ["HCM-Q3-001"] and result.decision.plan["manual"]["within_scope"] is True
+    assert result.decision.plan["manual"]["excluded_stores"] == ["HCM-Q1-001"]  # the scope is not listed as avoided
 
 
 def test_waves_leave_orders_rerouted_by_hand_alone(channel, chain):
