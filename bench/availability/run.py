@@ -7,7 +7,8 @@
    `manage.py generate_chain` unless a generated chain of that size is already there (timed when generated).
 2. Creates a sales-channel API key for the website channel.
 3. Starts gunicorn (sync workers, default 2 x cores) on 127.0.0.1 with bench/availability/settings.py, which routes
-   /bench/floor/: a bare Django view that runs just the equivalent SQL (floor.py).
+   /bench/floor/: a bare Django view that runs just the equivalent SQL (floor.py), and /bench/floor-prepared/: the
+   same view with its statements prepared once per connection, as the endpoint's are (o2o/prepared.py).
 4. Checks that both endpoints give the same stores and units for a few carts.
 5. Runs wrk on loopback against both endpoints, interleaved (ours, floor, ours, floor, ... for --rounds rounds),
    with the same parameters: --connections clients, --duration seconds each, a request body per request drawn from
@@ -181,13 +182,14 @@ def wrk(url: str, lua: str, *, connections: int, seconds: int, threads: int, pin
     return result
 
 
-VARIANTS = {"current": "current code"}
+VARIANTS = {"current": "current code", "unprepared": "current code, O2O_PREPARED_STATEMENTS=0"}
+VARIANT_ENV = {"unprepared": {"O2O_PREPARED_STATEMENTS": "0"}}
 
 
 def run_variant(variant: str, args, env: dict, key: str, sample: list[str]) -> list[tuple[str, str, dict]]:
     """Start gunicorn for this variant, check the two endpoints agree, then load both, interleaved."""
     serve_env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "bench.availability.settings",
-                 "O2O_DB_CONN_MAX_AGE": "600", "PYTHONPATH": str(ROOT)}
+                 "O2O_DB_CONN_MAX_AGE": "600", "PYTHONPATH": str(ROOT), **VARIANT_ENV.get(variant, {})}
     gunicorn = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "o2o.wsgi", "-w", str(args.workers), "-k", "sync",
          "-b", f"127.0.0.1:{args.port}", "--log-level", "warning", "--backlog", "512", "--preload"],
@@ -208,7 +210,8 @@ def run_variant(variant: str, args, env: dict, key: str, sample: list[str]) -> l
             f.write(WRK_SCRIPT % {"bodies": ",".join("[[" + b + "]]" for b in sample), "key": key})
             lua = f.name
         endpoints = [("ours: POST /api/v1/availability/", f"{base}/api/v1/availability/"),
-                     ("floor: bare Django view, same SQL", f"{base}/bench/floor/")]
+                     ("floor: bare Django view, same SQL", f"{base}/bench/floor/"),
+                     ("prepared floor: the same view, statements prepared", f"{base}/bench/floor-prepared/")]
         for _, url in endpoints:  # warm-up: every worker connects and fills its caches
             wrk(url, lua, connections=args.connections, seconds=args.warmup, threads=args.wrk_threads, pin=args.pin_wrk)
         passes = [(args.connections, args.duration)] + [(n, args.low_duration) for n in args.low_levels]
@@ -262,7 +265,8 @@ def main() -> None:
                         help="lower-concurrency passes, comma-separated (empty: skip)")
     parser.add_argument("--duration", type=int, default=30, help="seconds per endpoint per round")
     parser.add_argument("--low-duration", type=int, default=15, help="seconds of the low-concurrency pass")
-    parser.add_argument("--variants", default="current", help=argparse.SUPPRESS)
+    parser.add_argument("--variants", default="current",
+                        help="comma-separated: current, unprepared (the endpoint without prepared statements)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours, floor, ours, floor, ...)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
@@ -305,6 +309,12 @@ def main() -> None:
             f"{args.connections} clients = **{max(r['p95_ms'] for r in rows('ours', args.connections))} ms** "
             "(goal < 25 ms; with closed-loop clients mean latency = clients / throughput)"
         )
+        summary.append(
+            f"- against the floor with prepared statements (the endpoint prepares its statements too): ours / "
+            f"prepared floor throughput at {args.connections} clients = "
+            f"**{rate('ours', args.connections) / rate('prepared floor', args.connections):.0%}**"
+        )
+
         def cpu(endpoint: str, clients: int) -> float:
             picked = rows(endpoint, clients)
             return sum(r["server_cpu_ms_per_req"] * r["requests"] for r in picked) / sum(r["requests"] for r in picked)
@@ -313,7 +323,9 @@ def main() -> None:
             f"- server CPU per request at {args.connections} clients (gunicorn + PostgreSQL backends, measured from "
             f"/proc, so other jobs on the machine do not count): ours {cpu('ours', args.connections):.2f} ms, floor "
             f"{cpu('floor', args.connections):.2f} ms: floor / ours = **{cpu('floor', args.connections) / cpu('ours', args.connections):.0%}**"
-            " (the throughput ratio the two would have on a machine of their own, when CPU-bound)"
+            " (the throughput ratio the two would have on a machine of their own, when CPU-bound); prepared floor "
+            f"{cpu('prepared floor', args.connections):.2f} ms: prepared floor / ours = "
+            f"**{cpu('prepared floor', args.connections) / cpu('ours', args.connections):.0%}**"
         )
         met = []
         for clients in args.low_levels:
