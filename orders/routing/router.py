@@ -9,9 +9,10 @@
 3. A lower bound per order (one shipment from its cheapest whole store, or two from its two cheapest stores, or
    unserved). When the seed meets it, the seed is optimal and CP-SAT is skipped: a single order at checkout, and any
    wave where orders do not compete for stock or capacity, is answered in milliseconds.
-4. Otherwise CP-SAT, hinted with the seed, until a tenth of the limit before its end; the seed stays if CP-SAT finds
-   nothing better. The local search then runs on CP-SAT's plan in that last tenth: under a short limit on a busy
-   machine CP-SAT stops with km left on the table, and the search takes most of it back deterministically.
+4. Otherwise CP-SAT, hinted with the seed, until a fifth of the limit before its end; the seed stays if CP-SAT finds
+   nothing better. The local search then runs on CP-SAT's plan for a tenth: under a short limit on a busy machine
+   CP-SAT stops with km left on the table, and the search takes most of it back deterministically. The last tenth is
+   left for the merge below and for writing the plan.
 5. Splits that the final plan no longer needs (a store could now serve the order whole) are merged back.
 
 The objective is the weighted sum of the contract (unserved 1,000,000, shipment 500, cost 1 per km by default). With
@@ -54,7 +55,8 @@ def route(
     ocs = order_candidates(index, candidates_k)
     greedy = greedy_allocation(problem, ocs)
     nearest = nearest_allocation(problem, ocs)
-    # The local search's time comes out of the limit: a fifth of it at most, half for the seeds, half at the end.
+    # The limit covers the whole call. The local search's time comes out of it (a tenth for the seeds, a tenth at the
+    # end), and so does a last tenth for merging splits and writing the plan, which a busy machine makes slow.
     ls_budget = 0.1 * time_limit_s if time_limit_s > 0 else 0.05
     ls_deadline = time.perf_counter() + ls_budget
     seeds = []
@@ -81,13 +83,13 @@ def route(
             time_limit_s=time_limit_s,
             num_workers=workers,
             seed=seed,
-            deadline=t0 + time_limit_s - ls_budget,
+            deadline=t0 + time_limit_s - 2 * ls_budget,
         )
         if result.bound is not None:
             bound = max(bound, result.bound)
         if result.alloc is not None and score(problem, result.alloc).objective <= seed_obj + 1e-9:
             alloc, status = result.alloc, result.status
-        if improve(problem, ocs, alloc, deadline=t0 + time_limit_s) and status == "optimal":
+        if improve(problem, ocs, alloc, deadline=t0 + time_limit_s - ls_budget) and status == "optimal":
             status = "feasible"  # the search used stores the pruned model did not have
 
     if merge_needless_splits(problem, ocs, alloc) and status == "optimal":
