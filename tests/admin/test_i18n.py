@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.http import HttpResponse
 from django.template import Context, Template
 from django.test import RequestFactory
 from django.urls import reverse
@@ -89,8 +90,14 @@ def test_accept_language_vi_is_honoured_too(admin_client):
 def test_board_and_queue_in_vietnamese(client, two_stores, head_office, staff_a):
     _vi(client).force_login(head_office)
     board = client.get(reverse("admin:orders_order_board")).content.decode()
-    for text in ("Bảng điều hành toàn chuỗi", "đơn trễ hẹn", "đến hạn trong 30 phút, chưa đóng gói",
-                 "Đơn hàng hôm nay theo trạng thái", "Phục vụ đúng hẹn, theo cửa hàng", "Hàng đợi cửa hàng"):
+    for text in (
+        "Bảng điều hành toàn chuỗi",
+        "đơn trễ hẹn",
+        "đến hạn trong 30 phút, chưa đóng gói",
+        "Đơn hàng hôm nay theo trạng thái",
+        "Phục vụ đúng hẹn, theo cửa hàng",
+        "Hàng đợi cửa hàng",
+    ):
         assert text in board, text
     client.force_login(staff_a)
     queue = client.get(reverse("admin:orders_fulfillment_queue")).content.decode()
@@ -143,8 +150,6 @@ def _zone_seen(user, path="/admin/"):
 
     def view(req):
         seen["zone"] = timezone.get_current_timezone_name()
-        from django.http import HttpResponse
-
         return HttpResponse()
 
     StoreTimeZoneMiddleware(view)(request)
@@ -202,7 +207,9 @@ def test_queue_rows_show_each_stores_own_zone(client, two_stores):
     f_a, f_b = two_stores["day_a"]["pickup_f"], two_stores["day_b"]["pickup_f"]
     row_a = re.search(rf'data-fulfillment="{f_a.pk}">\s*<td>(.*?)</td>', html, re.S).group(1)
     row_b = re.search(rf'data-fulfillment="{f_b.pk}">\s*<td>(.*?)</td>', html, re.S).group(1)
-    assert row_a == f'{f_a.promised_by.astimezone(ZoneInfo("Asia/Tokyo")):%d/%m %H:%M} <span class="tz">Asia/Tokyo</span>'
+    assert (
+        row_a == f'{f_a.promised_by.astimezone(ZoneInfo("Asia/Tokyo")):%d/%m %H:%M} <span class="tz">Asia/Tokyo</span>'
+    )
     assert row_b == f"{f_b.promised_by.astimezone(ZoneInfo(settings.TIME_ZONE)):%d/%m %H:%M}"
 
 
@@ -236,7 +243,7 @@ def _read_po(path: Path) -> tuple[dict, list[str]]:
             problems.append(fields["msgid"])
         if "msgid_plural" in fields:
             for key, value in strings.items():
-                entries[(msgid, int(key[len("msgstr["):-1]))] = value
+                entries[(msgid, int(key[len("msgstr[") : -1]))] = value
         else:
             entries[msgid] = strings["msgstr"]
     return entries, problems
