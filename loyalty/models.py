@@ -96,17 +96,18 @@ class Posting(models.Model):
     """One business event on the ledger. Its entries sum to zero. Never updated or deleted."""
 
     kind = models.CharField(max_length=16, choices=PostingKind.choices)
-    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="postings")
+    # Indexed by loyalty_posting_member_id (member, -id), which serves every lookup by member.
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="postings", db_index=False)
     points = models.BigIntegerField(default=0, help_text="The headline number of points of this event.")
     amount_vnd = models.BigIntegerField(
         default=0, help_text="Earn: VND paid with money; reverse: the VND returned; redemptions: the points' value."
     )
     channel = models.CharField(max_length=64, blank=True)
     store = models.CharField(max_length=64, blank=True)
-    reference = models.CharField(max_length=120, blank=True, db_index=True, help_text="Order or receipt reference.")
+    reference = models.CharField(max_length=120, blank=True, help_text="Order or receipt reference.")
     actor = models.CharField(max_length=150, blank=True)
     reason = models.CharField(max_length=300, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     original = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections",
         help_text="The earning a reversal reverses, or the redemption a refund gives back.",
@@ -116,9 +117,16 @@ class Posting(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Every posting writes every index of this table: as constraints and Meta indexes rather than unique=True
+        # and db_index=True, which on PostgreSQL also build a second (varchar_pattern_ops) index for LIKE 'x%' that
+        # nothing here uses.
         indexes = [
             models.Index(fields=["member", "-id"], name="loyalty_posting_member_id"),
             models.Index(fields=["kind", "created_at"], name="loyalty_posting_kind_time"),
+            models.Index(fields=["reference"], name="loyalty_posting_reference"),
+        ]
+        constraints = [  # the posting statement's ON CONFLICT (idempotency_key) relies on it
+            models.UniqueConstraint(fields=["idempotency_key"], name="loyalty_posting_idempotency_key_unique"),
         ]
 
     def __str__(self) -> str:
@@ -129,7 +137,9 @@ class Entry(models.Model):
     """One side of a posting: a signed number of points on one account. Append-only."""
 
     posting = models.ForeignKey(Posting, on_delete=models.PROTECT, related_name="entries")
-    member = models.ForeignKey(Member, null=True, blank=True, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by loyalty_entry_member_account (member, account).
+    member = models.ForeignKey(Member, null=True, blank=True, on_delete=models.PROTECT, related_name="entries",
+                               db_index=False)
     account = models.CharField(max_length=16, choices=Account.choices)
     amount = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
