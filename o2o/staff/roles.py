@@ -29,10 +29,13 @@ _STORE_STAFF = {
     "inventory.view_stocktransfer",
     "returns.view_return",
     "returns.view_returnline",
+    "inventory.view_stockimport",
 }
-# Regional managers also correct stock, release holds, cancel orders and act on deliveries and returns.
+# Regional managers also correct stock (by hand or by importing goods receipts and counts), release holds, cancel
+# orders and act on deliveries and returns.
 _REGIONAL = _STORE_STAFF | {
     "inventory.change_stock",
+    "inventory.import_stock",
     "inventory.change_reservation",
     "orders.change_order",
     "orders.change_delivery",

@@ -1,0 +1,337 @@
+"""Goods receipts and counts imported in the admin: upload -> preview (nothing written) -> confirm -> the ledger,
+through the POS services, with the staff member as actor; replays, conflicts, preview errors, the store scope, and
+large files applied by the Celery task with progress."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import translation
+
+from inventory.admin import format_vnd
+from inventory.models import Stock, StockImport, StockMovement
+from inventory.pos.models import GoodsReceipt, StockCount
+from inventory.services import StockLine, reserve_stock
+from o2o.celery import app as celery_app
+from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
+from tests.conftest import put_stock
+from tests.factories import ProductFactory, StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a-long-test-passphrase-42"
+GOODS = "goods_receipts"
+COUNTS = "counts"
+
+
+@pytest.fixture
+def chain(db):
+    a = StoreFactory(code="HCM-Q1-001", city="Ho Chi Minh City")
+    b = StoreFactory(code="HN-HK-001", city="Hà Nội")
+    shirt = ProductFactory(sku="AO-THUN-M")
+    hat = ProductFactory(sku="NON-LA")
+    for store in (a, b):
+        put_stock(store, shirt, 10)
+        put_stock(store, hat, 5)
+    return {"a": a, "b": b, "shirt": shirt, "hat": hat}
+
+
+@pytest.fixture
+def hq(chain):
+    return make_staff(username="hoa.hq", password=PASSWORD, role=HEAD_OFFICE, all_stores=True)
+
+
+@pytest.fixture
+def manager_a(chain):
+    return make_staff(username="minh.q1", password=PASSWORD, role=REGIONAL_MANAGER, stores=[chain["a"]])
+
+
+@pytest.fixture
+def manager_b(chain):
+    return make_staff(username="thu.hk", password=PASSWORD, role=REGIONAL_MANAGER, stores=[chain["b"]])
+
+
+@pytest.fixture
+def eager_celery(settings):
+    """Tasks run in the test's process. The Celery app read its configuration when first used, so the running app
+    is switched too (and switched back)."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+def _csv(*lines: str) -> SimpleUploadedFile:
+    return SimpleUploadedFile("import.csv", ("\n".join(lines) + "\n").encode("utf-8"), content_type="text/csv")
+
+
+def _upload(client, kind: str, *lines: str):
+    return client.post(reverse("admin:inventory_stockimport_upload", args=[kind]),
+                       {"import_file": _csv(*lines), "format": "0", "resource": "0"})
+
+
+def _confirm(client, response):
+    stock_import = response.context["stock_import"]
+    assert stock_import is not None, [i.message for g in response.context["preview"].groups for i in g.issues]
+    return client.post(reverse("admin:inventory_stockimport_confirm", args=[stock_import.pk]))
+
+
+def _on_hand(store, product) -> int:
+    return Stock.objects.get(store=store, product=product).on_hand
+
+
+def _ledger() -> dict:
+    return {
+        "movements": StockMovement.objects.count(),
+        "goods": GoodsReceipt.objects.count(),
+        "counts": StockCount.objects.count(),
+        "stock": sorted(Stock.objects.values_list("store_id", "product_id", "on_hand", "reserved", "needs_count")),
+    }
+
+
+def _audit_clean() -> None:
+    out = StringIO()
+    call_command("inventory_audit", stdout=out)  # raises CommandError on any difference
+    assert "inventory audit OK" in out.getvalue(), out.getvalue()
+
+
+def _issues(response) -> set[str]:
+    return {issue.code for group in response.context["preview"].groups for issue in group.issues}
+
+
+RECEIPT = (
+    "store,receipt_id,sku,qty,source",
+    "HCM-Q1-001,DN-1,AO-THUN-M,12,DC Bình Dương",
+    "HCM-Q1-001,DN-1,NON-LA,3,",
+    "HN-HK-001,DN-1,AO-THUN-M,4,DC Long Biên",
+)
+
+
+def test_goods_receipts_preview_writes_nothing_then_confirm_books_them_with_the_staff_actor(client, chain, hq):
+    client.force_login(hq)
+    before = _ledger()
+    preview = _upload(client, GOODS, *RECEIPT)
+    assert preview.status_code == 200
+    groups = preview.context["preview"].groups
+    assert [(g.store_code, g.group_id, g.status, len(g.lines)) for g in groups] == [
+        ("HCM-Q1-001", "DN-1", "new", 2), ("HN-HK-001", "DN-1", "new", 1)]
+    assert [(line.sku, line.on_hand, line.change, line.on_hand_after) for line in groups[0].lines] == [
+        ("AO-THUN-M", 10, 12, 22), ("NON-LA", 5, 3, 8)]
+    html = preview.content.decode()
+    assert "Confirm import" in html and "DC Bình Dương" in html
+    assert _ledger() == before  # the preview wrote nothing to the stock
+
+    done = _confirm(client, preview)
+    assert done.status_code == 302
+    stock_import = StockImport.objects.get()
+    assert (stock_import.status, stock_import.done_groups, stock_import.total_groups) == ("done", 2, 2)
+    assert _on_hand(chain["a"], chain["shirt"]) == 22 and _on_hand(chain["a"], chain["hat"]) == 8
+    assert _on_hand(chain["b"], chain["shirt"]) == 14
+    booked = StockMovement.objects.filter(reason="goods_receipt", reference__startswith="goods:")
+    assert sorted(booked.values_list("reference", "delta_on_hand", "actor")) == [
+        ("goods:HCM-Q1-001:DN-1", 3, "staff:hoa.hq"), ("goods:HCM-Q1-001:DN-1", 12, "staff:hoa.hq"),
+        ("goods:HN-HK-001:DN-1", 4, "staff:hoa.hq")]
+    assert GoodsReceipt.objects.get(store=chain["a"], receipt_id="DN-1").source == "DC Bình Dương"
+    _audit_clean()
+    page = client.get(done["Location"])
+    assert page.status_code == 200 and "applied" in page.content.decode()
+
+    # the same file again: a replay, shown as such, and nothing changes when it is confirmed
+    after = _ledger()
+    again = _upload(client, GOODS, *RECEIPT)
+    assert [g.status for g in again.context["preview"].groups] == ["replay", "replay"]
+    _confirm(client, again)
+    assert _ledger() == after
+    assert StockImport.objects.order_by("-pk").first().replayed_groups == 2
+
+
+def test_a_receipt_id_reused_with_other_content_is_refused_in_the_preview(client, chain, hq):
+    client.force_login(hq)
+    _confirm(client, _upload(client, GOODS, *RECEIPT))
+    before = _ledger()
+    changed = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-1,AO-THUN-M,13")
+    assert _issues(changed) == {"id_reused"}
+    assert changed.context["stock_import"] is None and "Confirm import" not in changed.content.decode()
+    assert "already booked" in changed.content.decode()
+    assert _ledger() == before
+
+
+@pytest.mark.parametrize(
+    ("row", "code"),
+    [
+        ("HCM-Q1-001,DN-9,NO-SUCH-SKU,1", "unknown_sku"),
+        ("XX-NOPE-001,DN-9,AO-THUN-M,1", "unknown_store"),
+        ("HCM-Q1-001,DN-9,AO-THUN-M,twelve", "bad_quantity"),
+        ("HCM-Q1-001,DN-9,AO-THUN-M,1.5", "bad_quantity"),
+        ("HCM-Q1-001,DN-9,AO-THUN-M,0", "bad_quantity"),
+        ("HCM-Q1-001,DN 9,AO-THUN-M,1", "bad_id"),
+    ],
+)
+def test_preview_errors_block_the_whole_file(client, chain, hq, row, code):
+    client.force_login(hq)
+    before = _ledger()
+    response = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-8,NON-LA,2", row)
+    assert response.status_code == 200
+    assert code in _issues(response)
+    assert response.context["stock_import"] is None and "Confirm import" not in response.content.decode()
+    assert "Nothing will be imported" in response.content.decode()
+    assert _ledger() == before and not StockImport.objects.exists()
+
+
+def test_a_file_with_wrong_columns_is_refused_at_upload(client, chain, hq):
+    client.force_login(hq)
+    response = _upload(client, GOODS, "store,receipt,sku,qyt", "HCM-Q1-001,DN-1,AO-THUN-M,1")
+    assert response.status_code == 200 and "preview" not in response.context
+    assert "missing column(s): receipt_id, qty" in response.content.decode()
+
+
+def test_counts_preview_shows_the_adjustment_against_the_ledger_and_confirm_applies_it(client, chain, manager_a):
+    client.force_login(manager_a)
+    before = _ledger()
+    response = _upload(client, COUNTS, "store,count_id,sku,counted,expected_on_hand",
+                       "HCM-Q1-001,CC-1,AO-THUN-M,7,10", "HCM-Q1-001,CC-1,NON-LA,6,")
+    (group,) = response.context["preview"].groups
+    assert group.status == "new"
+    assert [(line.sku, line.ledger_as_of, line.change, line.on_hand_after) for line in group.lines] == [
+        ("AO-THUN-M", 10, -3, 7), ("NON-LA", 5, 1, 6)]
+    assert _ledger() == before
+    _confirm(client, response)
+    assert _on_hand(chain["a"], chain["shirt"]) == 7 and _on_hand(chain["a"], chain["hat"]) == 6
+    counted = StockMovement.objects.filter(reason="count").order_by("delta_on_hand")
+    assert list(counted.values_list("delta_on_hand", "actor", "reference")) == [
+        (-3, "staff:minh.q1", "count:HCM-Q1-001:CC-1"), (1, "staff:minh.q1", "count:HCM-Q1-001:CC-1")]
+    _audit_clean()
+    # re-uploading the same count (counted_at left blank) is a replay, not a second adjustment
+    again = _upload(client, COUNTS, "store,count_id,sku,counted,expected_on_hand",
+                    "HCM-Q1-001,CC-1,AO-THUN-M,7,10", "HCM-Q1-001,CC-1,NON-LA,6,")
+    assert [g.status for g in again.context["preview"].groups] == ["replay"]
+
+
+def test_count_problems_show_in_the_preview(client, chain, hq):
+    reserve_stock(lines=[StockLine(chain["a"].pk, chain["shirt"].pk, 4)], reference="hold:t-1", actor="test")
+    client.force_login(hq)
+    response = _upload(client, COUNTS, "store,count_id,sku,counted,counted_at,expected_on_hand",
+                       "HCM-Q1-001,CC-2,AO-THUN-M,2,,",  # below the 4 reserved
+                       "HCM-Q1-001,CC-3,NON-LA,5,,9",  # the ledger has 5, not 9
+                       "HCM-Q1-001,CC-4,NON-LA,5,2099-01-01 10:00,",
+                       "HCM-Q1-001,CC-5,NON-LA,5,yesterday,")
+    assert _issues(response) == {"count_below_set_aside", "stale_quantity", "counted_at_in_future", "bad_counted_at"}
+
+
+def test_a_manager_cannot_import_for_another_store(client, chain, manager_a):
+    client.force_login(manager_a)
+    before = _ledger()
+    response = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-5,AO-THUN-M,1",
+                       "HN-HK-001,DN-5,AO-THUN-M,100")
+    assert _issues(response) == {"store_not_in_scope"}
+    assert "not one of your stores" in response.content.decode()
+    assert response.context["stock_import"] is None and _ledger() == before
+
+
+def test_store_staff_without_the_permission_cannot_import(client, chain):
+    staff = make_staff(username="lan.q1", password=PASSWORD, role=STORE_STAFF, stores=[chain["a"]])
+    client.force_login(staff)
+    assert _upload(client, GOODS, *RECEIPT[:2]).status_code == 403
+    assert client.get(reverse("admin:inventory_stockimport_upload", args=[GOODS])).status_code == 403
+    assert "Import goods receipts" not in client.get(reverse("admin:inventory_stock_changelist")).content.decode()
+
+
+def test_only_the_uploader_confirms_and_confirming_twice_applies_once(client, chain, hq, manager_a):
+    client.force_login(manager_a)
+    preview = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-7,AO-THUN-M,2")
+    stock_import = preview.context["stock_import"]
+    client.force_login(hq)
+    assert client.post(reverse("admin:inventory_stockimport_confirm", args=[stock_import.pk])).status_code == 403
+    client.force_login(manager_a)
+    _confirm(client, preview)
+    _confirm(client, preview)
+    assert _on_hand(chain["a"], chain["shirt"]) == 12
+
+
+def test_buttons_and_templates(client, chain, manager_a):
+    client.force_login(manager_a)
+    page = client.get(reverse("admin:inventory_stock_changelist")).content.decode()
+    for kind, label in ((GOODS, "Import goods receipts"), (COUNTS, "Import counts")):
+        assert label in page and reverse("admin:inventory_stockimport_upload", args=[kind]) in page
+        form = client.get(reverse("admin:inventory_stockimport_upload", args=[kind]))
+        assert form.status_code == 200 and 'type="file"' in form.content.decode()
+        template = client.get(reverse("admin:inventory_stockimport_template", args=[kind]))
+        assert template["Content-Type"].startswith("text/csv")
+        header = template.content.decode("utf-8-sig").splitlines()[0]
+        assert header.split(",")[:4] == ["store", "receipt_id" if kind == GOODS else "count_id", "sku",
+                                         "qty" if kind == GOODS else "counted"]
+
+
+@pytest.mark.parametrize("kind", [GOODS, COUNTS])
+def test_the_sample_files_import(client, chain, hq, settings, kind):
+    """fixtures/imports/ holds a sample of each kind, written for the demo chain's store codes and SKUs."""
+    for sku in ("AT-COT-TRG-M", "AT-COT-TRG-L"):
+        product = ProductFactory(sku=sku)
+        put_stock(chain["a"], product, 8)
+        put_stock(chain["b"], product, 8)
+    client.force_login(hq)
+    path = settings.BASE_DIR / "fixtures" / "imports" / f"{kind}_sample.csv"
+    upload = SimpleUploadedFile(path.name, path.read_bytes(), content_type="text/csv")
+    response = client.post(reverse("admin:inventory_stockimport_upload", args=[kind]),
+                           {"import_file": upload, "format": "0", "resource": "0"})
+    assert response.context["stock_import"] is not None, _issues(response)
+    assert _confirm(client, response).status_code == 302
+    assert StockImport.objects.get().status == "done"
+
+
+def test_a_large_file_goes_through_the_task_with_progress_to_100_percent(
+    client, chain, manager_a, settings, eager_celery, django_capture_on_commit_callbacks
+):
+    settings.O2O_IMPORT_ASYNC_GROUPS = 3
+    client.force_login(manager_a)
+    lines = ["store,receipt_id,sku,qty"] + [f"HCM-Q1-001,DN-BIG-{n},NON-LA,1" for n in range(8)]
+    preview = _upload(client, GOODS, *lines)
+    assert preview.context["background"] and "in the background" in preview.content.decode()
+    stock_import = preview.context["stock_import"]
+    progress_url = reverse("admin:inventory_stockimport_progress", args=[stock_import.pk])
+    assert client.get(progress_url).json()["status"] == "previewed"
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = _confirm(client, preview)
+    assert len(callbacks) == 1 and response.status_code == 302
+    progress = client.get(progress_url).json()
+    assert progress == {**progress, "status": "done", "total": 8, "done": 8, "percent": 100, "finished": True,
+                        "refused": 0}
+    assert _on_hand(chain["a"], chain["hat"]) == 13
+    assert set(StockMovement.objects.filter(reference__startswith="goods:HCM-Q1-001:DN-BIG-")
+               .values_list("actor", flat=True)) == {"staff:minh.q1"}
+    page = client.get(response["Location"]).content.decode()
+    assert "<progress" in page and 'value="100"' in page
+    _audit_clean()
+
+
+def test_the_progress_endpoint_and_the_history_are_store_scoped(client, chain, manager_a, manager_b, hq):
+    client.force_login(manager_b)
+    mine_b = _upload(client, GOODS, "store,receipt_id,sku,qty", "HN-HK-001,DN-B,AO-THUN-M,1").context["stock_import"]
+    client.force_login(hq)
+    both = _upload(client, GOODS, *RECEIPT).context["stock_import"]
+    client.force_login(manager_a)
+    mine_a = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-A,AO-THUN-M,1").context["stock_import"]
+
+    for other in (mine_b, both):  # another store's import, and one that also covers another store
+        for view in ("progress", "change"):
+            assert client.get(reverse(f"admin:inventory_stockimport_{view}", args=[other.pk])).status_code == 404
+        assert client.post(reverse("admin:inventory_stockimport_confirm", args=[other.pk])).status_code in (403, 404)
+    listed = client.get(reverse("admin:inventory_stockimport_changelist")).context["cl"].queryset
+    assert set(listed.values_list("pk", flat=True)) == {mine_a.pk}
+    progress = client.get(reverse("admin:inventory_stockimport_progress", args=[mine_a.pk]))
+    assert progress.status_code == 200 and json.loads(progress.content)["total"] == 1
+    client.force_login(hq)
+    listed = client.get(reverse("admin:inventory_stockimport_changelist")).context["cl"].queryset
+    assert set(listed.values_list("pk", flat=True)) == {mine_a.pk, mine_b.pk, both.pk}
+
+
+def test_format_vnd_follows_the_active_language():
+    with translation.override("en"):
+        assert format_vnd(398_000) == "398,000 ₫"
+    with translation.override("vi"):
+        assert format_vnd(398_000) == "398.000 ₫"
+    assert format_vnd(None) == "-"
