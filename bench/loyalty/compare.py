@@ -65,6 +65,7 @@ def cpu(row: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="git commit of the code to compare with")
+    parser.add_argument("--after", help="git commit to compare (default: this working tree)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=32)
@@ -73,10 +74,16 @@ def main() -> None:
     args = parser.parse_args()
     trees = {}
     with tempfile.TemporaryDirectory(prefix="loyalty-before-") as tmp:
-        before = Path(tmp)
-        archive = subprocess.run(["git", "archive", args.before], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
-        trees = {"before": (before, "o2o_bench_loyalty_before"), "after": (ROOT, "o2o_bench_loyalty")}
+        before, after = Path(tmp) / "before", Path(tmp) / "after"
+        for commit, tree in ((args.before, before), (args.after, after)):
+            if commit:
+                tree.mkdir()
+                archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        trees = {
+            "before": (before, "o2o_bench_loyalty_before"),
+            "after": (after if args.after else ROOT, "o2o_bench_loyalty"),
+        }
         results: dict[str, list[dict]] = {"before": [], "after": []}
         for i in range(args.rounds):
             for name, (tree, db) in trees.items():
