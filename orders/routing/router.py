@@ -58,16 +58,21 @@ def route(
     # The limit covers the whole call. The local search's time comes out of it (a tenth for the seeds, a tenth at the
     # end), and so does a last tenth for merging splits and writing the plan, which a busy machine makes slow.
     ls_budget = 0.1 * time_limit_s if time_limit_s > 0 else 0.05
-    ls_deadline = time.perf_counter() + ls_budget
-    seeds = []
-    for base in (greedy, nearest):
-        improved = {oi: list(s) for oi, s in base.items()}
-        improve(problem, ocs, improved, deadline=ls_deadline)
-        seeds.append(improved)
-    seed_alloc = min(seeds, key=lambda a: score(problem, a).objective)
-    cand_lists = _with_seed_stores(problem, ocs, greedy, nearest, *seeds)
-    seed_obj = score(problem, seed_alloc).objective
+    seed_alloc = min((greedy, nearest), key=lambda a: score(problem, a).objective)
+    cand_lists = _with_seed_stores(problem, ocs, greedy, nearest)
     bound = lower_bound(problem, cand_lists, ocs)
+    if score(problem, seed_alloc).objective > bound + 1e-9:
+        # not proven optimal already (a single order at checkout usually is): improve both seeds, keep the better
+        ls_deadline = time.perf_counter() + ls_budget
+        seeds = []
+        for base in (greedy, nearest):
+            improved = {oi: list(s) for oi, s in base.items()}
+            improve(problem, ocs, improved, deadline=ls_deadline)
+            seeds.append(improved)
+        seed_alloc = min(seeds, key=lambda a: score(problem, a).objective)
+        cand_lists = _with_seed_stores(problem, ocs, greedy, nearest, *seeds)
+        bound = lower_bound(problem, cand_lists, ocs)  # more candidates: a bound at most as high, still valid
+    seed_obj = score(problem, seed_alloc).objective
     alloc, status = seed_alloc, "greedy"
 
     if seed_obj <= bound + 1e-9:
