@@ -262,6 +262,8 @@ def build_preview(
             if kind == StockImport.Kind.COUNTS and group.counted_at is None:
                 group.counted_at = default_counted_at
             group.content_hash = _content_hash(kind, group)
+    if kind == StockImport.Kind.COUNTS:
+        _check_counted_once(groups)
     if with_changes:
         _check_replays(kind, [g for g in groups if not g.issues])
         _compute_changes(kind, [g for g in groups if not g.issues and not g.replay], products)
@@ -394,6 +396,22 @@ def _parse_time(group: Group, text: str, now: datetime) -> datetime | None:
     return parsed
 
 
+def _check_counted_once(groups: list[Group]) -> None:
+    """Each count's adjustment is measured against the ledger as of its counted_at, which does not hold the other
+    counts of the same file (they are recorded later): two counts of one SKU at one store would both apply."""
+    first: dict[tuple[str, str], Group] = {}
+    for group in groups:
+        for line in group.lines:
+            other = first.setdefault((group.store_code, line.sku), group)
+            if other is not group:
+                group.fail(
+                    "counted_twice",
+                    _("%(sku)s at %(store)s is also counted in %(other)s of this file; count each SKU once per file.")
+                    % {"sku": line.sku, "store": group.store_code, "other": other.group_id},
+                    line.row,
+                )
+
+
 def _content_hash(kind: str, group: Group) -> str:
     if kind == StockImport.Kind.GOODS_RECEIPTS:
         content = {"source": group.source, "lines": sorted([line.sku, line.qty] for line in group.lines)}
@@ -442,6 +460,8 @@ def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product
             product_id__in={products[line.sku].pk for g in groups for line in g.lines},
         ).values_list("store_id", "product_id", "on_hand", "reserved", "unavailable")
     }
+    # Groups of one file touching the same stock row are shown one after the other, as they will be applied.
+    running = {pair: on_hand for pair, (on_hand, _reserved, _unavailable) in rows.items()}
     for group in groups:
         as_of = {}
         if kind == StockImport.Kind.COUNTS:
@@ -450,7 +470,8 @@ def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product
             )
         for line in group.lines:
             pid = products[line.sku].pk
-            on_hand, reserved, unavailable = rows.get((group.store.pk, pid), (0, 0, 0))
+            _on_hand, reserved, unavailable = rows.get((group.store.pk, pid), (0, 0, 0))
+            on_hand = running.get((group.store.pk, pid), 0)
             line.on_hand = on_hand
             if kind == StockImport.Kind.GOODS_RECEIPTS:
                 line.change = line.qty
@@ -464,7 +485,7 @@ def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product
                         % {"sku": line.sku, "expected": line.expected_on_hand, "on_hand": on_hand},
                         line.row,
                     )
-            line.on_hand_after = on_hand + line.change
+            line.on_hand_after = running[(group.store.pk, pid)] = on_hand + line.change
             if kind == StockImport.Kind.COUNTS and line.on_hand_after < max(reserved + unavailable, 0):
                 group.fail(
                     "count_below_set_aside",

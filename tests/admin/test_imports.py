@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import translation
 
+from inventory import imports
 from inventory.admin import format_vnd
 from inventory.models import Stock, StockImport, StockMovement
 from inventory.pos.models import GoodsReceipt, StockCount
@@ -218,8 +219,11 @@ def test_count_problems_show_in_the_preview(client, chain, hq):
                        "HCM-Q1-001,CC-2,AO-THUN-M,2,,",  # below the 4 reserved
                        "HCM-Q1-001,CC-3,NON-LA,5,,9",  # the ledger has 5, not 9
                        "HCM-Q1-001,CC-4,NON-LA,5,2099-01-01 10:00,",
-                       "HCM-Q1-001,CC-5,NON-LA,5,yesterday,")
-    assert _issues(response) == {"count_below_set_aside", "stale_quantity", "counted_at_in_future", "bad_counted_at"}
+                       "HCM-Q1-001,CC-5,NON-LA,5,yesterday,",
+                       "HN-HK-001,CC-6,NON-LA,5,,", "HN-HK-001,CC-7,NON-LA,6,,")  # two counts of one SKU would both apply
+    assert _issues(response) == {"count_below_set_aside", "stale_quantity", "counted_at_in_future", "bad_counted_at",
+                                 "counted_twice"}
+    assert [g.group_id for g in response.context["preview"].groups if g.issues] == [f"CC-{n}" for n in (2, 3, 4, 5, 7)]
 
 
 def test_a_manager_cannot_import_for_another_store(client, chain, manager_a):
@@ -335,3 +339,42 @@ def test_format_vnd_follows_the_active_language():
     with translation.override("vi"):
         assert format_vnd(398_000) == "398.000 ₫"
     assert format_vnd(None) == "-"
+
+
+def test_groups_on_the_same_stock_row_preview_one_after_the_other(client, chain, hq):
+    client.force_login(hq)
+    response = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-1,NON-LA,2", "HCM-Q1-001,DN-2,NON-LA,3")
+    assert [(g.lines[0].on_hand, g.lines[0].on_hand_after) for g in response.context["preview"].groups] == [
+        (5, 7), (7, 10)]
+
+
+def test_confirm_checks_again_and_applies_nothing_when_the_ledger_moved(client, chain, manager_a):
+    client.force_login(manager_a)
+    preview = _upload(client, COUNTS, "store,count_id,sku,counted,expected_on_hand", "HCM-Q1-001,CC-1,NON-LA,4,5")
+    assert preview.context["stock_import"] is not None
+    put_stock(chain["a"], chain["hat"], 9)  # a delivery booked at the till meanwhile
+    before = _ledger()
+    response = _confirm(client, preview)
+    assert response.status_code == 200 and _issues(response) == {"stale_quantity"}
+    assert "nothing was applied" in response.content.decode()
+    assert _ledger() == before and StockImport.objects.get().status == "previewed"
+
+
+def test_a_group_refused_while_applying_is_reported_and_the_others_apply(chain, hq):
+    rows = [
+        {"_row": 2, "store": "HCM-Q1-001", "count_id": "CC-1", "sku": "AO-THUN-M", "counted": "3", "counted_at": "",
+         "expected_on_hand": ""},
+        {"_row": 3, "store": "HCM-Q1-001", "count_id": "CC-2", "sku": "NON-LA", "counted": "4", "counted_at": "",
+         "expected_on_hand": ""},
+    ]
+    preview, stock_import = imports.prepare_import(kind=COUNTS, rows=rows, file_name="c.csv", user=hq, store_ids=None)
+    assert not preview.has_errors
+    # between the preview and the apply, an order reserves more shirts than the count found
+    reserve_stock(lines=[StockLine(chain["a"].pk, chain["shirt"].pk, 5)], reference="order:t-1", actor="test")
+    StockImport.objects.filter(pk=stock_import.pk).update(status=StockImport.Status.QUEUED)
+    done = imports.apply_import(stock_import_id=stock_import.pk)
+    assert (done.status, done.done_groups, done.failed_groups) == ("done_with_errors", 2, 1)
+    assert [(r["id"], r["status"], r.get("code")) for r in done.results] == [
+        ("CC-1", "refused", "count_below_set_aside"), ("CC-2", "applied", None)]
+    assert _on_hand(chain["a"], chain["shirt"]) == 10 and _on_hand(chain["a"], chain["hat"]) == 4
+    _audit_clean()
