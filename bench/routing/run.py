@@ -228,6 +228,13 @@ def markdown(res: dict, command: str) -> str:
         )
     lines += [
         "",
+        "The router's plan: greedy and nearest-first seeds improved by a local search (orders/routing/improve.py: "
+        "relocations, ejections, re-splits), CP-SAT hinted with the better one, the local search again on CP-SAT's "
+        "plan. The weighted objective (unserved 1,000,000, shipment 500, 1 per km) is lexicographic in effect: more "
+        "orders served first, then fewer shipments, then fewer km. Before, total and per-order km lost to "
+        "nearest-first because CP-SAT, stopped at 2 s on the shared machine, left km on the table; "
+        "`bench/routing/before_after.py` runs an earlier commit's router side by side.",
+        "",
         "## Optimality",
         "",
         "| wave | status | objective | proven bound | gap | seconds |",

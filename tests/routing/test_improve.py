@@ -3,6 +3,7 @@ then fewer shipments, then fewer km, never the other way round; and no more km t
 serve the same orders."""
 
 import random
+import time
 
 import pytest
 
@@ -10,6 +11,7 @@ from orders.routing import check_plan, nearest_store_first, parse_problem, route
 from orders.routing.allocation import Residual
 from orders.routing.baselines import nearest_allocation
 from orders.routing.candidates import ChainIndex, order_candidates
+from orders.routing.cpsat import solve_wave
 from orders.routing.improve import improve
 from orders.routing.plan import build_plan, score
 
@@ -135,7 +137,7 @@ def test_a_split_is_never_made_to_save_km(build):
     assert route(raw)["shipments"] == 1
 
 
-def random_problem(seed):
+def random_problem(seed, n_orders=10):
     rng = random.Random(seed)
     stores = [
         {
@@ -156,7 +158,7 @@ def random_problem(seed):
             "allow_split": rng.random() < 0.5,
             "lines": [{"sku": k, "qty": rng.randint(1, 2)} for k in rng.sample("XYZ", rng.randint(1, 3))],
         }
-        for j in range(10)
+        for j in range(n_orders)
     ]
     return {"stores": stores, "stock": stock, "orders": orders}
 
@@ -185,3 +187,16 @@ def test_balance_weight_turns_the_search_off(build):
     p, ocs = solve_parts(raw)
     alloc = whole_at(p, ocs, {"Y": "NEAR", "X": "FAR"})
     assert not improve(p, ocs, alloc, deadline=float("inf"))
+
+
+def test_model_building_stops_at_the_deadline():
+    """A busy machine can spend the whole budget building a big model: then solve_wave gives up instead of
+    overrunning, and route() answers with the seed."""
+    raw = random_problem(7, n_orders=200)
+    p, ocs = solve_parts(raw)
+    result = solve_wave(
+        p, [oc.pruned for oc in ocs], {}, time_limit_s=1, num_workers=1, deadline=time.perf_counter() - 1
+    )
+    assert result.alloc is None and result.status == "unknown"
+    plan = route(raw, time_limit_s=1e-3)
+    assert check_plan(raw, plan) == [] and plan["served"] > 0
