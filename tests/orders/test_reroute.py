@@ -20,6 +20,7 @@ from orders.exceptions import (
 )
 from orders.models import Fulfillment, Order, PickupCode, RoutingDecision, RoutingKind
 from tests.concurrency import run_concurrently
+from tests.conftest import put_stock
 from tests.orders.conftest import BEN_THANH, CUSTOMER
 
 pytestmark = pytest.mark.django_db
@@ -241,6 +242,8 @@ def test_reroute_races_start_of_picking(channel, chain):
     a 409, and the ledgers balance."""
     if connection.vendor != "postgresql":
         pytest.skip("row locks are a PostgreSQL promise")
+    for store in (chain["near"], chain["mid"]):
+        put_stock(store, chain["shirt"], 10)  # whichever wins each round, both stores keep shirts to move to
     outcomes = {"reroute": 0, "picking": 0}
     for _ in range(4):
         order = place(channel, {"AO-THUN-M": 1})
