@@ -164,7 +164,7 @@ def format_vnd(amount: int | None) -> str:
 class StoreCityFilter(admin.SimpleListFilter):
     """City of the store, with the choices read from the store table (not from the millions of stock rows)."""
 
-    title = "city"
+    title = _("city")
     parameter_name = "city"
 
     def lookups(self, request, model_admin):
@@ -182,11 +182,11 @@ class LowStockFilter(admin.SimpleListFilter):
     under Stock.target. Computed in SQL on the stock row, so holds that expired but were not yet released still
     count as reserved: the list errs toward showing a row, never hides one that is low."""
 
-    title = "against target"
+    title = _("against target")
     parameter_name = "low"
 
     def lookups(self, request, model_admin):
-        return [("online", "Below target (online ATP or on hand)"), ("on_hand", "On hand below target")]
+        return [("online", _("Below target (online ATP or on hand)")), ("on_hand", _("On hand below target"))]
 
     def queryset(self, request, queryset):
         on_hand_low = Q(on_hand__lt=F("target"))
@@ -202,7 +202,7 @@ class StoreFilter(admin.SimpleListFilter):
     """One store. With a thousand stores the list only appears once a city is chosen (or for a small chain);
     the search box also takes a store code."""
 
-    title = "store"
+    title = _("store")
     parameter_name = "store"
     small_chain = 30
 
@@ -262,11 +262,11 @@ class OpeningHoursInline(admin.TabularInline):
 
 
 class StoreServiceFilter(admin.SimpleListFilter):
-    title = "service"
+    title = _("service")
     parameter_name = "service"
 
     def lookups(self, request, model_admin):
-        return [("delivery", "Delivery"), ("pickup", "Pickup"), ("returns", "Returns")]
+        return [("delivery", _("Delivery")), ("pickup", _("Pickup")), ("returns", _("Returns"))]
 
     def queryset(self, request, queryset):
         if self.value() in selectors.SERVICES:
@@ -296,9 +296,9 @@ class StoreAdmin(StoreScopedAdmin, admin.ModelAdmin):
     readonly_fields = ("stock_link",)
     fieldsets = (
         (None, {"fields": ("code", "name", "is_active", "stock_link")}),
-        ("Location", {"fields": ("address", "district", "city", "lat", "lon", "timezone")}),
+        (_("Location"), {"fields": ("address", "district", "city", "lat", "lon", "timezone")}),
         (
-            "Services",
+            _("Services"),
             {
                 "fields": (
                     "offers_delivery",
@@ -312,16 +312,16 @@ class StoreAdmin(StoreScopedAdmin, admin.ModelAdmin):
         ),
     )
 
-    @admin.display(description="services")
+    @admin.display(description=_("services"))
     def services(self, obj: Store) -> str:
         return ", ".join(obj.services) or "-"
 
-    @admin.display(description="stock")
+    @admin.display(description=_("stock"))
     def stock_link(self, obj: Store) -> str:
         if not obj.pk:
             return "-"
         url = reverse("admin:inventory_stock_changelist") + f"?{StoreFilter.parameter_name}={obj.pk}"
-        return format_html('<a href="{}">Stock of {}</a>', url, obj.code)
+        return format_html('<a href="{}">{}</a>', url, _("Stock of %(store)s") % {"store": obj.code})
 
 
 @admin.register(Product)
@@ -331,7 +331,7 @@ class ProductAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "category")
     search_fields = ("sku", "name", "barcode")
 
-    @admin.display(description="price", ordering="price_vnd")
+    @admin.display(description=_("price"), ordering="price_vnd")
     def price(self, obj: Product) -> str:
         return format_vnd(obj.price_vnd)
 
@@ -360,12 +360,14 @@ def describe_domain_error(exc: DomainError) -> str:
     message = exc.message
     would_be = exc.details.get("would_be") if isinstance(exc.details, dict) else None
     if would_be:
-        message += " It would leave " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in would_be.items()) + "."
+        message += " " + _("It would leave %(levels)s.") % {
+            "levels": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in would_be.items())
+        }
     if isinstance(exc, StaleStockQuantity):
-        message += (
-            f" On hand was {exc.details.get('expected_on_hand')} when this page was opened and is now "
-            f"{exc.details.get('on_hand')}; check the count and submit again."
-        )
+        message += " " + _(
+            "On hand was %(expected)s when this page was opened and is now %(on_hand)s; check the count and submit "
+            "again."
+        ) % {"expected": exc.details.get("expected_on_hand"), "on_hand": exc.details.get("on_hand")}
     return message
 
 
@@ -413,7 +415,9 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
     list_select_related = ("store", "product")
     list_filter = (LowStockFilter, StoreCityFilter, StoreFilter, "needs_count")
     search_fields = ("product__sku", "product__barcode", "store__code")
-    search_help_text = "Exact SKU, barcode or store code; several terms narrow the list (e.g. a store code and a SKU)."
+    search_help_text = _(
+        "Exact SKU, barcode or store code; several terms narrow the list (e.g. a store code and a SKU)."
+    )
     fields = (
         "store",
         "product",
@@ -428,19 +432,19 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="store", ordering="store__code")
+    @admin.display(description=_("store"), ordering="store__code")
     def store_code(self, obj: Stock) -> str:
         return obj.store.code
 
-    @admin.display(description="SKU", ordering="product__sku")
+    @admin.display(description=_("SKU"), ordering="product__sku")
     def sku(self, obj: Stock) -> str:
         return obj.product.sku
 
-    @admin.display(description="product")
+    @admin.display(description=_("product"))
     def product_name(self, obj: Stock) -> str:
         return obj.product.name
 
-    @admin.display(description="available (online)")
+    @admin.display(description=_("available (online)"))
     def available_online(self, obj: Stock) -> int:
         if not hasattr(obj, "online_atp"):
             _attach_online_atp([obj])  # the change page: one row
@@ -448,7 +452,7 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
 
     @admin.display(description="")
     def adjust_link(self, obj: Stock) -> str:
-        return format_html('<a href="{}">Adjust</a>', reverse("admin:inventory_stock_adjust", args=[obj.pk]))
+        return format_html('<a href="{}">{}</a>', reverse("admin:inventory_stock_adjust", args=[obj.pk]), _("Adjust"))
 
     def get_changelist(self, request, **kwargs):
         return StockChangeList
@@ -507,13 +511,18 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
                     form.add_error(None, describe_domain_error(exc))
                 else:
                     if movement is None:
-                        summary = "Nothing in the ledger changed (only the target, if anything)."
+                        summary = _("Nothing in the ledger changed (only the target, if anything).")
                     else:
-                        summary = (
-                            f"Recorded movement #{movement.pk} ({movement.get_reason_display()}): on hand "
-                            f"{movement.delta_on_hand:+d}, unavailable {movement.delta_unavailable:+d}, "
-                            f"safety {movement.delta_safety:+d}."
-                        )
+                        summary = _(
+                            "Recorded movement #%(pk)s (%(reason)s): on hand %(on_hand)+d, unavailable "
+                            "%(unavailable)+d, safety %(safety)+d."
+                        ) % {
+                            "pk": movement.pk,
+                            "reason": movement.get_reason_display(),
+                            "on_hand": movement.delta_on_hand,
+                            "unavailable": movement.delta_unavailable,
+                            "safety": movement.delta_safety,
+                        }
                     self.log_change(request, stock, f"Adjusted stock. {summary}")
                     self.message_user(request, f"{stock}: {summary}", messages.SUCCESS)
                     return HttpResponseRedirect(reverse("admin:inventory_stock_change", args=[stock.pk]))
@@ -522,7 +531,7 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"Adjust stock: {stock}",
+            "title": _("Adjust stock: %(stock)s") % {"stock": stock},
             "subtitle": None,
             "original": stock,
             "available_online": self.available_online(stock),
@@ -558,13 +567,13 @@ class StockMovementAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
     list_filter = ("reason", StoreCityFilter, StoreFilter)
     date_hierarchy = "created_at"
     search_fields = ("product__sku", "reference", "idempotency_key", "store__code")
-    search_help_text = "Exact SKU, barcode, store code, reference or idempotency key."
+    search_help_text = _("Exact SKU, barcode, store code, reference or idempotency key.")
 
-    @admin.display(description="store", ordering="store__code")
+    @admin.display(description=_("store"), ordering="store__code")
     def store_code(self, obj: StockMovement) -> str:
         return obj.store.code
 
-    @admin.display(description="SKU", ordering="product__sku")
+    @admin.display(description=_("SKU"), ordering="product__sku")
     def sku(self, obj: StockMovement) -> str:
         return obj.product.sku
 
@@ -577,11 +586,11 @@ class StockMovementAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
 
 
 class ReservationStateFilter(admin.SimpleListFilter):
-    title = "state"
+    title = _("state")
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [("live", "Live"), ("expired", "Expired (not yet released)"), ("order", "Order (no expiry)")]
+        return [("live", _("Live")), ("expired", _("Expired (not yet released)")), ("order", _("Order (no expiry)"))]
 
     def queryset(self, request, queryset):
         now = timezone.now()
@@ -600,18 +609,18 @@ class ReservationAdmin(StoreScopedAdmin, BigTableAdmin):
     list_select_related = ("store", "product")
     list_filter = (ReservationStateFilter, StoreCityFilter, StoreFilter)
     search_fields = ("reference", "product__sku", "store__code")
-    search_help_text = "Exact reference, SKU, barcode or store code."
+    search_help_text = _("Exact reference, SKU, barcode or store code.")
     actions = ["release"]
 
-    @admin.display(description="store", ordering="store__code")
+    @admin.display(description=_("store"), ordering="store__code")
     def store_code(self, obj: Reservation) -> str:
         return obj.store.code
 
-    @admin.display(description="SKU", ordering="product__sku")
+    @admin.display(description=_("SKU"), ordering="product__sku")
     def sku(self, obj: Reservation) -> str:
         return obj.product.sku
 
-    @admin.display(description="live", boolean=True)
+    @admin.display(description=_("live"), boolean=True)
     def live(self, obj: Reservation) -> bool:
         return obj.is_live()
 
@@ -621,7 +630,7 @@ class ReservationAdmin(StoreScopedAdmin, BigTableAdmin):
     def has_release_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 
-    @admin.action(description="Release the selected references (every line held under them)", permissions=["release"])
+    @admin.action(description=_("Release the selected references (every line held under them)"), permissions=["release"])
     def release(self, request: HttpRequest, queryset: QuerySet) -> None:
         references = sorted(set(queryset.values_list("reference", flat=True)))
         actor = request.user.get_username()
@@ -632,7 +641,10 @@ class ReservationAdmin(StoreScopedAdmin, BigTableAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{reference}: {describe_domain_error(exc)}", messages.ERROR)
         self.message_user(
-            request, f"Released {released} unit(s) under {len(references)} reference(s).", messages.SUCCESS
+            request,
+            _("Released %(units)d unit(s) under %(references)d reference(s).")
+            % {"units": released, "references": len(references)},
+            messages.SUCCESS,
         )
 
 

@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
-from import_export.formats.base_formats import Format
+from import_export.formats.base_formats import CSV, Format
 
 from inventory.models import Product, Stock, StockImport, Store
 from inventory.pos import services as pos
@@ -101,8 +101,14 @@ def read_table(*, kind: str, content: bytes, file_format: Format) -> list[dict[s
             data = content.decode("utf-8-sig")  # spreadsheet programs often start a UTF-8 CSV with a BOM
         except UnicodeDecodeError:
             raise ImportFileInvalid(_("The file is not UTF-8 text. Save it as “CSV UTF-8” and try again.")) from None
+    options = {}
+    if isinstance(file_format, CSV) and isinstance(data, str):
+        header = data.split("\n", 1)[0]
+        if header.count(";") > header.count(","):
+            # Spreadsheet programs set to Vietnamese (decimal comma) save "CSV" with semicolons.
+            options["delimiter"] = ";"
     try:
-        dataset = file_format.create_dataset(data)
+        dataset = file_format.create_dataset(data, **options)
     except Exception as exc:  # noqa: BLE001 - tablib raises many kinds of errors for a malformed file
         raise ImportFileInvalid(_("The file could not be read: %(error)s") % {"error": exc}) from None
     headers = [_cell(h).lower() for h in (dataset.headers or [])]

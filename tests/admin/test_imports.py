@@ -378,3 +378,14 @@ def test_a_group_refused_while_applying_is_reported_and_the_others_apply(chain, 
         ("CC-1", "refused", "count_below_set_aside"), ("CC-2", "applied", None)]
     assert _on_hand(chain["a"], chain["shirt"]) == 10 and _on_hand(chain["a"], chain["hat"]) == 4
     _audit_clean()
+
+
+def test_semicolon_csv_and_a_byte_order_mark_are_read(client, chain, hq):
+    """What a spreadsheet set to Vietnamese saves as CSV: semicolons, a BOM, Windows line ends."""
+    client.force_login(hq)
+    body = "\ufeffstore;receipt_id;sku;qty;source\r\nHCM-Q1-001;DN-3;NON-LA;2;Kho Thủ Đức\r\n".encode()
+    upload = SimpleUploadedFile("excel.csv", body, content_type="text/csv")
+    response = client.post(reverse("admin:inventory_stockimport_upload", args=[GOODS]),
+                           {"import_file": upload, "format": "0", "resource": "0"})
+    (group,) = response.context["preview"].groups
+    assert (group.store_code, group.group_id, group.source, group.lines[0].qty) == ("HCM-Q1-001", "DN-3", "Kho Thủ Đức", 2)
