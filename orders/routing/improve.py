@@ -9,7 +9,8 @@ CPU it was given; these moves are deterministic and cheap, so the plan's km no l
 Moves, for every order in turn until a round changes nothing (or the deadline):
 - relocate: serve the order whole from a cheaper store that has room now;
 - eject: serve it whole from a cheaper (or, for an unserved or split order, any) store by moving one order that
-  store serves to another store, when the two changes together lower the objective;
+  store serves to another store, when the two changes together lower the objective; failing that, a chain one
+  level deeper (the moved order takes the place of a third order, which moves on);
 - re-split: a split or unserved splittable order re-split over its nearest stores, if that is better.
 Each move is scored with the problem's weights on the orders it touches; the workload-balance term is global, so
 with a balance weight the search does not run (the CP-SAT model handles balance).
@@ -42,6 +43,7 @@ class _Search:
         self.near = [oc.eligible[:near] for oc in ocs]
         self.skip = [bool(oc.reason) for oc in ocs]
         self.eject_span = near
+        self.chain_span = near // 4
 
     def value(self, shipments: list[Shipment] | None) -> float:
         if not shipments:
@@ -50,10 +52,15 @@ class _Search:
 
     def _set(self, oi: int, shipments: list[Shipment] | None) -> None:
         """Replace the order's shipments (the old ones must already be released) and take the new ones."""
+        if shipments:
+            self.residual.take(shipments)
+        self._record(oi, shipments)
+
+    def _record(self, oi: int, shipments: list[Shipment] | None) -> None:
+        """Replace the order's shipments in the plan; the residual already reflects the change."""
         for sh in self.alloc.get(oi, ()):
             self.at_store[sh.store].discard(oi)
         if shipments:
-            self.residual.take(shipments)
             self.alloc[oi] = shipments
             for sh in shipments:
                 self.at_store[sh.store].add(oi)
@@ -117,14 +124,54 @@ class _Search:
                     if c3.store != c.store and res.can_whole(b_order, c3):
                         moved = c3
                         break
-                if moved is None:
-                    res.release([mine])
-                    res.take(b_ships)
+                if moved is not None:
+                    theirs = res.whole(b_order, moved)
+                    res.take([theirs])
+                    self._record(b, [theirs])
+                    self._record(oi, [mine])
+                    return True
+                if self._chain(oi, mine, b, b_cost, c.store, budget):
+                    return True
+                res.release([mine])
+                res.take(b_ships)
+        return False
+
+    def _chain(self, oi: int, mine: Shipment, b: int, b_cost: float, taken: int, budget: float) -> bool:
+        """One level deeper: `b` (released, `mine` taken at its store `taken`) goes to a store whose order `d` moves
+        on to a third store, if the three changes together still lower the objective."""
+        res, w = self.residual, self.w
+        b_order = self.problem.orders[b]
+        for c3 in self.whole[b][: self.chain_span]:
+            extra_b = w.cost * (c3.cost - b_cost)
+            if extra_b >= budget - EPS:
+                break
+            if c3.store == taken:
+                continue
+            for d in list(self.at_store[c3.store]):
+                d_ships = self.alloc[d]
+                if d in (oi, b) or len(d_ships) != 1:
                     continue
-                self._set(b, [res.whole(b_order, moved)])
-                self._set(oi, [mine])
-                res.release([mine])  # _set takes it again
-                return True
+                d_order, d_cost = self.problem.orders[d], d_ships[0].cost
+                res.release(d_ships)
+                if not res.can_whole(b_order, c3):
+                    res.take(d_ships)
+                    continue
+                theirs = res.whole(b_order, c3)
+                res.take([theirs])
+                for c4 in self.whole[d][: self.chain_span]:
+                    if extra_b + w.cost * (c4.cost - d_cost) >= budget - EPS:
+                        break
+                    if c4.store != c3.store and res.can_whole(d_order, c4):
+                        last = res.whole(d_order, c4)
+                        res.take([last])
+                        self._record(d, [last])
+                        self._record(b, [theirs])
+                        self._record(oi, [mine])
+                        return True
+                res.release([theirs])
+                res.take(d_ships)
+        return False
+
         return False
 
 

@@ -200,3 +200,23 @@ def test_model_building_stops_at_the_deadline():
     assert result.alloc is None and result.status == "unknown"
     plan = route(raw, time_limit_s=1e-3)
     assert check_plan(raw, plan) == [] and plan["served"] > 0
+
+
+def test_ejection_chain_of_three_orders(build):
+    """A (at FAR) wants S2, held by B; B's better store S3 is held by C; C can go to S4. Only the three moves
+    together help A in one pass (radii keep A out of S3 and S4, and B out of FAR and S4)."""
+    b = build
+    stores = [
+        b.store("FAR", -6 * KM, capacity=1, radius=7),
+        b.store("S2", capacity=1),
+        b.store("S3", 2.5 * KM, capacity=1, radius=1),
+        b.store("S4", 4.2 * KM, capacity=1, radius=2),
+    ]
+    stock = {(s, "S"): 1 for s in ("FAR", "S2", "S3", "S4")}
+    orders = [b.order("A", {"S": 1}), b.order("B", {"S": 1}, 2 * KM), b.order("C", {"S": 1}, 3 * KM)]
+    raw = b.problem(stores, stock, orders)
+    p, ocs = solve_parts(raw)
+    alloc = whole_at(p, ocs, {"A": "FAR", "B": "S2", "C": "S3"})
+    assert improve(p, ocs, alloc, deadline=float("inf"), max_rounds=1)
+    assert stores_of(p, alloc) == {"A": ["S2"], "B": ["S3"], "C": ["S4"]}
+    assert score(p, alloc).total_cost == pytest.approx(0 + 0.5 + 1.2, abs=0.01)
