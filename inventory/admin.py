@@ -832,11 +832,17 @@ class StockImportAdmin(StoreScopedAdmin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, unquote(object_id))
+        can_confirm = (
+            obj.status == StockImport.Status.PREVIEWED
+            and obj.uploaded_by_id == request.user.pk
+            and has_import_permission(request)
+        )
         extra_context = {
             **(extra_context or {}),
-            "progress": imports.progress(obj) if obj else None,
+            "progress": imports.progress(obj),
             "progress_url": reverse("admin:inventory_stockimport_progress", args=[object_id]),
-            "results": obj.results if obj else [],
+            "confirm_url": reverse("admin:inventory_stockimport_confirm", args=[object_id]) if can_confirm else "",
+            "results": obj.results,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

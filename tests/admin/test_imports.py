@@ -389,3 +389,29 @@ def test_semicolon_csv_and_a_byte_order_mark_are_read(client, chain, hq):
                            {"import_file": upload, "format": "0", "resource": "0"})
     (group,) = response.context["preview"].groups
     assert (group.store_code, group.group_id, group.source, group.lines[0].qty) == ("HCM-Q1-001", "DN-3", "Kho Thủ Đức", 2)
+
+
+def test_without_a_task_queue_nothing_is_applied_and_the_import_can_be_confirmed_again(
+    client, chain, manager_a, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from inventory import tasks
+
+    settings.O2O_IMPORT_ASYNC_GROUPS = 1
+
+    def no_broker(*args, **kwargs):
+        raise ConnectionRefusedError("Error 111 connecting to 127.0.0.1:6379")
+
+    client.force_login(manager_a)
+    preview = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-1,NON-LA,1", "HCM-Q1-001,DN-2,NON-LA,1")
+    before = _ledger()
+    with monkeypatch.context() as patched, django_capture_on_commit_callbacks(execute=True):
+        patched.setattr(tasks.apply_stock_import, "delay", no_broker)
+        response = _confirm(client, preview)
+    stock_import = StockImport.objects.get()
+    assert (stock_import.status, _ledger()) == ("previewed", before)
+    page = client.get(response["Location"]).content.decode()
+    assert "could not be reached" in page and "Confirm import" in page
+    settings.O2O_IMPORT_ASYNC_GROUPS = 10  # small enough now to apply inline
+    client.post(reverse("admin:inventory_stockimport_confirm", args=[stock_import.pk]))
+    stock_import.refresh_from_db()
+    assert (stock_import.status, _on_hand(chain["a"], chain["hat"])) == ("done", 7)
