@@ -288,7 +288,7 @@ def test_the_sample_files_import(client, chain, hq, settings, kind):
 
 
 def test_a_large_file_goes_through_the_task_with_progress_to_100_percent(
-    client, chain, manager_a, settings, eager_celery, django_capture_on_commit_callbacks
+    client, chain, manager_a, settings, eager_celery, monkeypatch, django_capture_on_commit_callbacks
 ):
     settings.O2O_IMPORT_ASYNC_GROUPS = 3
     client.force_login(manager_a)
@@ -298,9 +298,18 @@ def test_a_large_file_goes_through_the_task_with_progress_to_100_percent(
     stock_import = preview.context["stock_import"]
     progress_url = reverse("admin:inventory_stockimport_progress", args=[stock_import.pk])
     assert client.get(progress_url).json()["status"] == "previewed"
+    seen = []  # what the progress endpoint answers while the task works through the groups
+    apply_group = imports._apply_group
+
+    def watched(stock_import, group):
+        seen.append(client.get(progress_url).json()["percent"])
+        return apply_group(stock_import, group)
+
+    monkeypatch.setattr(imports, "_apply_group", watched)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = _confirm(client, preview)
     assert len(callbacks) == 1 and response.status_code == 302
+    assert seen == [n * 100 // 8 for n in range(8)]
     progress = client.get(progress_url).json()
     assert progress == {**progress, "status": "done", "total": 8, "done": 8, "percent": 100, "finished": True,
                         "refused": 0}
