@@ -36,6 +36,7 @@ from .problem import Order, Problem, parse_problem
 # Merging splits and writing the plan after the search: about 0.15 ms per order measured on a 1,000-order wave on a
 # quiet 2-core machine, twice that when it is busy.
 TAIL_S_PER_ORDER = 0.0003
+FEW_ORDERS = 3  # up to this many: one CP-SAT worker and no local search (see route())
 
 
 def route(
@@ -68,7 +69,10 @@ def route(
     seed_alloc = min((greedy, nearest), key=lambda a: score(problem, a).objective)
     cand_lists = _with_seed_stores(problem, ocs, greedy, nearest)
     bound = lower_bound(problem, cand_lists, ocs)
-    if score(problem, seed_alloc).objective > bound + 1e-9:
+    # A handful of orders (checkout) go to CP-SAT, which settles them in milliseconds; the search would only add to
+    # the checkout's p99. Without CP-SAT (no time limit) it is all there is.
+    searching = len(problem.orders) > FEW_ORDERS or time_limit_s <= 0
+    if searching and score(problem, seed_alloc).objective > bound + 1e-9:
         # not proven optimal already (a single order at checkout usually is): improve both seeds, keep the better
         ls_deadline = time.perf_counter() + ls_budget
         seeds = []
@@ -89,7 +93,7 @@ def route(
         status = "optimal"
     elif time_limit_s > 0:
         # A handful of orders do not need the parallel portfolio; its start-up costs more than the search.
-        workers = 1 if len(problem.orders) <= 3 else num_workers
+        workers = 1 if len(problem.orders) <= FEW_ORDERS else num_workers
         # The limit covers the whole call (parsing, candidates, model building), not only the search.
         result = solve_wave(
             problem,
@@ -104,7 +108,7 @@ def route(
             bound = max(bound, result.bound)
         if result.alloc is not None and score(problem, result.alloc).objective <= seed_obj + 1e-9:
             alloc, status = result.alloc, result.status
-        if improve(problem, ocs, alloc, deadline=t0 + time_limit_s - tail) and status == "optimal":
+        if searching and improve(problem, ocs, alloc, deadline=t0 + time_limit_s - tail) and status == "optimal":
             status = "feasible"  # the search used stores the pruned model did not have
 
     if merge_needless_splits(problem, ocs, alloc) and status == "optimal":
