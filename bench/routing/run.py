@@ -295,7 +295,13 @@ def chart(res: dict, path: Path) -> None:
             ax.set_ylim(min(vals) * 0.97, max(vals) * 1.01)
         ax.set_title(title, fontsize=10)
         for i, v in enumerate(vals):
-            text = f"{v:.3g}" if isinstance(v, float) else f"{v}\n({a[METHODS[i]]['unserved']} unserved)"
+            text = (
+                f"{v:.3f}"
+                if key == "shipments_per_order"
+                else f"{v:.2f}"
+                if isinstance(v, float)
+                else f"{v}\n({a[METHODS[i]]['unserved']} unserved)"
+            )
             ax.text(i, v, text, ha="center", va="bottom", fontsize=8)
     # like for like: km on the orders both serve, router next to each baseline
     ax = axes[3]
@@ -305,7 +311,7 @@ def chart(res: dict, path: Path) -> None:
             x = 3 * g + j
             ax.bar(x, km, color=colors[who])
             ax.text(x, km, f"{km:.0f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks([0.5, 3.5], [f"vs {labels[b]}\n({lfl[b]['common']} common orders)" for b in METHODS[1:]])
+    ax.set_xticks([0.5, 3.5], [f"vs {labels[b]}\n{lfl[b]['common']} orders" for b in METHODS[1:]])
     ax.set_title("km on orders both serve (lower)", fontsize=10)
     s = res["speed"]
     ax = axes[4]
