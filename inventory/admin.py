@@ -22,8 +22,7 @@ from django.db.models import F, Max, Min, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import numberformat, timezone
-from django.utils.formats import get_format
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
@@ -40,6 +39,7 @@ from inventory.forms import StockAdjustmentForm
 from inventory.models import OpeningHours, Product, Reservation, Stock, StockImport, StockMovement, Store
 from o2o.domain_errors import DomainError
 from o2o.staff.scope import ALL, StoreScopedAdmin, scoped_stores, store_ids_for
+from o2o.templatetags import money
 
 # --- helpers for big tables ----------------------------------------------------------------------------------------
 
@@ -148,17 +148,9 @@ def _store_ids(term: str) -> list[int]:
 
 
 def format_vnd(amount: int | None) -> str:
-    """199000 -> '199,000 ₫' in English, '199.000 ₫' in Vietnamese: the active language's thousands separator.
-
-    Django's Vietnamese formats name no NUMBER_GROUPING (and the project's setting is 0, "no grouping"), so the
-    grouping of three is given here rather than read from the locale; the separator is the locale's."""
-    if amount is None:
-        return "-"
-    grouping = get_format("NUMBER_GROUPING") or 3
-    return numberformat.format(
-        amount, get_format("DECIMAL_SEPARATOR"), decimal_pos=0, grouping=grouping,
-        thousand_sep=get_format("THOUSAND_SEPARATOR"), force_grouping=True, use_l10n=True,
-    ) + " ₫"
+    """199000 -> '199,000 ₫' in English, '199.000 ₫' in Vietnamese: grouped the way the active language writes
+    numbers (o2o.templatetags.money, which the templates' |vnd filter uses too)."""
+    return money.format_vnd(amount)
 
 
 class StoreCityFilter(admin.SimpleListFilter):
