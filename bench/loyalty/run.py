@@ -70,6 +70,18 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of the line)
 
 
+def analyze() -> None:
+    """Fresh planner statistics and visibility maps before the clock starts. Autovacuum may be off (it is on this
+    shared machine): a database that grew by tens of thousands of postings since its last ANALYZE gets plans made
+    for a small one, and the figures then measure the planner's guesses, differently from run to run."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("loyalty_member", "loyalty_posting", "loyalty_entry", "loyalty_lot", "loyalty_redemptionhold",
+                      "loyalty_holdallocation", "o2o_outboxevent"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+
+
 def client_thread(seed: int, start_at: float, end_at: float, members: list[int], hot: float, out: list) -> None:
     from django.db import connection
 
@@ -247,6 +259,7 @@ def main() -> None:
     prepare_database(args.db, reset=args.reset)
     setup_django(args.db)
     seed_members(args.members)
+    analyze()
     rows = [run(args)]
     if args.also_hot is not None:
         args.hot = args.also_hot

@@ -141,3 +141,19 @@ def test_a_reversal_that_waited_for_the_lock_sees_the_reversal_before_it(member)
     assert sum(Posting.objects.filter(kind=PostingKind.REVERSE).values_list("points", flat=True)) == 100
     assert fresh(member).available == 0 and fresh(member).shortfall == 0
     assert_ledger_ok()
+
+
+@pytest.mark.django_db
+def test_the_hot_statements_are_prepared_once_and_planned_once(member):
+    """psycopg ignores prepare=True on Django's connections unless the loyalty cursor sets a prepare threshold; and
+    PostgreSQL keeps re-planning a prepared statement whose generic plan looks dearer than a custom one."""
+    give(member, 100)
+    for _ in range(8):
+        services.earn_points(member=member, amount_paid_vnd=100_000, source=POS, idempotency_key=key())
+        services.redeem_points(member=member, points=3, source=POS, idempotency_key=key())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                       "WHERE statement LIKE 'WITH p AS (INSERT INTO loyalty_posting%%'")
+        plans = cursor.fetchall()
+    assert plans, "the posting statements were not prepared"
+    assert all(custom == 0 and generic >= 8 for generic, custom in plans), plans
