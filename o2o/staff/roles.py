@@ -30,14 +30,17 @@ _STORE_STAFF = {
     "returns.view_return",
     "returns.view_returnline",
     "inventory.view_stockimport",
+    # Counts and delivery notes are the store's own daily work: importing them for its own stores (the import is
+    # store-scoped and goes through the same services as the till).
+    "inventory.import_stock",
 }
-# Regional managers also correct stock (by hand or by importing goods receipts and counts), release holds, cancel
-# orders and act on deliveries and returns.
+# Regional managers also correct stock by hand, release holds, cancel and re-route orders (re-routing moves work
+# onto other stores, so store staff only report short picks) and act on deliveries and returns.
 _REGIONAL = _STORE_STAFF | {
     "inventory.change_stock",
-    "inventory.import_stock",
     "inventory.change_reservation",
     "orders.change_order",
+    "orders.reroute_order",
     "orders.change_delivery",
     "returns.change_return",
     "returns.change_returnline",

@@ -233,4 +233,4 @@ def test_csv_export_of_stock_holds_only_their_stores_rows(client, two_stores, st
 def test_order_list_shows_vnd_with_thousands_separators(client, two_stores, staff_a):
     client.force_login(staff_a)
     html = client.get(reverse("admin:orders_order_changelist")).content.decode()
-    assert "199.000 ₫" in html
+    assert "199,000 ₫" in html

@@ -118,9 +118,9 @@ def test_stock_change_page_is_read_only_and_links_to_adjust(admin_client, chain)
 
 
 def test_product_price_is_shown_in_vnd(admin_client, chain):
-    assert format_vnd(1_250_000) == "1.250.000 ₫"
+    assert format_vnd(1_250_000) == "1,250,000 ₫"
     response = admin_client.get(reverse("admin:inventory_product_changelist"), {"q": "AT-001"})
-    assert "1.250.000 ₫" in response.content.decode()
+    assert "1,250,000 ₫" in response.content.decode()
 
 
 def test_store_list_filters_and_search(admin_client, chain):
