@@ -113,8 +113,9 @@ def stores_near(
     hours_column = f""", (SELECT json_agg(json_build_array(h.weekday, h.opens, h.closes)
                                    ORDER BY h.weekday, h.opens, h.closes)::text
                          FROM {OpeningHours._meta.db_table} h WHERE h.store_id = candidates.id) AS hours_json""" if postgres else ""
+    generic_plans = f", {prepared.GENERIC_PLANS} AS generic_plans" if prepared.enabled() else ""
     sql = f"""
-        SELECT *{hours_column} FROM (
+        SELECT *{hours_column}{generic_plans} FROM (
             SELECT {_STORE_COLUMNS}, 2 * %s * ASIN(SQRT(POWER(SIN((RADIANS(s.lat) - %s) / 2), 2)
                         + %s * COS(RADIANS(s.lat)) * POWER(SIN((RADIANS(s.lon) - %s) / 2), 2))) AS distance_km
             FROM {Store._meta.db_table} s
@@ -171,7 +172,7 @@ def _prepared_stores(sql: str, params: list) -> list[Store]:
         rows = cursor.fetchall()
     concrete = {f.attname for f in Store._meta.concrete_fields}
     fields = [i for i, name in enumerate(names) if name in concrete]
-    extras = [(i, name) for i, name in enumerate(names) if name not in concrete]
+    extras = [(i, name) for i, name in enumerate(names) if name not in concrete and name != "generic_plans"]
     field_names = [names[i] for i in fields]
     stores = []
     for row in rows:

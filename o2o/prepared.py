@@ -20,6 +20,17 @@ def enabled() -> bool:
     return connection.vendor == "postgresql" and bool(getattr(settings, "O2O_PREPARED_STATEMENTS", True))
 
 
+_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
+# A select-list item for the first statement of a hot path: from then on this session's prepared statements use
+# their generic plan. PostgreSQL otherwise keeps re-planning a prepared statement whose generic plan it estimates
+# dearer than the custom ones (it cannot know that the `= ANY(...)` arrays hold a handful of items), which is the
+# planning a prepared statement is meant to save. Only explicitly prepared statements are affected: Django's own
+# cursors bind on the client and never prepare. Set at no extra round trip; a rolled-back transaction takes it
+# along, and the next request sets it again.
+GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', false)"
+
+
 class PreparedCursor:
     """A server-side-binding psycopg cursor on Django's connection (same transaction, same connection as the ORM)
     whose statements are prepared once per connection. Database errors come out as Django's, as from Django's own
@@ -29,7 +40,13 @@ class PreparedCursor:
         import psycopg
 
         connection.ensure_connection()
-        self._cursor = psycopg.Cursor(connection.connection)
+        raw = connection.connection
+        # Django opens its connections with prepare_threshold=None, and psycopg then ignores prepare=True. A threshold
+        # never reached keeps psycopg from preparing anything it is not asked to (Django's own cursors bind on the
+        # client and never prepare either way).
+        if raw.prepare_threshold is None:
+            raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+        self._cursor = psycopg.Cursor(raw)
 
     @property
     def description(self):
