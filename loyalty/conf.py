@@ -41,7 +41,7 @@ def expiry_months() -> int:
 
 
 def online_pending_days() -> float:
-    return float(getattr(settings, "LOYALTY_ONLINE_PENDING_DAYS", 14))
+    return float(getattr(settings, "LOYALTY_ONLINE_PENDING_DAYS", 30))
 
 
 def events_channel() -> str:

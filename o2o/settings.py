@@ -310,7 +310,6 @@ CELERY_BEAT_SCHEDULE.update(
 LOYALTY_EARN_VND_PER_POINT = int(os.environ.get("LOYALTY_EARN_VND_PER_POINT", "10000"))  # 1 point per 10,000 ₫ paid
 LOYALTY_POINT_VALUE_VND = int(os.environ.get("LOYALTY_POINT_VALUE_VND", "100"))  # 1 point pays 100 ₫ (1 % back)
 LOYALTY_EXPIRY_MONTHS = int(os.environ.get("LOYALTY_EXPIRY_MONTHS", "12"))  # a month's points expire after this
-LOYALTY_ONLINE_PENDING_DAYS = float(os.environ.get("LOYALTY_ONLINE_PENDING_DAYS", "14"))  # online: return window
 LOYALTY_HOLD_TTL_SECONDS = int(os.environ.get("LOYALTY_HOLD_TTL_SECONDS", "900"))
 LOYALTY_MAX_HOLD_TTL_SECONDS = int(os.environ.get("LOYALTY_MAX_HOLD_TTL_SECONDS", "3600"))
 LOYALTY_TIER_WINDOW_DAYS = int(os.environ.get("LOYALTY_TIER_WINDOW_DAYS", "365"))
@@ -345,6 +344,11 @@ INSTALLED_APPS += ["orders.returns.apps.ReturnsConfig"]
 # Days from hand-over within which goods come back, per product category (JSON); "default" for the rest.
 RETURNS_WINDOW_DAYS = json.loads(
     os.environ.get("RETURNS_WINDOW_DAYS", "") or '{"default": 30, "ao-dai": 15, "do-ngu": 15, "gia-dung": 7}'
+)
+# Online points stay pending until the longest return window has closed, so a return never reverses vested points
+# (the shortfall policy remains for what a member spent before a return of a till sale).
+LOYALTY_ONLINE_PENDING_DAYS = float(
+    os.environ.get("LOYALTY_ONLINE_PENDING_DAYS", "") or max(RETURNS_WINDOW_DAYS.values())
 )
 RETURNS_NON_RETURNABLE_CATEGORIES = json.loads(
     os.environ.get("RETURNS_NON_RETURNABLE_CATEGORIES", "") or '["do-lot", "khau-trang"]'
