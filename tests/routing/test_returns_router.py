@@ -167,3 +167,12 @@ def test_route_returns_command_replays_a_problem_with_other_settings(tmp_path):
     bad.write_text('{"returns": [{"id": "R", "lat": 1, "lon": 1, "lines": []}]}')
     with pytest.raises(CommandError):
         call_command("route_returns", str(bad))
+
+
+def test_route_problem_hands_a_returns_problem_to_the_returns_router(tmp_path):
+    path = tmp_path / "problem.json"
+    raw = problem([store("NEAR", 0.2), store("SHORT", 2.5)], [ret("R1", [("S", 1, True)])], [("SHORT", "S", 0, 4)])
+    path.write_text(json.dumps({**raw, "kind": "returns"}))
+    out = StringIO()
+    call_command("route_problem", str(path), stdout=out)
+    assert json.loads(out.getvalue()) == route_returns({**raw, "kind": "returns"})

@@ -1,4 +1,5 @@
 """Solve a routing problem file and print the plan: `manage.py route_problem problem.json [--time-limit 5]`.
+A returns problem (`kind: "returns"`, orders/routing/returns.py) goes to the returns router.
 
 No database: operations use it for what-ifs ("what if store X closes") on an exported problem.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from orders.routing import ProblemError, check_plan, route
+from orders.routing.returns import route_returns
 
 
 class Command(BaseCommand):
@@ -38,6 +40,16 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
         if opts["time_limit"] is not None and opts["time_limit"] < 0:
             raise CommandError("--time-limit must be >= 0")
+        if isinstance(raw, dict) and raw.get("kind") == "returns":
+            # A stored return-routing decision's problem: the returns router answers it (as route_returns does).
+            if opts["time_limit"] is not None:
+                raw["settings"] = {**(raw.get("settings") or {}), "time_limit_s": opts["time_limit"]}
+            try:
+                plan = route_returns(raw)
+            except ProblemError as exc:
+                raise CommandError(f"{path}: invalid problem: {exc.message}") from None
+            self.stdout.write(json.dumps(plan, indent=opts["indent"] or None, ensure_ascii=False))
+            return
         try:
             plan = route(
                 raw,
