@@ -63,11 +63,11 @@ class OutboxEvent(models.Model):
         DEAD = "dead", "Dead letter"
 
     event_id = models.UUIDField(unique=True)
-    topic = models.CharField(max_length=64, db_index=True, help_text="e.g. order.placed, fulfillment.ready_for_pickup")
-    aggregate = models.CharField(max_length=120, db_index=True, help_text="What it is about, e.g. 'order:WEB-1001'.")
+    topic = models.CharField(max_length=64, help_text="e.g. order.placed, fulfillment.ready_for_pickup")
+    aggregate = models.CharField(max_length=120, help_text="What it is about, e.g. 'order:WEB-1001'.")
     channel = models.ForeignKey(SalesChannel, null=True, blank=True, on_delete=models.SET_NULL)
     payload = models.JSONField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -76,7 +76,13 @@ class OutboxEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx")]
+        # Every order, sale and posting writes events, so each index costs on every write: plain B-trees only (no
+        # LIKE twins: nothing searches these columns by prefix), and status is covered by outbox_due_idx.
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx"),
+            models.Index(fields=["aggregate"], name="outbox_aggregate_idx"),
+            models.Index(fields=["topic"], name="outbox_topic_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.topic} {self.aggregate}"
