@@ -59,7 +59,7 @@ from loyalty.exceptions import (
 )
 from loyalty.models import Account, Entry, HoldAllocation, Lot, Member, Posting, PostingKind, RedemptionHold
 from loyalty.phones import normalize_phone
-from o2o import outbox
+from o2o import outbox, prepared
 from o2o.domain_errors import InvalidInput
 from o2o.models import OutboxEvent, SalesChannel
 
@@ -128,56 +128,12 @@ def _root_id(member_id: int) -> int:
 _MEMBER_COLUMNS = ("id", "phone", "tier", "available", "held", "pending", "shortfall", "merged_into_id")
 
 
-class _PreparedCursor:
-    """A server-side-binding psycopg cursor on Django's connection (same transaction) whose statements are prepared
-    once per connection: the hot path's few statements are then neither re-parsed nor re-planned on every posting.
-    One per database connection, reused (closing it at the end of a `with` block would only make the next posting
-    build another). Database errors are turned into Django's, as Django's own cursors do."""
-
-    def __init__(self, raw):
-        import psycopg
-
-        self._cursor = psycopg.Cursor(raw)
-
-    def usable_on(self, raw) -> bool:
-        return self._cursor.connection is raw and not self._cursor.closed
-
-    def execute(self, sql: str, params) -> None:
-        with connection.wrap_database_errors:
-            self._cursor.execute(sql, params, prepare=True)
-
-    def fetchone(self):
-        return self._cursor.fetchone()
-
-    def fetchall(self):
-        return self._cursor.fetchall()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
-_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
-
-
 def _cursor():
     """The cursor for the hot path's raw SQL: prepared statements on PostgreSQL (LOYALTY_PREPARED_STATEMENTS, on by
-    default; turn it off behind a pooler that cannot keep them), else Django's."""
+    default; turn it off behind a pooler that cannot keep them), else Django's. Without really prepared statements
+    every posting's statements were parsed and planned anew (~1.4 ms of PostgreSQL CPU per posting)."""
     if connection.vendor == "postgresql" and conf.prepared_statements():
-        connection.ensure_connection()
-        raw = connection.connection
-        cached = getattr(connection, "_loyalty_cursor", None)
-        if cached is None or not cached.usable_on(raw):
-            # Django opens its connections with prepare_threshold=None, and psycopg then ignores prepare=True: without
-            # this, every posting's statements were parsed and planned anew (~1.4 ms of PostgreSQL CPU per posting).
-            # A threshold never reached keeps psycopg from preparing anything it was not asked to (Django's own
-            # client-side-binding cursors never prepare either way).
-            if raw.prepare_threshold is None:
-                raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-            cached = connection._loyalty_cursor = _PreparedCursor(raw)
-        return cached
+        return prepared.connection_cursor()
     return connection.cursor()
 
 
