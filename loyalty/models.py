@@ -107,7 +107,8 @@ class Posting(models.Model):
     reference = models.CharField(max_length=120, blank=True, help_text="Order or receipt reference.")
     actor = models.CharField(max_length=150, blank=True)
     reason = models.CharField(max_length=300, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "": postings without a key must not collide on the unique constraint below.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     original = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections",
         help_text="The earning a reversal reverses, or the redemption a refund gives back.",
