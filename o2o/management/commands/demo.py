@@ -10,7 +10,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
 
+from inventory.models import Store
 from o2o.models import SalesChannel, SalesChannelKey
+from o2o.staff.roles import HEAD_OFFICE, STORE_STAFF, make_staff
+
+DEMO_STORE = "HCM-Q1-001"  # the store nearest the demo's curl orders (Bến Thành): its queue fills first
 
 
 class Command(BaseCommand):
@@ -42,6 +46,8 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = True
             user.set_password(saved["admin_password"])
             user.save()
+        self._staff(saved, username="hq", role=HEAD_OFFICE, all_stores=True)
+        self._staff(saved, username="manager.q1", role=STORE_STAFF, store_code=DEMO_STORE)
         channel, _ = SalesChannel.objects.get_or_create(code="website", defaults={"name": "Website"})
         key = saved.get("website_api_key")
         if not key or not SalesChannelKey.objects.is_valid(key):
@@ -49,6 +55,17 @@ class Command(BaseCommand):
             saved["website_api_key"] = key
         path.write_text(json.dumps(saved, indent=2))
         return saved
+
+    def _staff(self, saved: dict, *, username: str, role: str, all_stores: bool = False, store_code: str = "") -> None:
+        """A demo staff login with a role and a store scope, as operations would set one up (`create_staff`)."""
+        User = get_user_model()
+        field = f"{username}_password"
+        if User.objects.filter(username=username).exists() and field in saved:
+            return
+        User.objects.filter(username=username).delete()  # a stale demo login whose password was not kept
+        saved[field] = secrets.token_urlsafe(9)
+        stores = [] if all_stores else list(Store.objects.filter(code=store_code))
+        make_staff(username=username, password=saved[field], role=role, stores=stores, all_stores=all_stores)
 
     def _print(self, addr: str, credentials: dict) -> None:
         base = f"http://{addr}"
@@ -58,6 +75,8 @@ class Command(BaseCommand):
 o2o demo is ready ({connection.vendor}).
 
   Admin:    {base}/admin/   user: admin   password: {credentials["admin_password"]}
+            head office (the network board): user: hq   password: {credentials["hq_password"]}
+            store staff of {DEMO_STORE} (its queue): user: manager.q1   password: {credentials["manager.q1_password"]}
   API docs: {base}/api/docs/   (schema: {base}/api/schema/)
   Website API key: {key}
 
