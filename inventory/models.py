@@ -37,6 +37,8 @@ class Store(models.Model):
     is_active = models.BooleanField(default=True, db_index=True)
 
     class Meta:
+        verbose_name = _("store")
+        verbose_name_plural = _("stores")
         ordering = ["code"]
         indexes = [models.Index(fields=["lat", "lon"], name="store_lat_lon_idx")]
         constraints = [
@@ -86,6 +88,8 @@ class Product(models.Model):
     is_active = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
         ordering = ["sku"]
 
     def __str__(self) -> str:
@@ -107,7 +111,8 @@ class Stock(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        verbose_name_plural = "stock"
+        verbose_name = _("stock")
+        verbose_name_plural = _("stock")
         constraints = [
             # (product, store) order: serves both "this cart at these stores" and "this SKU across the network".
             models.UniqueConstraint(fields=["product", "store"], name="stock_product_store_unique"),
@@ -174,6 +179,8 @@ class StockMovement(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("stock movement")
+        verbose_name_plural = _("stock movements")
         ordering = ["-id"]
         # Every index costs each of the ~10 M opening-balance rows of a generated chain, and every movement after:
         # exact-match lookups only (no LIKE), so no varchar_pattern_ops twins of reference and idempotency_key, and
@@ -210,6 +217,8 @@ class Reservation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("reservation")
+        verbose_name_plural = _("reservations")
         indexes = [models.Index(fields=["product", "store", "expires_at"], name="reservation_stock_expiry")]
         constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="reservation_quantity_positive")]
 

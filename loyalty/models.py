@@ -20,6 +20,7 @@ earnings expire together. The vested lots' `remaining` sum to `available`, the u
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class Member(models.Model):
@@ -42,6 +43,8 @@ class Member(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
         ordering = ["phone"]
         # Changing a member's contact fields is not the same trust as moving their points: adjustments and merges
         # need this permission (head office), checked by the admin.
@@ -117,6 +120,8 @@ class Posting(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("posting")
+        verbose_name_plural = _("postings")
         ordering = ["-id"]
         # Every posting writes every index of this table: as constraints and Meta indexes rather than unique=True
         # and db_index=True, which on PostgreSQL also build a second (varchar_pattern_ops) index for LIKE 'x%' that

@@ -1,6 +1,7 @@
 """Sales channels (who calls the customer-facing API) and HTTP idempotency records."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
 
 
@@ -12,6 +13,10 @@ class SalesChannel(models.Model):
     is_active = models.BooleanField(default=True)
     webhook_url = models.URLField(blank=True, help_text="Where this channel's events are delivered (the outbox).")
     webhook_secret = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        verbose_name = _("sales channel")
+        verbose_name_plural = _("sales channels")
 
     def __str__(self) -> str:
         return self.name
@@ -29,8 +34,8 @@ class SalesChannelKey(AbstractAPIKey):
     channel = models.ForeignKey(SalesChannel, on_delete=models.CASCADE, related_name="api_keys")
 
     class Meta(AbstractAPIKey.Meta):
-        verbose_name = "sales channel API key"
-        verbose_name_plural = "sales channel API keys"
+        verbose_name = _("sales channel API key")
+        verbose_name_plural = _("sales channel API keys")
 
 
 class IdempotencyRecord(models.Model):
@@ -45,6 +50,8 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]
 
     def __str__(self) -> str:
@@ -75,6 +82,8 @@ class OutboxEvent(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("outbox event")
+        verbose_name_plural = _("outbox events")
         ordering = ["id"]
         # Every order, sale and posting writes events, so each index costs on every write: plain B-trees only (no
         # LIKE twins: nothing searches these columns by prefix), and status is covered by outbox_due_idx.

@@ -17,36 +17,36 @@ from o2o.models import SalesChannel
 
 
 class Method(models.TextChoices):
-    DELIVERY = "delivery", "Delivery"
-    PICKUP = "pickup", "Pickup in store"
+    DELIVERY = "delivery", _("Delivery")
+    PICKUP = "pickup", _("Pickup in store")
 
 
 class PaymentState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    AUTHORIZED = "authorized", "Authorized"
-    PAID = "paid", "Paid"
-    COD = "cod", "Cash on delivery / at pickup"
+    PENDING = "pending", _("Pending")
+    AUTHORIZED = "authorized", _("Authorized")
+    PAID = "paid", _("Paid")
+    COD = "cod", _("Cash on delivery / at pickup")
 
 
 class OrderStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    COMPLETED = "completed", "Completed"
-    CANCELLED = "cancelled", "Cancelled"
-    FAILED = "failed", "Failed (not collected / not delivered)"
+    OPEN = "open", _("Open")
+    COMPLETED = "completed", _("Completed")
+    CANCELLED = "cancelled", _("Cancelled")
+    FAILED = "failed", _("Failed (not collected / not delivered)")
 
 
 class FulfillmentStatus(models.TextChoices):
-    ASSIGNED = "assigned", "Assigned"
-    PICKING = "picking", "Picking"
-    PACKED = "packed", "Packed"
-    READY_FOR_PICKUP = "ready_for_pickup", "Ready for pickup"
-    COLLECTED = "collected", "Collected"
-    NOT_COLLECTED = "not_collected", "Not collected"
-    HANDED_TO_COURIER = "handed_to_courier", "Handed to courier"
-    DELIVERED = "delivered", "Delivered"
-    DELIVERY_FAILED = "delivery_failed", "Delivery failed"
-    RETURNED_TO_STORE = "returned_to_store", "Returned to the store"
-    CANCELLED = "cancelled", "Cancelled"
+    ASSIGNED = "assigned", _("Assigned")
+    PICKING = "picking", _("Picking")
+    PACKED = "packed", _("Packed")
+    READY_FOR_PICKUP = "ready_for_pickup", _("Ready for pickup")
+    COLLECTED = "collected", _("Collected")
+    NOT_COLLECTED = "not_collected", _("Not collected")
+    HANDED_TO_COURIER = "handed_to_courier", _("Handed to courier")
+    DELIVERED = "delivered", _("Delivered")
+    DELIVERY_FAILED = "delivery_failed", _("Delivery failed")
+    RETURNED_TO_STORE = "returned_to_store", _("Returned to the store")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 S = FulfillmentStatus
@@ -104,6 +104,8 @@ class Order(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
         ordering = ["-id"]
         # Moving an order to other stores before picking (orders.services.reroute_order) is its own right, apart
         # from changing or cancelling orders.
@@ -167,6 +169,8 @@ class Fulfillment(models.Model):
     status_changed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("fulfillment")
+        verbose_name_plural = _("fulfillments")
         ordering = ["promised_by", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=FulfillmentStatus.values), name="fulfillment_status_valid"),
@@ -233,9 +237,9 @@ class PickupCode(models.Model):
 
 
 class RoutingKind(models.TextChoices):
-    INITIAL = "initial", "At placement"
-    REROUTE = "reroute", "Re-route after a short pick"
-    WAVE = "wave", "Wave re-optimisation"
+    INITIAL = "initial", _("At placement")
+    REROUTE = "reroute", _("Re-route after a short pick")
+    WAVE = "wave", _("Wave re-optimisation")
     MANUAL = "manual", _("Re-routed by staff")
 
 

@@ -12,6 +12,7 @@ These models live in inventory.pos (installed as the `pos` app for its admin and
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from inventory.models import Product, Store
@@ -42,8 +43,8 @@ class StoreApiKey(AbstractAPIKey):
 
     class Meta(AbstractAPIKey.Meta):
         app_label = "inventory"
-        verbose_name = "store (POS) API key"
-        verbose_name_plural = "store (POS) API keys"
+        verbose_name = _("store (POS) API key")
+        verbose_name_plural = _("store (POS) API keys")
 
 
 class TillReceipt(models.Model):
@@ -71,6 +72,8 @@ class TillReceipt(models.Model):
     result = models.JSONField(default=dict, help_text="The first answer, given again to replays.")
 
     class Meta:
+        verbose_name = _("till receipt")
+        verbose_name_plural = _("till receipts")
         app_label = "inventory"
         ordering = ["-id"]
         constraints = [
@@ -160,6 +163,8 @@ class StockCount(models.Model):
     result = models.JSONField(default=dict)
 
     class Meta:
+        verbose_name = _("stock count")
+        verbose_name_plural = _("stock counts")
         app_label = "inventory"
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["store", "count_id"], name="stock_count_unique_per_store")]
@@ -196,6 +201,8 @@ class GoodsReceipt(models.Model):
     result = models.JSONField(default=dict)
 
     class Meta:
+        verbose_name = _("goods receipt")
+        verbose_name_plural = _("goods receipts")
         app_label = "inventory"
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["store", "receipt_id"], name="goods_receipt_unique_per_store")]
@@ -223,6 +230,8 @@ class StockTransfer(models.Model):
     note = models.CharField(max_length=300, blank=True)
 
     class Meta:
+        verbose_name = _("stock transfer")
+        verbose_name_plural = _("stock transfers")
         app_label = "inventory"
         ordering = ["-id"]
         constraints = [

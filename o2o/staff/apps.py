@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class StaffConfig(AppConfig):
@@ -8,7 +9,7 @@ class StaffConfig(AppConfig):
 
     name = "o2o.staff"
     label = "staff"
-    verbose_name = "Staff and store scope"
+    verbose_name = _("Staff and store scope")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from inventory.models import Store
 
@@ -16,7 +17,8 @@ class StaffScope(models.Model):
     stores = models.ManyToManyField(Store, blank=True, related_name="+", help_text="The stores this person works for.")
 
     class Meta:
-        verbose_name = "staff store scope"
+        verbose_name_plural = _("staff store scopes")
+        verbose_name = _("staff store scope")
 
     def __str__(self) -> str:
         return f"{self.user} ({'all stores' if self.all_stores else 'stores'})"

@@ -7,6 +7,7 @@ event id stored twice (a replay is acknowledged and ignored), unknown states.
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from orders.models import Fulfillment
 
@@ -65,9 +66,10 @@ class Delivery(models.Model):
     status_changed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("delivery")
         app_label = "orders"
         ordering = ["-id"]
-        verbose_name_plural = "deliveries"
+        verbose_name_plural = _("deliveries")
         constraints = [
             models.CheckConstraint(condition=Q(status__in=DeliveryStatus.values), name="courier_delivery_status_valid"),
             models.CheckConstraint(condition=Q(sla_state__in=SlaState.values), name="courier_delivery_sla_valid"),
@@ -107,6 +109,8 @@ class CourierEvent(models.Model):
     note = models.CharField(max_length=300, blank=True)
 
     class Meta:
+        verbose_name = _("courier event")
+        verbose_name_plural = _("courier events")
         app_label = "orders"
         ordering = ["-id"]
         constraints = [
@@ -123,5 +127,5 @@ class FulfillmentAwaitingCourier(Fulfillment):
     class Meta:
         app_label = "orders"
         proxy = True
-        verbose_name = "fulfillment awaiting a courier"
-        verbose_name_plural = "fulfillments awaiting a courier"
+        verbose_name = _("fulfillment awaiting a courier")
+        verbose_name_plural = _("fulfillments awaiting a courier")

@@ -14,6 +14,7 @@ loyalty.services.
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from inventory.models import Product, Store
 from inventory.pos.models import TillReceipt, TillReceiptLine
@@ -68,6 +69,8 @@ class Return(models.Model):
     refunded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("return")
+        verbose_name_plural = _("returns")
         ordering = ["-id"]
         constraints = [
             models.CheckConstraint(
@@ -105,6 +108,8 @@ class ReturnLine(models.Model):
     disposition_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("return line")
+        verbose_name_plural = _("return lines")
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(qty__gt=0), name="return_line_qty_positive"),
