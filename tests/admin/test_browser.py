@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from inventory.models import Stock
 from o2o.staff.roles import HEAD_OFFICE, STORE_STAFF, make_staff
 from orders.models import Fulfillment
-from tests.admin.conftest import PASSWORD
+from tests.admin.conftest import NEAR_A, PASSWORD, _order
+from tests.conftest import put_stock
+from tests.factories import StoreFactory
 
 # Playwright's sync API runs an event loop in this thread; Django's async-safety check would then refuse the ORM.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -36,8 +39,8 @@ def browser():
         browser.close()
 
 
-def _log_in(browser, live_server, username: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB")
+def _log_in(browser, live_server, username: str, *, locale: str = "en-GB"):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale=locale)
     page = context.new_page()
     page.goto(f"{live_server.url}/admin/login/?next=/admin/")
     page.fill("#id_username", username)
@@ -96,3 +99,52 @@ def test_store_manager_runs_their_queue_and_head_office_sees_all(browser, live_s
     assert hq.locator("#tile-on-time").is_visible() and hq.locator("#orders-per-hour rect.bar").count() == 24
     _shot(hq, "06-head-office-network-board")
     hq.context.close()
+
+
+def test_head_office_reroutes_and_a_store_imports_a_delivery_note_in_vietnamese(
+    browser, live_server, two_stores, channel, tmp_path
+):
+    """Head office re-routes a delivery order away from its store with a reason on the order's routing page; the
+    store's staff import a delivery note from a CSV (preview, then confirm) with the admin in Vietnamese."""
+    a, shirt = two_stores["a"], two_stores["shirt"]
+    other = StoreFactory(code="HCM-Q3-001", name="Q3 Võ Văn Tần", city="Ho Chi Minh City", lat=10.7790, lon=106.6900)
+    put_stock(other, shirt, 4)
+    order = _order(channel, "delivery", near=NEAR_A)
+    assert order.fulfillments.get().store_id == a.pk
+    make_staff(username="hoa.hq", password=PASSWORD, role=HEAD_OFFICE, all_stores=True)
+    make_staff(username="lan.q1", password=PASSWORD, role=STORE_STAFF, stores=[a])
+
+    hq = _log_in(browser, live_server, "hoa.hq")
+    hq.goto(f"{live_server.url}/admin/orders/order/{order.pk}/routing/")
+    assert "★" in hq.inner_text("#content-main")
+    hq.fill("textarea[name=reason]", "Q1 is short of pickers this morning")
+    hq.check("input[name=avoid_current]")
+    _shot(hq, "07-routing-page-before-reroute")
+    hq.get_by_role("button", name="Re-route this order").or_(hq.locator("input[value='Re-route this order']")).click()
+    hq.wait_for_load_state("load")
+    assert f"now served by {other.code}" in hq.inner_text("ul.messagelist")
+    _shot(hq, "08-routing-page-after-reroute")
+    live = [f for f in order.fulfillments.all() if f.status != "cancelled"]
+    assert [f.store_id for f in live] == [other.pk]
+    hq.context.close()
+
+    note = tmp_path / "delivery-note.csv"
+    note.write_text(f"store,receipt_id,sku,qty,source\n{a.code},DN-BROWSER-1,{shirt.sku},12,DC Bình Dương\n",
+                    encoding="utf-8")
+    before = Stock.objects.get(store=a, product=shirt).on_hand
+    staff = _log_in(browser, live_server, "lan.q1", locale="vi-VN")
+    staff.goto(f"{live_server.url}/admin/inventory/stock/")
+    staff.get_by_role("link", name="Nhập phiếu nhập hàng").or_(staff.locator("a[href*='goods_receipts']")).first.click()
+    staff.set_input_files("input[name=import_file]", str(note))
+    staff.locator("input[type=submit]").last.click()
+    staff.wait_for_load_state("load")
+    assert "DN-BROWSER-1" in staff.inner_text("#content-main")
+    _shot(staff, "09-import-preview-vi")
+    staff.locator("input[name=confirm]").click()
+    staff.wait_for_load_state("load")
+    _shot(staff, "10-import-done-vi")
+    assert Stock.objects.get(store=a, product=shirt).on_hand == before + 12
+    staff.goto(f"{live_server.url}/admin/orders/fulfillment/queue/")
+    assert "Hàng đợi cửa hàng" in staff.inner_text("h1")
+    _shot(staff, "11-store-queue-vi")
+    staff.context.close()
