@@ -1,8 +1,9 @@
 """The admin in a real browser: Debian's Chromium, headless, driven by Playwright against the live test server.
 
 A store manager logs in, sees only their store, moves a pickup order from assigned to ready for pickup in the store
-queue, and cannot open another store's fulfillment by its URL; head office sees every store. Screenshots of the key
-screens go to tests/artifacts/ (ignored by git). Nothing is downloaded: the browser is the system's."""
+queue, and cannot open another store's fulfillment by its URL; head office sees every store and the network board,
+and re-routes an order on its routing page; store staff import a delivery note with the admin in Vietnamese.
+Screenshots of the key screens go to tests/artifacts/ (ignored by git). Nothing is downloaded: the browser is the system's."""
 
 import os
 from pathlib import Path
