@@ -111,3 +111,23 @@ def machine() -> str:
     with psycopg.connect(f"{PG}/postgres") as conn:
         pg = conn.execute("SHOW server_version").fetchone()[0]
     return f"{cpu}, {os.cpu_count()} cores, {mem} GB RAM, Python {platform.python_version()}, PostgreSQL {pg}"
+
+
+def server_cpu_seconds(gunicorn_pid: int, db: str) -> float:
+    """CPU time used so far by the gunicorn master and workers and by the PostgreSQL backends of the bench
+    database (from /proc): the server side of a benchmark, whatever else runs on the machine. Backends that closed
+    in between are missed (the benchmarks keep persistent connections)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid, pgid = int(fields[1]), int(fields[2])
+        if pgid == gunicorn_pid or ppid == gunicorn_pid or f"postgres {db} " in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total

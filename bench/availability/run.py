@@ -36,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from bench.common import server_cpu_seconds  # noqa: E402 - after the path insert
+
 PG = "postgres://postgres@127.0.0.1:5432"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 HCM = (10.7769, 106.7009)
@@ -148,25 +150,6 @@ def check_equivalent(base: str, key: str, sample: list[str]) -> int:
             raise SystemExit(f"the floor view disagrees with the endpoint for {body}:\n{a}\n{b}")
         compared += len(a)
     return compared
-
-
-def server_cpu_seconds(gunicorn_pid: int, db: str) -> float:
-    """CPU time used so far by the gunicorn master and workers and by the PostgreSQL backends of the bench
-    database: the server side of the benchmark, whatever else runs on the machine."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        ppid, pgid = int(fields[1]), int(fields[2])
-        if pgid == gunicorn_pid or ppid == gunicorn_pid or f"postgres {db} " in cmdline:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def wrk(url: str, lua: str, *, connections: int, seconds: int, threads: int, pin: str | None) -> dict:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from bench.common import PG, machine, prepare_database, setup_django  # noqa: E402 - after the path insert
+from bench.common import PG, machine, prepare_database, server_cpu_seconds, setup_django  # noqa: E402 - after the path insert
 
 CITIES = [  # name, lat, lon, spread (deg), stores
     ("HCM", 10.7769, 106.7009, 0.09, 600),
@@ -188,24 +188,6 @@ function done(summary, latency, requests)
     latency.max / 1000, summary.duration / 1e6))
 end
 """
-
-
-def server_cpu_seconds(gunicorn_pid: int, db: str) -> float:
-    """CPU time used so far by the gunicorn master and workers and the PostgreSQL backends of the bench database
-    (from /proc): the server's own cost per order, whatever else shares the machine."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[2]) == gunicorn_pid or int(fields[1]) == gunicorn_pid or f"postgres {db} " in cmdline:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, seed: int) -> dict:
