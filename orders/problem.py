@@ -22,6 +22,7 @@ from django.db.models import Count, F, Max
 
 from inventory.models import OpeningHours, Reservation, Stock, Store
 from inventory.selectors import expired_hold_quantities, opening_status
+from o2o import prepared
 from orders.models import FulfillmentLine, FulfillmentStatus
 
 KM_PER_DEGREE_LAT = 111.32
@@ -90,6 +91,13 @@ def load_candidates(
     exclude = set(exclude_store_ids)
     radius = radius_km if radius_km is not None else widest_delivery_radius_km()
     south, north, west, east = _bounding_box(lat, lon, radius)
+    limit = k or settings.O2O_ROUTING_K_CANDIDATES
+    if connection.vendor == "postgresql" and only_store_ids is None and not extra_stock:
+        return _nearest_candidates_postgres(
+            lat=lat, lon=lon, lines=lines, method=method, at=at, radius=radius, box=(south, north, west, east),
+            exclude=exclude, k=limit, slot_hours=slot_hours, only_whole_cart=only_whole_cart,
+            extra_capacity=extra_capacity,
+        )
     if connection.vendor == "postgresql":
         found = _stores_with_stock_postgres(
             lat=lat, lon=lon, lines=lines, method=method, at=at, radius=radius,
@@ -117,7 +125,6 @@ def load_candidates(
             partial.append(c)
     whole.sort(key=_nearest_first)
     partial.sort(key=_nearest_first)
-    limit = k or settings.O2O_ROUTING_K_CANDIDATES
     chosen = whole[:limit] + partial[:limit]  # partial stores only matter for splits
     if not chosen:
         return []
@@ -233,6 +240,123 @@ def _stores_with_stock_postgres(
         if units > 0:
             candidate.stock[pid] = int(units)
     return found  # stores without units stay: a wave adds back what its own orders hold
+
+
+def _nearest_candidates_postgres(
+    *, lat, lon, lines, method, at, radius, box, exclude, k, slot_hours, only_whole_cart, extra_capacity
+) -> list["Candidate"]:
+    """load_candidates in one prepared statement, for the checkout path (no stores pinned, no units added back).
+
+    Stores within reach are read nearest first, and only as far as needed: up to the k-th nearest store that serves
+    the whole cart (so the whole-cart candidates are exactly the general path's), and at least the SCAN_FACTOR × k
+    nearest stores holding any of it, among which the k nearest partial ones are taken (they only matter for
+    splits). In central Ho Chi Minh City a point reaches ~400 stores: looking up each one's stock for the cart was
+    most of a placement's database time, and reading the ~1,000 rows back a large part of its Python time. Opening
+    hours and the slot's load come in the same statement, for the chosen stores only.
+
+    The nearest-first reading relies on the plan keeping the order of `reach` through the lateral join (a sort would
+    make PostgreSQL read every store, with the same answer); tests/orders/test_candidates_fast_path.py checks both
+    the answer against the general path and that few stores are read."""
+    south, north, west, east = box
+    wanted = sorted(lines.items())
+    params = {
+        "lat": lat, "lon": lon, "radius": radius, "r": EARTH_RADIUS_KM, "at": at,
+        "south": south, "north": north, "west": west, "east": east,
+        "pids": [pid for pid, _ in wanted], "qtys": [qty for _, qty in wanted], "n": len(wanted),
+        "exclude": sorted(exclude), "k": k, "whole_only": only_whole_cart,
+        "statuses": [str(s) for s in OPEN_LOAD_STATUSES], "until": at + timedelta(hours=slot_hours),
+    }
+    method_filter = {"delivery": "AND s.offers_delivery", "pickup": "AND s.offers_pickup"}.get(method, "")
+    reach = "km <= %(radius)s" + (" AND km <= delivery_radius_km" if method == "delivery" else "")
+    columns = ", ".join(f"s.{c}" for c in _STORE_COLUMNS)
+    tables = {
+        "store": Store._meta.db_table, "stock": Stock._meta.db_table, "hold": Reservation._meta.db_table,
+        "hours": OpeningHours._meta.db_table, "fline": FulfillmentLine._meta.db_table,
+        "fulfillment": FulfillmentLine._meta.get_field("fulfillment").related_model._meta.db_table,
+    }
+    sql = f"""
+        WITH reach AS (
+            SELECT * FROM (
+                SELECT {columns},
+                       2 * %(r)s * asin(least(1, sqrt(
+                           power(sin(radians(s.lat - %(lat)s) / 2), 2)
+                           + cos(radians(%(lat)s)) * cos(radians(s.lat)) * power(sin(radians(s.lon - %(lon)s) / 2), 2)
+                       ))) AS km
+                FROM {tables["store"]} s
+                WHERE s.is_active {method_filter} AND NOT s.id = ANY(%(exclude)s::bigint[])
+                  AND s.lat BETWEEN %(south)s AND %(north)s AND s.lon BETWEEN %(west)s AND %(east)s
+                OFFSET 0  -- computes km once per store, not once per use
+            ) d
+            WHERE {reach}
+            ORDER BY round(km::numeric, 3), code
+        ), held AS MATERIALIZED (
+            -- computed only as far as the two queries below read it, nearest first
+            SELECT x.*, row_number() OVER () AS held_rank FROM (
+                SELECT reach.*, a.pids, a.units, a.whole
+                FROM reach CROSS JOIN LATERAL (
+                    SELECT array_agg(u.product_id) AS pids, array_agg(u.units) AS units,
+                           count(*) FILTER (WHERE u.units >= u.qty) = %(n)s AS whole
+                    FROM (
+                        SELECT st.product_id, w.qty,
+                               st.on_hand - st.reserved - st.safety - st.unavailable + CASE WHEN st.reserved > 0 THEN
+                                   COALESCE((SELECT sum(h.quantity) FROM {tables["hold"]} h
+                                             WHERE h.product_id = st.product_id AND h.store_id = st.store_id
+                                               AND h.expires_at <= %(at)s), 0)
+                               ELSE 0 END AS units
+                        FROM {tables["stock"]} st
+                        JOIN unnest(%(pids)s::bigint[], %(qtys)s::bigint[]) AS w (product_id, qty)
+                          ON w.product_id = st.product_id
+                        WHERE st.store_id = reach.id AND st.product_id = ANY(%(pids)s::bigint[])
+                          AND st.on_hand > st.safety + st.unavailable
+                    ) u
+                    WHERE u.units > 0
+                ) a
+                WHERE a.pids IS NOT NULL
+            ) x
+        ), whole AS (
+            SELECT * FROM held WHERE held.whole LIMIT %(k)s
+        ), partial AS (
+            -- among the stores read up to the k-th whole-cart one, and at least the `scan` nearest
+            SELECT * FROM (
+                SELECT * FROM held LIMIT CASE WHEN (SELECT count(*) FROM whole) < %(k)s THEN NULL
+                                              ELSE greatest((SELECT max(held_rank) FROM whole), %(scan)s) END
+            ) h
+            WHERE NOT h.whole AND NOT %(whole_only)s
+            LIMIT %(k)s
+        ), chosen AS (
+            SELECT * FROM whole UNION ALL SELECT * FROM partial
+        )
+        SELECT chosen.id, chosen.code, chosen.name, chosen.lat, chosen.lon, chosen.delivery_radius_km,
+               chosen.offers_delivery, chosen.offers_pickup, chosen.picking_capacity_per_hour, chosen.timezone,
+               chosen.km, chosen.pids, chosen.units, hours.weekdays, hours.opens, hours.closes,
+               (SELECT count(*) FROM {tables["fline"]} fl JOIN {tables["fulfillment"]} f ON f.id = fl.fulfillment_id
+                WHERE f.store_id = chosen.id AND f.status = ANY(%(statuses)s) AND f.promised_by < %(until)s)
+        FROM chosen
+        LEFT JOIN LATERAL (
+            SELECT array_agg(h.weekday ORDER BY h.id) AS weekdays, array_agg(h.opens ORDER BY h.id) AS opens,
+                   array_agg(h.closes ORDER BY h.id) AS closes
+            FROM {tables["hours"]} h WHERE h.store_id = chosen.id
+        ) hours ON TRUE
+        ORDER BY chosen.whole DESC, chosen.held_rank
+    """
+    with prepared.cursor() as cursor:
+        cursor.execute(sql, {**params, "scan": SCAN_FACTOR * k})
+        rows = cursor.fetchall()
+    chosen = []
+    for pk, code, name, s_lat, s_lon, s_radius, delivers, picks, cap, tz, km, pids, units, weekdays, opens, closes, load in rows:
+        methods = [m for m, on in (("delivery", delivers), ("pickup", picks)) if on]
+        c = Candidate(
+            pk, code, name, s_lat, s_lon, round(km, 3), s_radius, methods, cap, dict(zip(pids, units, strict=True)),
+            time_zone=tz,
+        )
+        intervals = [Interval(*i) for i in zip(weekdays, opens, closes, strict=True)] if weekdays else []
+        c.open_now, c.next_opening, c.closes_at = opening_status(intervals, time_zone=tz, at=at)
+        c.load = max(0, load - (extra_capacity or {}).get(pk, 0))
+        chosen.append(c)
+    return chosen
+
+
+SCAN_FACTOR = 3  # stores holding any of the cart read per candidate wanted, before the fast path stops reading
 
 
 def _hours_and_load_postgres(
