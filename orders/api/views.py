@@ -51,9 +51,11 @@ class PromisesView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        body = io.PromiseInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        q = body.validated_data
+        q = io.plain_promise_input(request.data)
+        if q is None:  # not plainly valid: the serializer decides, and answers any 400
+            body = io.PromiseInput(data=request.data)
+            body.is_valid(raise_exception=True)
+            q = body.validated_data
         lat, lon, address = _point(q.get("destination"))
         promise = services.quote_promise(
             channel=request.auth.channel, lines=q["lines"], lat=lat, lon=lon, address=address,
@@ -105,9 +107,11 @@ class OrdersView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        body = io.OrderInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        q = body.validated_data
+        q = io.plain_order_input(request.data)
+        if q is None:  # not plainly valid: the serializer decides, and answers any 400
+            body = io.OrderInput(data=request.data)
+            body.is_valid(raise_exception=True)
+            q = body.validated_data
 
         def action():
             lat, lon, address = _point(q.get("destination"))
