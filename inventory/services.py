@@ -22,6 +22,7 @@ from inventory.exceptions import (
     StaleStockQuantity,
 )
 from inventory.models import MovementReason, Product, Reservation, Stock, StockMovement, Store
+from o2o import prepared
 
 Pair = tuple[int, int]  # (store_id, product_id)
 
@@ -411,7 +412,7 @@ def _reserve_in_one_statement(
         LEFT JOIN held h ON h.store_id = c.store_id AND h.product_id = c.product_id
         ORDER BY c.store_id, c.product_id
     """
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         # Take the row locks in a statement of their own first. With the locks taken inside the writing statement
         # itself, a mixed race of multi-line carts, till sales and releases let a cart through that no longer fit
         # (the CHECK refused reserved > on_hand; tests/inventory/test_concurrency.py reproduces it): READ COMMITTED

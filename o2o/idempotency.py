@@ -8,6 +8,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from o2o import prepared
 from o2o.domain_errors import IdempotencyKeyReused, InvalidInput
 from o2o.models import IdempotencyRecord
 
@@ -42,7 +43,7 @@ def run_once(
     with transaction.atomic():
         # ON CONFLICT DO NOTHING instead of a savepoint around a plain INSERT: a concurrent duplicate still waits on
         # the unique index until the first transaction ends, then inserts nothing (committed) or inserts (rolled back).
-        with connection.cursor() as cursor:
+        with prepared.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (scope, key, request_hash, created_at) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (scope, key) DO NOTHING RETURNING id",
@@ -57,7 +58,7 @@ def run_once(
         status, body = action()
         text = json.dumps(body, default=str)
         cast = "::jsonb" if connection.vendor == "postgresql" else ""
-        with connection.cursor() as cursor:
+        with prepared.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {table} SET response_status = %s, response_body = %s{cast} WHERE id = %s", [status, text, row[0]]
             )

@@ -23,7 +23,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from o2o import signing
+from o2o import prepared, signing
 from o2o.domain_errors import Conflict
 from o2o.models import OutboxEvent, SalesChannel
 
@@ -73,11 +73,11 @@ def emit_many(events: list[dict[str, Any]]) -> list[OutboxEvent]:
     params: list[Any] = []
     for r in rows:
         params += [r.event_id, r.topic, r.aggregate, r.channel_id, r.payload, r.status, now]
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {OutboxEvent._meta.db_table} "
             "(event_id, topic, aggregate, channel_id, payload, status, attempts, last_error, created_at) VALUES "
-            + ", ".join(["(%s, %s, %s, %s, %s::jsonb, %s, 0, '', %s)"] * len(rows))
+            + ", ".join(["(%s::uuid, %s, %s, %s::bigint, %s::jsonb, %s, 0, '', %s::timestamptz)"] * len(rows))
             + " RETURNING id",
             params,
         )

@@ -274,6 +274,7 @@ def _nearest_candidates_postgres(
         "hours": OpeningHours._meta.db_table, "fline": FulfillmentLine._meta.db_table,
         "fulfillment": FulfillmentLine._meta.get_field("fulfillment").related_model._meta.db_table,
     }
+    generic_plans = f", {prepared.GENERIC_PLANS}" if prepared.enabled() else ""
     sql = f"""
         WITH reach AS (
             SELECT * FROM (
@@ -331,6 +332,7 @@ def _nearest_candidates_postgres(
                chosen.km, chosen.pids, chosen.units, hours.weekdays, hours.opens, hours.closes,
                (SELECT count(*) FROM {tables["fline"]} fl JOIN {tables["fulfillment"]} f ON f.id = fl.fulfillment_id
                 WHERE f.store_id = chosen.id AND f.status = ANY(%(statuses)s) AND f.promised_by < %(until)s)
+               {generic_plans}
         FROM chosen
         LEFT JOIN LATERAL (
             SELECT array_agg(h.weekday ORDER BY h.id) AS weekdays, array_agg(h.opens ORDER BY h.id) AS opens,
@@ -343,7 +345,7 @@ def _nearest_candidates_postgres(
         cursor.execute(sql, {**params, "scan": SCAN_FACTOR * k})
         rows = cursor.fetchall()
     chosen = []
-    for pk, code, name, s_lat, s_lon, s_radius, delivers, picks, cap, tz, km, pids, units, weekdays, opens, closes, load in rows:
+    for pk, code, name, s_lat, s_lon, s_radius, delivers, picks, cap, tz, km, pids, units, weekdays, opens, closes, load, *_ in rows:
         methods = [m for m, on in (("delivery", delivers), ("pickup", picks)) if on]
         c = Candidate(
             pk, code, name, s_lat, s_lon, round(km, 3), s_radius, methods, cap, dict(zip(pids, units, strict=True)),

@@ -30,6 +30,7 @@ from inventory import services as stock
 from inventory.exceptions import InsufficientStock, InvalidStockChange, UnknownSku
 from inventory.models import MovementReason, Product, Store
 from inventory.selectors import products_by_sku
+from o2o import prepared
 from o2o.domain_errors import DomainError, IdempotencyKeyReused, InvalidInput
 from o2o.models import SalesChannel
 from o2o.outbox import emit, emit_many
@@ -122,7 +123,7 @@ def _active_products(skus: Iterable[str]) -> dict[str, Product]:
     without the queryset compiler, which cost more CPU than the query on every placement and promise."""
     skus = set(skus)
     names = _product_columns()
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(
             f"SELECT {', '.join(connection.ops.quote_name(c) for c in names.values())} FROM {Product._meta.db_table}"
             " WHERE sku = ANY(%s) AND is_active",
@@ -745,7 +746,7 @@ def _insert_placement(
         )
         SELECT o.id, o.number, (SELECT array_agg(ARRAY[f.store_id, f.id]) FROM f), (SELECT id FROM d) FROM o
     """
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:  # one prepared statement per shape (lines, fulfillments)
         cursor.execute(sql, [prefix, *o_params, *ol_params, *f_params, *fl_params, *d_params])
         order_id, number, f_ids, decision_id = cursor.fetchone()
     order.pk, order.number = order_id, number
