@@ -167,6 +167,9 @@ class Fulfillment(models.Model):
     courier_tracking = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     status_changed_at = models.DateTimeField(default=timezone.now)
+    # The size of its pick list, fixed when it is created (its lines never change): a store's slot load is the sum
+    # over its open fulfillments, read from the queue index without visiting every line.
+    line_count = models.PositiveSmallIntegerField(default=0, editable=False)
 
     class Meta:
         verbose_name = _("fulfillment")
@@ -177,7 +180,9 @@ class Fulfillment(models.Model):
             models.UniqueConstraint(fields=["order", "store", "round"], name="fulfillment_one_per_store_per_round"),
         ]
         indexes = [
-            models.Index(fields=["store", "status", "promised_by"], name="fulfillment_store_queue_idx"),
+            models.Index(
+                fields=["store", "status", "promised_by"], include=["line_count"], name="fulfillment_store_queue_idx"
+            ),
             models.Index(
                 fields=["status", "ready_at"], condition=Q(status="ready_for_pickup"), name="fulfillment_ready_idx"
             ),

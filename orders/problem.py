@@ -18,12 +18,12 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Max
+from django.db.models import F, Max, Sum
 
 from inventory.models import OpeningHours, Reservation, Stock, Store
 from inventory.selectors import expired_hold_quantities, opening_status
 from o2o import prepared
-from orders.models import FulfillmentLine, FulfillmentStatus
+from orders.models import Fulfillment, FulfillmentLine, FulfillmentStatus
 
 KM_PER_DEGREE_LAT = 111.32
 OPEN_LOAD_STATUSES = (FulfillmentStatus.ASSIGNED, FulfillmentStatus.PICKING)
@@ -276,7 +276,11 @@ def _nearest_candidates_postgres(
     }
     generic_plans = f", {prepared.GENERIC_PLANS}" if prepared.enabled() else ""
     sql = f"""
-        WITH reach AS (
+        WITH expired AS MATERIALIZED (
+            -- expired holds are rare (the cleanup releases them within a minute): one look at the expiry index
+            -- spares a lookup per stock row (min() reads one end of the index, whatever the plan's estimates)
+            SELECT coalesce((SELECT min(expires_at) FROM {tables["hold"]}) <= %(at)s, false) AS any_expired
+        ), reach AS (
             SELECT * FROM (
                 SELECT {columns},
                        2 * %(r)s * asin(least(1, sqrt(
@@ -299,7 +303,8 @@ def _nearest_candidates_postgres(
                            count(*) FILTER (WHERE u.units >= u.qty) = %(n)s AS whole
                     FROM (
                         SELECT st.product_id, w.qty,
-                               st.on_hand - st.reserved - st.safety - st.unavailable + CASE WHEN st.reserved > 0 THEN
+                               st.on_hand - st.reserved - st.safety - st.unavailable
+                               + CASE WHEN st.reserved > 0 AND (SELECT any_expired FROM expired) THEN
                                    COALESCE((SELECT sum(h.quantity) FROM {tables["hold"]} h
                                              WHERE h.product_id = st.product_id AND h.store_id = st.store_id
                                                AND h.expires_at <= %(at)s), 0)
@@ -330,7 +335,7 @@ def _nearest_candidates_postgres(
         SELECT chosen.id, chosen.code, chosen.name, chosen.lat, chosen.lon, chosen.delivery_radius_km,
                chosen.offers_delivery, chosen.offers_pickup, chosen.picking_capacity_per_hour, chosen.timezone,
                chosen.km, chosen.pids, chosen.units, hours.weekdays, hours.opens, hours.closes,
-               (SELECT count(*) FROM {tables["fline"]} fl JOIN {tables["fulfillment"]} f ON f.id = fl.fulfillment_id
+               (SELECT coalesce(sum(f.line_count), 0) FROM {tables["fulfillment"]} f
                 WHERE f.store_id = chosen.id AND f.status = ANY(%(statuses)s) AND f.promised_by < %(until)s)
                {generic_plans}
         FROM chosen
@@ -370,8 +375,8 @@ def _hours_and_load_postgres(
         SELECT h.store_id, h.weekday, h.opens, h.closes, NULL::bigint
         FROM {hours_table} h WHERE h.store_id = ANY(%(ids)s)
         UNION ALL
-        SELECT f.store_id, NULL, NULL, NULL, count(*)
-        FROM {FulfillmentLine._meta.db_table} fl JOIN {f_table._meta.db_table} f ON f.id = fl.fulfillment_id
+        SELECT f.store_id, NULL, NULL, NULL, sum(f.line_count)
+        FROM {f_table._meta.db_table} f
         WHERE f.store_id = ANY(%(ids)s) AND f.status = ANY(%(statuses)s) AND f.promised_by < %(until)s
         GROUP BY f.store_id
     """
@@ -436,14 +441,10 @@ def slot_load(*, store_ids: Sequence[int], at: datetime, slot_hours: float) -> d
     """Open order lines (assigned or picking) promised before the end of the slot, per store."""
     until = at + timedelta(hours=slot_hours)
     return dict(
-        FulfillmentLine.objects.filter(
-            fulfillment__store_id__in=store_ids,
-            fulfillment__status__in=OPEN_LOAD_STATUSES,
-            fulfillment__promised_by__lt=until,
-        )
-        .values_list("fulfillment__store_id")
-        .annotate(n=Count("id"))
-        .values_list("fulfillment__store_id", "n")
+        Fulfillment.objects.filter(store_id__in=store_ids, status__in=OPEN_LOAD_STATUSES, promised_by__lt=until)
+        .values_list("store_id")
+        .annotate(n=Sum("line_count"))
+        .values_list("store_id", "n")
     )
 
 

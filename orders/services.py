@@ -372,6 +372,7 @@ def _create_fulfillments(
         f = Fulfillment.objects.create(
             order=order, store_id=shipment.store_id, round=round_no, method=order.method,
             promised_by=planned.promised_by, distance_km=shipment.distance_km, created_at=now, status_changed_at=now,
+            line_count=len(shipment.lines),
         )
         FulfillmentLine.objects.bulk_create(
             [FulfillmentLine(fulfillment=f, product_id=pid, qty=qty) for pid, qty in sorted(shipment.lines.items())]
@@ -522,7 +523,7 @@ def _write_order(
     fulfillments = [
         Fulfillment(
             store_id=sh.store_id, round=1, method=method, promised_by=planned.promised_by,
-            distance_km=sh.distance_km, created_at=at, status_changed_at=at,
+            distance_km=sh.distance_km, created_at=at, status_changed_at=at, line_count=len(sh.lines),
         )
         for sh in shipments
     ]

@@ -73,7 +73,8 @@ def city(channel):
     )
     for store in stores[::5]:
         f = Fulfillment.objects.create(order=order, store=store, round=1, method="delivery",
-                                       promised_by=now + timedelta(minutes=30), created_at=now, status_changed_at=now)
+                                       promised_by=now + timedelta(minutes=30), created_at=now, status_changed_at=now,
+                                       line_count=3)
         FulfillmentLine.objects.bulk_create([FulfillmentLine(fulfillment=f, product=p, qty=1) for p in products[:3]])
     assert Reservation.objects.filter(expires_at__lt=now).count() >= 3
     return {"stores": stores, "products": products, "now": now, "rng": rng}
