@@ -4,8 +4,10 @@
    live holds, opening hours, slot load) and route it: p50/p99 over random carts at random points, on a 1,000-store
    chain (600 stores in Ho Chi Minh City, 300 in Hà Nội, 100 in Đà Nẵng; 500 SKUs, ~20 % scarce).
 2. Order placement over HTTP (reserve + route + write + outbox + idempotency record): gunicorn + wrk, 32
-   connections, then the ledger audit (stock = sum of movements, reserved = sum of reservations) and a count of the
-   orders written against the 201s wrk saw.
+   connections: first closed loop (each connection sends its next order as soon as it has an answer: the most
+   orders per second), then open loop at --rate requests per second (orders sent on a schedule, as customers do:
+   the latency at that load, with late sends counted); then the ledger audit (stock = sum of movements, reserved =
+   sum of reservations) and a count of the orders written against the 201s wrk saw.
 
     .venv/bin/python bench/orders/run.py --routing 500 --http 30
     .venv/bin/python bench/orders/run.py --reset ...     # drop and regenerate the bench database
@@ -141,8 +143,15 @@ def bench_routing(n: int, seed: int) -> dict:
 
 
 WRK_SCRIPT = """
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_nsec; } o2o_timespec; int clock_gettime(int, o2o_timespec *); ]]
+local ts = ffi.new("o2o_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
 local threads = {}
-counter, created, conflict, other = 0, 0, 0, 0
+counter, created, conflict, other, late, max_late_ms = 0, 0, 0, 0, 0, 0
 local skus = {%(skus)s}
 local points = {%(points)s}
 function setup(thread)
@@ -152,6 +161,25 @@ end
 function init(args)
   run_id = "%(run)s-" .. (args[1] or "main")
   math.randomseed(os.time() * 100 + tid)
+  -- Open loop (args[2] = this thread's orders per second): requests leave on a fixed schedule, whatever the
+  -- answers' latency, as a shop's customers would send them; a request that leaves more than 10 ms after its slot
+  -- (every connection busy) is counted as late, so a latency that hides queueing in the client is visible.
+  rate = tonumber(args[2] or "0")
+  if rate > 0 then
+    interval = 1000 / rate
+    next_at = now_ms() + math.random() * interval
+  end
+end
+function delay()
+  if rate == 0 then return 0 end
+  local slot = next_at
+  next_at = next_at + interval
+  local wait = slot - now_ms()
+  if wait < -10 then
+    late = late + 1
+    if -wait > max_late_ms then max_late_ms = -wait end
+  end
+  return math.max(0, wait)
 end
 function request()
   counter = counter + 1
@@ -176,13 +204,14 @@ function response(status, headers, body)
   else other = other + 1 end
 end
 function done(summary, latency, requests)
-  local c, k, o = 0, 0, 0
+  local c, k, o, l, ml = 0, 0, 0, 0, 0
   for _, t in ipairs(threads) do
-    c = c + t:get("created"); k = k + t:get("conflict"); o = o + t:get("other")
+    c = c + t:get("created"); k = k + t:get("conflict"); o = o + t:get("other"); l = l + t:get("late")
+    ml = math.max(ml, t:get("max_late_ms"))
   end
-  io.write(string.format('RESULT {"created":%%d,"conflict":%%d,"other":%%d,"requests":%%d,"errors":%%d,' ..
-    '"p50_ms":%%.2f,"p90_ms":%%.2f,"p99_ms":%%.2f,"max_ms":%%.2f,"duration_s":%%.3f}\\n',
-    c, k, o, summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
+  io.write(string.format('RESULT {"created":%%d,"conflict":%%d,"other":%%d,"late_sends":%%d,"max_late_ms":%%.1f,' ..
+    '"requests":%%d,"errors":%%d,"p50_ms":%%.2f,"p90_ms":%%.2f,"p99_ms":%%.2f,"max_ms":%%.2f,"duration_s":%%.3f}\\n',
+    c, k, o, l, ml, summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
     summary.errors.write + summary.errors.timeout,
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
     latency.max / 1000, summary.duration / 1e6))
@@ -190,7 +219,19 @@ end
 """
 
 
-def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, seed: int) -> dict:
+def _wrk_result(out, *, server_cpu: float) -> dict:
+    match = re.search(r"RESULT (\{.*\})", out.stdout)
+    if not match:
+        raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
+    result = json.loads(match.group(1))
+    result["orders_per_s"] = round(result["created"] / result["duration_s"], 1)
+    result["requests_per_s"] = round(result["requests"] / result["duration_s"], 1)
+    # Backends opened and closed during the run are missed (persistent connections: none are).
+    result["server_cpu_ms_per_request"] = round(server_cpu * 1000 / max(result["requests"], 1), 2)
+    return result
+
+
+def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, seed: int, rate: float = 0) -> dict:
     from django.db import connection
 
     from inventory.models import Product
@@ -249,19 +290,25 @@ def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, se
              f"http://127.0.0.1:{port}", "--", "main"],
             capture_output=True, text=True, check=False,
         )
-        server_cpu = server_cpu_seconds(gunicorn.pid, db_name) - cpu0
+        result = _wrk_result(out, server_cpu=server_cpu_seconds(gunicorn.pid, db_name) - cpu0)
+        if rate:
+            # The same connections, open loop at `rate` requests per second (two wrk threads, half each): the
+            # latency a customer sees at that load, rather than Little's law at saturation (32 clients always
+            # waiting make the mean latency 32 / throughput, whatever the server does).
+            cpu0 = server_cpu_seconds(gunicorn.pid, db_name)
+            out = subprocess.run(
+                ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", lua,
+                 f"http://127.0.0.1:{port}", "--", "paced", str(rate / 2)],
+                capture_output=True, text=True, check=False,
+            )
+            result["open_loop"] = {
+                "offered_requests_per_s": rate,
+                **_wrk_result(out, server_cpu=server_cpu_seconds(gunicorn.pid, db_name) - cpu0),
+            }
     finally:
         os.killpg(gunicorn.pid, signal.SIGTERM)
         gunicorn.wait(timeout=30)
-    match = re.search(r"RESULT (\{.*\})", out.stdout)
-    if not match:
-        raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
-    result = json.loads(match.group(1))
-    result["orders_per_s"] = round(result["created"] / result["duration_s"], 1)
-    result["requests_per_s"] = round(result["requests"] / result["duration_s"], 1)
     result["connections"], result["workers"] = connections, workers
-    # Backends opened and closed during the run are missed (persistent connections: none are).
-    result["server_cpu_ms_per_request"] = round(server_cpu * 1000 / max(result["requests"], 1), 2)
     result["orders_per_s_if_2_cores_were_the_servers_own"] = round(2000 / max(result["server_cpu_ms_per_request"], 0.01), 1)
     orders_written = Order.objects.count() - orders_before
     ledger = stock_ledger_differences(limit=10)
@@ -323,7 +370,8 @@ def write_results(path: Path, *, routing: dict | None, http: dict | None, args) 
             "| metric | value |",
             "| --- | --- |",
         ]
-        lines += [f"| {k} | {v} |" for k, v in http.items() if k != "audit"]
+        lines += [f"| {k} | {v} |" for k, v in http.items() if k not in ("audit", "open_loop")]
+        lines += [f"| open loop: {k} | {v} |" for k, v in http.get("open_loop", {}).items()]
         lines += [f"| audit: {k} | {v} |" for k, v in http["audit"].items()]
         lines.append("")
     path.write_text("\n".join(lines))
@@ -339,6 +387,8 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=30, help="seconds of HTTP load (0: skip)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=150,
+                        help="after the closed-loop run, an open-loop run at this many requests/s (0: skip)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.command_line = "python bench/orders/run.py " + " ".join(sys.argv[1:])
@@ -357,7 +407,8 @@ def main() -> None:
     if routing:
         print(json.dumps(routing, indent=2), flush=True)
     http = (
-        bench_http(db_name=args.db, seconds=args.http, connections=args.connections, workers=args.workers, seed=args.seed)
+        bench_http(db_name=args.db, seconds=args.http, connections=args.connections, workers=args.workers, seed=args.seed,
+                   rate=args.rate)
         if args.http
         else None
     )
