@@ -123,7 +123,10 @@ class OrdersView(APIView):
                 loyalty=LoyaltyInput(**q["loyalty"]) if "loyalty" in q else None,
             )
             # The answer is built from what placement wrote (no read-back); it matches the order detail's fields.
-            placed = getattr(order, "placed", None) or selectors.order_for_channel(
+            placed = getattr(order, "placed", None)
+            if isinstance(placed, services.PlacedOrder):
+                return status.HTTP_201_CREATED, io.placed_order_payload(placed)
+            placed = placed or selectors.order_for_channel(
                 channel=request.auth.channel, number=order.number, with_decisions=False
             )
             return status.HTTP_201_CREATED, io.represent(io.OrderOutput, placed)
