@@ -692,15 +692,23 @@ def _insert_fields(model, skip: tuple[str, ...]) -> tuple[tuple[Any, str, str], 
     )
 
 
-def _rows(model, objs, *, skip, extra: list[list] | None = None) -> tuple[list[str], str, list]:
-    """A VALUES list for several instances of one model (extra leading values per row, e.g. the store to join on)."""
-    names, rows, params = [], [], []
-    for i, obj in enumerate(objs):
-        names, marks, values = _columns(model, obj, skip=skip)
-        lead = extra[i] if extra else []
-        rows.append("(" + ", ".join(["%s"] * len(lead) + marks) + ")")
-        params += lead + values
-    return names, ", ".join(rows), params
+def _arrays(model, objs, *, skip) -> tuple[list[str], list[str], list]:
+    """Column names, `%s::type[]` placeholders and one array per column for several instances of one model: rows
+    as parallel arrays for unnest(), so the statement has the same text and parameters whatever the number of rows
+    (one prepared statement, and few enough parameters for psycopg to cache its parsing)."""
+    fields = _insert_fields(model, skip)
+    columns = [[] for _ in fields]
+    for obj in objs:
+        for values, (f, _name, _null) in zip(columns, fields, strict=True):
+            values.append(f.get_db_prep_save(f.pre_save(obj, True), connection))
+    names, marks = _array_marks(model, skip)
+    return names, marks, columns
+
+
+@functools.cache
+def _array_marks(model, skip: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    fields = _insert_fields(model, skip)
+    return [name for _f, name, _null in fields], [f"%s::{f.db_type(connection)}[]" for f, _name, _null in fields]
 
 
 def _insert_placement(
@@ -711,11 +719,11 @@ def _insert_placement(
     statement; the order number (PREFIX-000123) comes from the order's id in the same statement. Sets the primary
     keys on the instances."""
     o_cols, o_marks, o_params = _columns(Order, order, skip=("number",))
-    ol_cols, ol_rows, ol_params = _rows(OrderLine, lines, skip=("order",))
-    f_cols, f_rows, f_params = _rows(Fulfillment, fulfillments, skip=("order",))
+    ol_cols, ol_marks, ol_params = _arrays(OrderLine, lines, skip=("order",))
+    f_cols, f_marks, f_params = _arrays(Fulfillment, fulfillments, skip=("order",))
     flat = [line for fl in f_lines for line in fl]
-    stores = [[f.store_id] for f, fl in zip(fulfillments, f_lines, strict=True) for _ in fl]
-    fl_cols, fl_rows, fl_params = _rows(FulfillmentLine, flat, skip=("fulfillment",), extra=stores)
+    stores = [f.store_id for f, fl in zip(fulfillments, f_lines, strict=True) for _ in fl]
+    fl_cols, fl_marks, fl_params = _arrays(FulfillmentLine, flat, skip=("fulfillment",))
     d_cols, d_marks, d_params = _columns(RoutingDecision, decision, skip=("order",))
     t = {m: m._meta.db_table for m in (Order, OrderLine, Fulfillment, FulfillmentLine, RoutingDecision)}
     sql = f"""
@@ -728,17 +736,18 @@ def _insert_placement(
         ),
         ol AS (
             INSERT INTO {t[OrderLine]} (order_id, {", ".join(ol_cols)})
-            SELECT o.id, v.* FROM o, (VALUES {ol_rows}) AS v ({", ".join(ol_cols)}) ORDER BY v.product_id
+            SELECT o.id, v.* FROM o, unnest({", ".join(ol_marks)}) AS v ({", ".join(ol_cols)}) ORDER BY v.product_id
         ),
         f AS (
             INSERT INTO {t[Fulfillment]} (order_id, {", ".join(f_cols)})
-            SELECT o.id, v.* FROM o, (VALUES {f_rows}) AS v ({", ".join(f_cols)}) ORDER BY v.store_id
+            SELECT o.id, v.* FROM o, unnest({", ".join(f_marks)}) AS v ({", ".join(f_cols)}) ORDER BY v.store_id
             RETURNING id, store_id
         ),
         fl AS (
             INSERT INTO {t[FulfillmentLine]} (fulfillment_id, {", ".join(fl_cols)})
             SELECT f.id, {", ".join("v." + c for c in fl_cols)}
-            FROM f JOIN (VALUES {fl_rows}) AS v (store, {", ".join(fl_cols)}) ON v.store = f.store_id
+            FROM f JOIN unnest(%s::bigint[], {", ".join(fl_marks)}) AS v (store, {", ".join(fl_cols)})
+              ON v.store = f.store_id
             ORDER BY f.id, v.product_id
         ),
         d AS (
@@ -747,8 +756,8 @@ def _insert_placement(
         )
         SELECT o.id, o.number, (SELECT array_agg(ARRAY[f.store_id, f.id]) FROM f), (SELECT id FROM d) FROM o
     """
-    with prepared.cursor() as cursor:  # one prepared statement per shape (lines, fulfillments)
-        cursor.execute(sql, [prefix, *o_params, *ol_params, *f_params, *fl_params, *d_params])
+    with prepared.cursor() as cursor:  # one prepared statement whatever the number of lines and stores
+        cursor.execute(sql, [prefix, *o_params, *ol_params, *f_params, stores, *fl_params, *d_params])
         order_id, number, f_ids, decision_id = cursor.fetchone()
     order.pk, order.number = order_id, number
     order._state.adding, order._state.db = False, connection.alias
