@@ -85,8 +85,10 @@ class PreparedCursor:
 
 
 def cursor():
-    """A prepared-statement cursor on PostgreSQL (unless turned off), else Django's own cursor."""
-    return PreparedCursor() if enabled() else connection.cursor()
+    """A prepared-statement cursor on PostgreSQL (unless turned off), else Django's own cursor. On PostgreSQL it is
+    the connection's kept-open one (connection_cursor()): read each statement's rows (fetchone/fetchall) before
+    running the next one, as every caller does."""
+    return connection_cursor() if enabled() else connection.cursor()
 
 
 def connection_cursor() -> PreparedCursor:
