@@ -36,9 +36,7 @@ class Residual:
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
-        self.stock: dict[tuple[int, str], int] = {
-            (problem.store_index[s], sku): q for (s, sku), q in problem.stock.items()
-        }
+        self.stock: dict[tuple[int, str], int] = dict(problem.stock_by_index())
         self.capacity = [s.capacity_milli for s in problem.stores]
 
     def can_whole(self, order: Order, cand: Candidate) -> bool:

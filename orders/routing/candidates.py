@@ -7,11 +7,14 @@ line" is a handful of vector comparisons rather than a Python loop over stores.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
-from .problem import Order, Problem, line_workloads
+from .problem import Order, Problem, exact_key, line_workloads, parse_problem
 
 # geopy's great_circle uses the same mean Earth radius; the validator and the router must agree to the metre.
 EARTH_RADIUS_KM = 6371.009
@@ -45,25 +48,88 @@ class OrderCandidates:
 
 
 class ChainIndex:
-    """Arrays over the stores of one problem, built once per route() call."""
+    """Arrays over the stores of one problem, built once per route() call, each when first needed: an order with
+    explicit options (every checkout order) needs only the coordinates, for its distances."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
-        stores = problem.stores
-        self.lats = np.array([s.lat for s in stores], dtype=float)
-        self.lons = np.array([s.lon for s in stores], dtype=float)
-        self.radius = np.array([s.radius_km for s in stores], dtype=float)
-        self.capacity = np.array([s.capacity_milli for s in stores], dtype=np.int64)
-        self.delivers = np.array(["delivery" in s.methods for s in stores], dtype=bool)
+        # eligible_candidates per order (a pure function of the problem and the order): the order itself is kept
+        # with its result, so its id cannot be reused while the entry exists
+        self.eligible: dict[int, tuple[Order, tuple[Candidate, ...], str | None]] = {}
+
+    @cached_property
+    def lats(self) -> np.ndarray:
+        return np.array([s.lat for s in self.problem.stores], dtype=float)
+
+    @cached_property
+    def lons(self) -> np.ndarray:
+        return np.array([s.lon for s in self.problem.stores], dtype=float)
+
+    @cached_property
+    def radius(self) -> np.ndarray:
+        return np.array([s.radius_km for s in self.problem.stores], dtype=float)
+
+    @cached_property
+    def capacity(self) -> np.ndarray:
+        return np.array([s.capacity_milli for s in self.problem.stores], dtype=np.int64)
+
+    @cached_property
+    def delivers(self) -> np.ndarray:
+        return np.array(["delivery" in s.methods for s in self.problem.stores], dtype=bool)
+
+    @cached_property
+    def stock(self) -> dict[str, np.ndarray]:
+        problem = self.problem
+        n = len(problem.stores)
         skus = {line.sku for o in problem.orders for line in o.lines}
-        self.stock: dict[str, np.ndarray] = {sku: np.zeros(len(stores), dtype=np.int64) for sku in skus}
+        stock: dict[str, np.ndarray] = {sku: np.zeros(n, dtype=np.int64) for sku in skus}
         for (store, sku), qty in problem.stock.items():
-            arr = self.stock.get(sku)
+            arr = stock.get(sku)
             if arr is not None:
                 arr[problem.store_index[store]] = qty
+        return stock
 
     def distances(self, order: Order) -> np.ndarray:
         return great_circle_km(order.lat, order.lon, self.lats, self.lons)
+
+
+# Problems up to this size are shared between route() and check_plan() (see shared_index); a wave is not: its key
+# would cost milliseconds and its parsed form megabytes, for one parse saved.
+SHARE_MAX_ORDERS = 3
+SHARE_MAX_ROWS = 4096
+_SHARED: dict[bytes, ChainIndex] = {}
+_SHARED_SIZE = 32
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_index(raw: Problem | dict[str, Any]) -> ChainIndex:
+    """The ChainIndex (and parsed Problem) of a problem, for route() and check_plan(), which the service calls one
+    after the other on the same checkout problem (route it, then check the plan before applying it): the second call
+    gets what the first parsed and derived, if its input is exactly the same (problem.exact_key) and was valid
+    (invalid input raises from parse_problem and is never kept). Only for callers that never modify what they get."""
+    if isinstance(raw, Problem):
+        return ChainIndex(raw)
+    key = None
+    if type(raw) is dict:
+        orders, stores, stock = raw.get("orders"), raw.get("stores"), raw.get("stock", ())
+        if (
+            type(orders) is list
+            and len(orders) <= SHARE_MAX_ORDERS
+            and type(stores) is list
+            and type(stock) in (list, tuple)
+            and len(stores) + len(stock) <= SHARE_MAX_ROWS
+        ):
+            key = exact_key(raw)
+    if key is None:
+        return ChainIndex(parse_problem(raw))
+    index = _SHARED.get(key)
+    if index is None:
+        index = ChainIndex(parse_problem(raw))
+        with _SHARED_LOCK:
+            while len(_SHARED) >= _SHARED_SIZE:
+                del _SHARED[next(iter(_SHARED))]  # the oldest: a checkout checks its plan right after routing
+            _SHARED[key] = index
+    return index
 
 
 def _whole_mask(index: ChainIndex, order: Order, stores: np.ndarray, workloads: np.ndarray) -> np.ndarray:
@@ -93,6 +159,23 @@ def _useful_mask(index: ChainIndex, order: Order, stores: np.ndarray, workloads:
 def eligible_candidates(index: ChainIndex, order: Order) -> tuple[list[Candidate], str | None]:
     """Every store the rules allow for this order, cheapest first, and the reason it cannot be served if none can
     (judged on the problem's stock and capacity alone, before other orders take their share)."""
+    memo = index.eligible.get(id(order))
+    if memo is not None and memo[0] is order:
+        return list(memo[1]), memo[2]
+    cands, reason = _eligible_candidates(index, order)
+    index.eligible[id(order)] = (order, tuple(cands), reason)
+    return cands, reason
+
+
+def _eligible_candidates(index: ChainIndex, order: Order) -> tuple[list[Candidate], str | None]:
+    if order.method == "pickup" or order.options is not None:
+        return _listed_candidates(index, order)
+    return _array_candidates(index, order)
+
+
+def _array_candidates(index: ChainIndex, order: Order) -> tuple[list[Candidate], str | None]:
+    """The rules over arrays of stores: for orders judged against every store of the chain (radius). It handles
+    pickups and options too, the same way _listed_candidates does (tests hold the two to identical results)."""
     problem = index.problem
     settings = problem.settings
     n = len(order.lines)
@@ -161,6 +244,90 @@ def eligible_candidates(index: ChainIndex, order: Order) -> tuple[list[Candidate
         if lw is None:
             lw = shares[w_] = tuple(line_workloads(w_, n))
         cands.append(Candidate(s_, c_, w_, d_, h_, lw))
+    return cands, reason
+
+
+def _listed_candidates(index: ChainIndex, order: Order) -> tuple[list[Candidate], str | None]:
+    """eligible_candidates for a pickup order or an order with options: the same rules and the same numbers, in
+    plain Python. These orders name their few stores, and numpy's per-call overhead on arrays of a dozen stores is
+    most of the routing time of a checkout; the distances are still the vectorised ones (to the last bit)."""
+    problem = index.problem
+    store_index, stores, stock = problem.store_index, problem.stores, problem.stock
+    dists: list[float] | list[None]
+    if order.method == "pickup":
+        si = store_index.get(order.pickup_store)
+        if si is None:
+            return [], "unknown_store"
+        if "pickup" not in stores[si].methods:
+            return [], "pickup_store_cannot_serve"
+        opt = next((o for o in order.options or () if o.store == order.pickup_store), None)
+        picked = [si]
+        costs = [opt.cost if opt and opt.cost is not None else 0.0]
+        workloads = [opt.workload_milli if opt and opt.workload_milli else order.workload_milli]
+        dists = [None]
+    else:
+        known = [o for o in order.options if o.store in store_index]
+        if not known:
+            return [], "unknown_store"
+        picked = [store_index[o.store] for o in known]
+        if order.lat is not None:
+            all_dist = index.distances(order).tolist()
+            dists = [all_dist[si] for si in picked]
+            settings = problem.settings
+            per_km, fixed = settings.cost_per_km, settings.cost_fixed
+            costs = [o.cost if o.cost is not None else d * per_km + fixed for o, d in zip(known, dists, strict=True)]
+        else:
+            dists = [None] * len(known)
+            costs = [o.cost if o.cost is not None else 0.0 for o in known]
+        own = order.workload_milli
+        workloads = [o.workload_milli or own for o in known]
+
+    lines = order.lines
+    n = len(lines)
+    splittable = order.splittable
+    held: list[list[int]] = []  # per listed store: its stock of each line
+    whole: list[bool] = []
+    keep: list[bool] = []
+    has_all = False  # some store holds every line (with or without the capacity)
+    for si, w in zip(picked, workloads, strict=True):
+        store = stores[si]
+        sid = store.id
+        hs = []
+        every = True
+        some = False
+        for ln in lines:
+            h = stock.get((sid, ln.sku), 0)
+            hs.append(h)
+            if h < ln.qty:
+                every = False
+            if h > 0:
+                some = True
+        held.append(hs)
+        cap = store.capacity_milli
+        h_ = every and cap >= w
+        whole.append(h_)
+        # a split may use a store with some stock of some line and room for the largest per-line share, ceil(W/n)
+        keep.append(h_ or (splittable and some and cap >= -(-w // n)))
+        has_all = has_all or every
+    sel = [j for j, k in enumerate(keep) if k]
+    reason = None
+    if not sel:
+        reason = "insufficient_capacity" if has_all else "insufficient_stock"
+    elif not any(whole):
+        # Only a split could serve it: the useful stores together must hold every line.
+        for li, ln in enumerate(lines):
+            if sum(min(held[j][li], ln.qty) for j in sel) < ln.qty:
+                reason = "insufficient_stock"
+                break
+    sel.sort(key=lambda j: (costs[j], picked[j]))  # cheapest first; store index breaks ties (reproducible runs)
+    shares: dict[int, tuple[int, ...]] = {}
+    cands = []
+    for j in sel:
+        w_ = workloads[j]
+        lw = shares.get(w_)
+        if lw is None:
+            lw = shares[w_] = tuple(line_workloads(w_, n))
+        cands.append(Candidate(picked[j], costs[j], w_, dists[j], whole[j], lw))
     return cands, reason
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .allocation import Allocation, Residual
-from .candidates import Candidate, ChainIndex, OrderCandidates, eligible_candidates
-from .problem import Problem, Weights, parse_problem
+from .candidates import Candidate, ChainIndex, OrderCandidates, eligible_candidates, shared_index
+from .problem import Problem, Weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +163,8 @@ def check_plan(
     above what the problem gives, a split of a non-splittable order, a split although one store could still serve the
     order whole, a moved pickup, a store the order may not use (out of radius, method not offered, not in options),
     units that do not match the order, orders missing or twice. With raise_on_violation, raises PlanViolation."""
-    problem = parse_problem(problem)
-    index = ChainIndex(problem)
+    index = shared_index(problem)
+    problem = index.problem
     by_id = {o.id: i for i, o in enumerate(problem.orders)}
     v: list[str] = []
     seen: set[str] = set()

@@ -13,6 +13,7 @@ and limits (receiving capacity instead of stock); `kind` is read here so that su
 
 from __future__ import annotations
 
+import marshal
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,9 +102,18 @@ class Problem:
     orders: tuple[Order, ...]
     settings: Settings
     store_index: dict[str, int]
+    _stock_by_index: dict[tuple[int, str], int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def stock_of(self, store: str, sku: str) -> int:
         return self.stock.get((store, sku), 0)
+
+    def stock_by_index(self) -> dict[tuple[int, str], int]:
+        """(store index, sku) -> units, built once: every Residual starts from it (a route() makes four or more).
+        The caller must not modify it; like the rest of the Problem it is not modified after parsing."""
+        if self._stock_by_index is None:
+            si = self.store_index
+            self._stock_by_index = {(si[s], sku): q for (s, sku), q in self.stock.items()}
+        return self._stock_by_index
 
 
 def line_workloads(workload_milli: int, n_lines: int) -> list[int]:
@@ -114,6 +124,19 @@ def line_workloads(workload_milli: int, n_lines: int) -> list[int]:
 
 
 # --- parsing ------------------------------------------------------------------------------------------------------
+
+_MEMO_SIZE = 64
+
+
+def exact_key(raw: Any) -> bytes | None:
+    """Bytes that determine `raw` exactly, or None if it holds anything but plain JSON-like values. marshal (version
+    2: no back-references, no interning flags, floats as their exact bits) writes the exact type of every value (dict
+    and list, not subclasses; True, not 1; 1, not 1.0), in order, and refuses anything else, so equal keys mean
+    inputs that parsing cannot tell apart."""
+    try:
+        return marshal.dumps(raw, 2)
+    except ValueError:
+        return None
 
 
 def _num(value: Any, where: str, *, minimum: float | None = 0.0, allow_none: bool = False) -> float | None:
@@ -173,7 +196,26 @@ def _lat_lon(raw: dict[str, Any], where: str) -> tuple[float, float]:
     return lat, lon
 
 
+_SETTINGS_MEMO: dict[bytes | None, Settings] = {}
+
+
 def _parse_settings(raw: Any) -> Settings:
+    # Every checkout problem carries the same few settings: parse each distinct one once. The key is exact (types
+    # and float bits included), so a memoised Settings is the one parsing would build; only valid settings are kept.
+    key = exact_key(raw)
+    if key is not None:
+        memo = _SETTINGS_MEMO.get(key)
+        if memo is not None:
+            return memo
+    settings = _parse_settings_raw(raw)
+    if key is not None:
+        if len(_SETTINGS_MEMO) >= _MEMO_SIZE:
+            _SETTINGS_MEMO.clear()
+        _SETTINGS_MEMO[key] = settings
+    return settings
+
+
+def _parse_settings_raw(raw: Any) -> Settings:
     raw = _obj(raw, "settings") if raw is not None else {}
     defaults = Settings()
     w_raw = _obj(raw.get("weights") or {}, "settings.weights")
@@ -201,9 +243,12 @@ def _parse_settings(raw: Any) -> Settings:
 
 _NUMBER = (int, float)
 _METHOD_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+# Below this a number is certainly finite and converts to float: the inline checks compare against it instead of
+# calling math.isfinite (an int too large for a float goes to the helpers, which fail on it as before).
+_BIG = 1e300
 
 
-def _fast_store(raw: Any) -> Store | None:
+def _fast_store(raw: Any, default_radius_km: float = math.nan) -> Store | None:
     """The common, valid store row checked inline: at checkout a 1,000-store chain is parsed for every order, and
     the helper-per-field path below (kept for its precise messages) would take most of the routing time."""
     if type(raw) is not dict:
@@ -235,14 +280,11 @@ def _fast_store(raw: Any) -> Store | None:
         float(lon),
         int(math.floor(cap * MILLI + 1e-6)),
         mset,
-        float(radius) if radius is not None else math.nan,
+        float(radius) if radius is not None else default_radius_km,
     )
 
 
 def _parse_store(raw: Any, i: int) -> Store:
-    fast = _fast_store(raw)
-    if fast is not None:
-        return fast
     where = f"stores[{i}]"
     raw = _obj(raw, where)
     sid = _str(raw.get("id"), f"{where}.id")
@@ -264,6 +306,90 @@ def _parse_store(raw: Any, i: int) -> Store:
         capacity_milli=int(math.floor(capacity * MILLI + 1e-6)),
         methods=frozenset(methods),
         radius_km=radius if radius is not None else math.nan,  # NaN: filled from settings below
+    )
+
+
+def _fast_number(value: Any, minimum: float) -> bool:
+    return type(value) in _NUMBER and minimum <= value < _BIG
+
+
+def _fast_order(raw: Any) -> Order | None:
+    """The common, valid order checked inline (the checkout's one order carries a dozen or more options), building
+    exactly what _parse_order builds; None sends anything unusual to _parse_order for its precise messages."""
+    if type(raw) is not dict:
+        return None
+    oid, method, raw_lines = raw.get("id"), raw.get("method", "delivery"), raw.get("lines")
+    allow_split = raw.get("allow_split", False)
+    if not (
+        type(oid) is str
+        and oid.strip()
+        and method in METHODS
+        and type(raw_lines) is list
+        and raw_lines
+        and (allow_split is True or allow_split is False)
+    ):
+        return None
+    merged: dict[str, int] = {}
+    for rl in raw_lines:
+        if type(rl) is not dict:
+            return None
+        sku, qty = rl.get("sku"), rl.get("qty")
+        if not (type(sku) is str and type(qty) is int and qty >= 1 and sku.strip()):
+            return None
+        merged[sku] = merged.get(sku, 0) + qty
+    lines = tuple(Line(sku, qty) for sku, qty in merged.items())
+    workload = raw.get("workload", len(lines))
+    if not (_fast_number(workload, 0) and workload > 0):
+        return None
+    options = None
+    raw_opts = raw.get("options")
+    if raw_opts is not None:
+        if type(raw_opts) is not list:
+            return None
+        seen: set[str] = set()
+        opts = []
+        for ro in raw_opts:
+            if type(ro) is not dict:
+                return None
+            store, cost, wl = ro.get("store"), ro.get("cost"), ro.get("workload")
+            if not (
+                type(store) is str
+                and store not in seen
+                and store.strip()
+                and (cost is None or _fast_number(cost, 0))
+                and (wl is None or (_fast_number(wl, 0) and wl > 0))
+            ):
+                return None
+            seen.add(store)
+            opts.append(
+                Option(
+                    store,
+                    float(cost) if cost is not None else None,
+                    int(round(float(wl) * MILLI)) if wl is not None else None,
+                )
+            )
+        options = tuple(opts)
+    lat = lon = pickup_store = None
+    if method == "delivery":
+        if options is None or "lat" in raw or "lon" in raw:
+            lat, lon = raw.get("lat"), raw.get("lon")
+            if not (_fast_number(lat, -90.0) and lat <= 90 and _fast_number(lon, -180.0) and lon <= 180):
+                return None
+            lat, lon = float(lat), float(lon)
+    else:
+        pickup_store = raw.get("pickup_store")
+        if not (type(pickup_store) is str and pickup_store.strip()):
+            return None
+    return Order(
+        id=oid,
+        method=method,
+        lines=lines,
+        allow_split=allow_split,
+        workload_milli=max(1, int(round(float(workload) * MILLI))),
+        lat=lat,
+        lon=lon,
+        pickup_store=pickup_store,
+        options=options,
     )
 
 
@@ -329,33 +455,23 @@ def _parse_order(raw: Any, i: int) -> Order:
     )
 
 
-def parse_problem(raw: Any) -> Problem:
-    """Validate a problem in the JSON contract and return its typed form. Raises ProblemError with a message that
-    names the offending store/order/row. Unknown stores in an order's options or pickup_store are not errors: the
-    order is reported unassigned with reason `unknown_store` (an operations what-if may remove a store)."""
-    if isinstance(raw, Problem):
-        return raw
-    raw = _obj(raw, "problem")
-    kind = raw.get("kind", "fulfilment")
-    if kind != "fulfilment":
-        raise ProblemError(f"unsupported problem kind {kind!r} (only 'fulfilment')")
-    settings = _parse_settings(raw.get("settings"))
-
-    stores: list[Store] = []
-    store_index: dict[str, int] = {}
-    for i, rs in enumerate(_list(raw, "stores", "problem")):
-        store = _parse_store(rs, i)
-        if store.id in store_index:
-            raise ProblemError(f"duplicate store id {store.id!r}")
-        if math.isnan(store.radius_km):
-            store = Store(
-                store.id, store.lat, store.lon, store.capacity_milli, store.methods, settings.default_radius_km
-            )
-        store_index[store.id] = len(stores)
-        stores.append(store)
-
+def _fast_stock(rows: list[Any], store_index: dict[str, int]) -> dict[tuple[str, str], int] | None:
+    """The stock rows when every one is a plain valid row of a known store and no (store, sku) comes twice; None
+    otherwise, and the row-by-row loop in parse_problem finds the first bad row and says what is wrong with it."""
     stock: dict[tuple[str, str], int] = {}
-    for i, row in enumerate(_list(raw, "stock", "problem", required=False)):
+    for row in rows:
+        if type(row) is not dict:
+            return None
+        store, sku, qty = row.get("store"), row.get("sku"), row.get("qty")
+        if not (type(store) is str and type(sku) is str and type(qty) is int and qty >= 0 and sku and store in store_index):
+            return None
+        stock[(store, sku)] = qty
+    return stock if len(stock) == len(rows) else None
+
+
+def _parse_stock(rows: list[Any], store_index: dict[str, int]) -> dict[tuple[str, str], int]:
+    stock: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
         # A chain sends tens of thousands of rows: the common valid row is checked inline, the helpers (with their
         # precise messages) only run when something is off.
         store = row.get("store") if type(row) is dict else None
@@ -373,14 +489,48 @@ def parse_problem(raw: Any) -> Problem:
             where = f"stock[{i}]"
             raise ProblemError(f"{where}: duplicate stock row for store {store!r}, sku {sku!r}")
         stock[(store, sku)] = qty
+    return stock
+
+
+def parse_problem(raw: Any) -> Problem:
+    """Validate a problem in the JSON contract and return its typed form. Raises ProblemError with a message that
+    names the offending store/order/row. Unknown stores in an order's options or pickup_store are not errors: the
+    order is reported unassigned with reason `unknown_store` (an operations what-if may remove a store)."""
+    if isinstance(raw, Problem):
+        return raw
+    raw = _obj(raw, "problem")
+    kind = raw.get("kind", "fulfilment")
+    if kind != "fulfilment":
+        raise ProblemError(f"unsupported problem kind {kind!r} (only 'fulfilment')")
+    settings = _parse_settings(raw.get("settings"))
+
+    stores: list[Store] = []
+    store_index: dict[str, int] = {}
+    default_radius = settings.default_radius_km
+    for i, rs in enumerate(_list(raw, "stores", "problem")):
+        store = _fast_store(rs, default_radius) or _parse_store(rs, i)
+        if store.id in store_index:
+            raise ProblemError(f"duplicate store id {store.id!r}")
+        if math.isnan(store.radius_km):
+            store = Store(
+                store.id, store.lat, store.lon, store.capacity_milli, store.methods, settings.default_radius_km
+            )
+        store_index[store.id] = len(stores)
+        stores.append(store)
+
+    rows = _list(raw, "stock", "problem", required=False)
+    stock = _fast_stock(rows, store_index)
+    if stock is None:
+        stock = _parse_stock(rows, store_index)
 
     orders: list[Order] = []
     seen: set[str] = set()
     for i, ro in enumerate(_list(raw, "orders", "problem")):
-        order = _parse_order(ro, i)
+        order = _fast_order(ro) or _parse_order(ro, i)
         if order.id in seen:
             raise ProblemError(f"duplicate order id {order.id!r}")
         seen.add(order.id)
         orders.append(order)
 
     return Problem(tuple(stores), stock, tuple(orders), settings, store_index)
+

@@ -27,11 +27,11 @@ from typing import Any
 
 from .allocation import Allocation, Residual, assign_sequentially, split_in_order, split_most_units
 from .baselines import nearest_allocation
-from .candidates import Candidate, ChainIndex, OrderCandidates, order_candidates
+from .candidates import Candidate, OrderCandidates, order_candidates, shared_index
 from .cpsat import solve_wave
 from .improve import improve
 from .plan import build_plan, score
-from .problem import Order, Problem, parse_problem
+from .problem import Order, Problem
 
 # Merging splits and writing the plan after the search: about 0.15 ms per order measured on a 1,000-order wave on a
 # quiet 2-core machine, twice that when it is busy.
@@ -51,12 +51,12 @@ def route(
     """Route a wave (or a single order) and return the plan JSON. Raises ProblemError for an invalid problem.
     `time_limit_s` (default: the problem's settings) bounds the CP-SAT search; 0 returns the seed plan."""
     t0 = time.perf_counter()
-    problem = parse_problem(problem)
+    index = shared_index(problem)
+    problem = index.problem
     settings = problem.settings
     time_limit_s = settings.time_limit_s if time_limit_s is None else time_limit_s
     num_workers = num_workers or settings.num_workers
 
-    index = ChainIndex(problem)
     ocs = order_candidates(index, candidates_k)
     greedy = greedy_allocation(problem, ocs)
     nearest = nearest_allocation(problem, ocs)
@@ -66,13 +66,14 @@ def route(
     ls_budget = 0.1 * time_limit_s if time_limit_s > 0 else 0.05
     tail = min(ls_budget, TAIL_S_PER_ORDER * len(problem.orders))
     final_ls = 0.0
-    seed_alloc = min((greedy, nearest), key=lambda a: score(problem, a).objective)
+    greedy_obj, nearest_obj = score(problem, greedy).objective, score(problem, nearest).objective
+    seed_alloc, seed_obj = (greedy, greedy_obj) if greedy_obj <= nearest_obj else (nearest, nearest_obj)
     cand_lists = _with_seed_stores(problem, ocs, greedy, nearest)
     bound = lower_bound(problem, cand_lists, ocs)
     # A handful of orders (checkout) go to CP-SAT, which settles them in milliseconds; the search would only add to
     # the checkout's p99. Without CP-SAT (no time limit) it is all there is.
     searching = len(problem.orders) > FEW_ORDERS or time_limit_s <= 0
-    if searching and score(problem, seed_alloc).objective > bound + 1e-9:
+    if searching and seed_obj > bound + 1e-9:
         # not proven optimal already (a single order at checkout usually is): improve both seeds, keep the better
         ls_deadline = time.perf_counter() + ls_budget
         seeds = []
@@ -84,9 +85,9 @@ def route(
             final_ls = max(final_ls, 3 * (time.perf_counter() - t_ls), 0.05 * time_limit_s)
             seeds.append(improved)
         seed_alloc = min(seeds, key=lambda a: score(problem, a).objective)
+        seed_obj = score(problem, seed_alloc).objective
         cand_lists = _with_seed_stores(problem, ocs, greedy, nearest, *seeds)
         bound = lower_bound(problem, cand_lists, ocs)  # more candidates: a bound at most as high, still valid
-    seed_obj = score(problem, seed_alloc).objective
     alloc, status = seed_alloc, "greedy"
 
     if seed_obj <= bound + 1e-9:
