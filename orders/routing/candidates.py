@@ -2,7 +2,9 @@
 
 The distances of one order to every store are one vectorised haversine over numpy arrays, so a chain of thousands of
 stores costs microseconds per order; per-SKU stock is also held as arrays over stores, so "which stores hold every
-line" is a handful of vector comparisons rather than a Python loop over stores.
+line" is a handful of vector comparisons rather than a Python loop over stores. Orders that name their stores
+(options, pickups: every checkout order, a dozen or two stores) are judged in plain Python instead, where numpy's
+per-call overhead would cost more than the work.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .problem import Order, Problem, exact_key, line_workloads, parse_problem
+from .problem import Order, Problem, exact_key, line_workloads, parse_problem, slot_setters
 
 # geopy's great_circle uses the same mean Earth radius; the validator and the router must agree to the metre.
 EARTH_RADIUS_KM = 6371.009
@@ -38,6 +40,25 @@ class Candidate:
     distance_km: float | None
     whole: bool  # holds every line and has the capacity, before any other order takes anything
     line_workloads: tuple[int, ...]  # per line (in order.lines order), summing to workload_milli
+
+
+_new = object.__new__
+_c_store, _c_cost, _c_workload, _c_distance, _c_whole, _c_lines = slot_setters(
+    Candidate, ("store", "cost", "workload_milli", "distance_km", "whole", "line_workloads")
+)
+
+
+def _make_candidate(
+    store: int, cost: float, workload_milli: int, distance_km: float | None, whole: bool, lines: tuple[int, ...]
+) -> Candidate:
+    c = _new(Candidate)
+    _c_store(c, store)
+    _c_cost(c, cost)
+    _c_workload(c, workload_milli)
+    _c_distance(c, distance_km)
+    _c_whole(c, whole)
+    _c_lines(c, lines)
+    return c
 
 
 @dataclass(slots=True)
@@ -327,7 +348,7 @@ def _listed_candidates(index: ChainIndex, order: Order) -> tuple[list[Candidate]
         lw = shares.get(w_)
         if lw is None:
             lw = shares[w_] = tuple(line_workloads(w_, n))
-        cands.append(Candidate(picked[j], costs[j], w_, dists[j], whole[j], lw))
+        cands.append(_make_candidate(picked[j], costs[j], w_, dists[j], whole[j], lw))
     return cands, reason
 
 
@@ -341,16 +362,17 @@ def prune(index: ChainIndex, order: Order, eligible: list[Candidate], k: int) ->
     missing = {line.sku: line.qty for line in order.lines}
     kept = list(whole)
     added = 0
+    stores, stock = index.problem.stores, index.problem.stock
     for cand in eligible:
         if cand.whole:
             continue
-        sid = index.problem.stores[cand.store].id
-        covers = any(index.problem.stock_of(sid, sku) > 0 for sku, q in missing.items() if q > 0)
+        sid = stores[cand.store].id
+        covers = any(stock.get((sid, sku), 0) > 0 for sku, q in missing.items() if q > 0)
         if covers or added < k:
             kept.append(cand)
             added += 1
             for sku, q in missing.items():
-                missing[sku] = max(0, q - index.problem.stock_of(sid, sku))
+                missing[sku] = max(0, q - stock.get((sid, sku), 0))
         if added >= k and not any(missing.values()):
             break
     kept.sort(key=lambda c: (c.cost, c.store))

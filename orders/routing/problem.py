@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import marshal
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 METHODS = ("delivery", "pickup")
@@ -114,6 +114,42 @@ class Problem:
             si = self.store_index
             self._stock_by_index = {(si[s], sku): q for (s, sku), q in self.stock.items()}
         return self._stock_by_index
+
+
+def slot_setters(cls: type, names: tuple[str, ...]) -> list[Any]:
+    """The slot setters of a frozen slots dataclass, for the hot loops that build thousands of its instances: the
+    generated __init__ calls object.__setattr__ once per field, and setting the slots directly (object.__new__,
+    then each setter) builds the same instance in half the time. `names` must be every field, in order, so that
+    a field added later fails here at import rather than leaving an instance half built."""
+    if tuple(f.name for f in fields(cls)) != names or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: fields {names} expected, no __post_init__")
+    return [cls.__dict__[n].__set__ for n in names]
+
+
+_new = object.__new__
+_st_id, _st_lat, _st_lon, _st_cap, _st_methods, _st_radius = slot_setters(
+    Store, ("id", "lat", "lon", "capacity_milli", "methods", "radius_km")
+)
+_op_store, _op_cost, _op_workload = slot_setters(Option, ("store", "cost", "workload_milli"))
+
+
+def _make_store(sid: str, lat: float, lon: float, capacity_milli: int, methods: frozenset[str], radius: float) -> Store:
+    s = _new(Store)
+    _st_id(s, sid)
+    _st_lat(s, lat)
+    _st_lon(s, lon)
+    _st_cap(s, capacity_milli)
+    _st_methods(s, methods)
+    _st_radius(s, radius)
+    return s
+
+
+def _make_option(store: str, cost: float | None, workload_milli: int | None) -> Option:
+    o = _new(Option)
+    _op_store(o, store)
+    _op_cost(o, cost)
+    _op_workload(o, workload_milli)
+    return o
 
 
 def line_workloads(workload_milli: int, n_lines: int) -> list[int]:
@@ -274,7 +310,7 @@ def _fast_store(raw: Any, default_radius_km: float = math.nan) -> Store | None:
         if any(m not in METHODS for m in key):
             return None
         mset = _METHOD_SETS[key] = frozenset(key)
-    return Store(
+    return _make_store(
         sid,
         float(lat),
         float(lon),
@@ -362,7 +398,7 @@ def _fast_order(raw: Any) -> Order | None:
                 return None
             seen.add(store)
             opts.append(
-                Option(
+                _make_option(
                     store,
                     float(cost) if cost is not None else None,
                     int(round(float(wl) * MILLI)) if wl is not None else None,

@@ -1,6 +1,7 @@
 """The checkout fast paths of the router give exactly what the general code gives.
 
-parse_problem checks the common valid store, stock row, order and settings inline (and memoises settings); orders
+parse_problem checks the common valid store, stock row, order and settings inline (and memoises settings) and
+builds stores, options and candidates by their slots; orders
 that name their stores (options, pickups) get their candidates in plain Python instead of numpy; route() and
 check_plan() share the parsed problem of one exact input. Each is compared here with the general path on many random
 problems, valid and broken: the same Problem (to the repr, so 1 and 1.0 or -0.0 and 0.0 would differ), the same
@@ -175,14 +176,16 @@ def test_fast_order_and_store_build_exactly_the_general_objects():
             fast = prob_mod._fast_order(o)
             if fast is not None:
                 taken += 1
-                assert repr(fast) == repr(prob_mod._parse_order(o, 0))
+                general = prob_mod._parse_order(o, 0)
+                assert repr(fast) == repr(general) and fast == general and hash(fast) == hash(general)
         for s in stores if isinstance(stores, list) else []:
             methods = s.get("methods", []) if isinstance(s, dict) else None
             if not (isinstance(methods, list) and all(isinstance(m, str) for m in methods)):
                 continue  # the general path refuses a tuple, and both fail alike on a list inside the list
             fast = prob_mod._fast_store(s)
-            if fast is not None:  # the fast path also takes a tuple
-                assert repr(fast) == repr(prob_mod._parse_store(s, 0))
+            if fast is not None:
+                general = prob_mod._parse_store(s, 0)
+                assert repr(fast) == repr(general) and fast == general and hash(fast) == hash(general)
     assert taken > 500
 
 
@@ -209,7 +212,9 @@ def test_listed_candidates_equal_the_array_rules():
         for o in p.orders:
             if o.method == "pickup" or o.options is not None:
                 fast = cand_mod._listed_candidates(index, o)
-                assert repr(fast) == repr(cand_mod._array_candidates(index, o))
+                general = cand_mod._array_candidates(index, o)
+                assert repr(fast) == repr(general) and fast == general
+                assert [hash(c) for c in fast[0]] == [hash(c) for c in general[0]]
                 compared += 1
     assert compared > 1500
 
