@@ -117,7 +117,7 @@ class ChainIndex:
 # Problems up to this size are shared between route() and check_plan() (see shared_index); a wave is not: its key
 # would cost milliseconds and its parsed form megabytes, for one parse saved.
 SHARE_MAX_ORDERS = 3
-SHARE_MAX_ROWS = 4096
+SHARE_MAX_ROWS = 1024
 _SHARED: dict[bytes, ChainIndex] = {}
 _SHARED_SIZE = 32
 _SHARED_LOCK = threading.Lock()
