@@ -9,6 +9,7 @@ the same transaction.
 """
 
 import functools
+import json
 import logging
 import secrets
 import time
@@ -692,23 +693,35 @@ def _insert_fields(model, skip: tuple[str, ...]) -> tuple[tuple[Any, str, str], 
     )
 
 
-def _arrays(model, objs, *, skip) -> tuple[list[str], list[str], list]:
-    """Column names, `%s::type[]` placeholders and one array per column for several instances of one model: rows
-    as parallel arrays for unnest(), so the statement has the same text and parameters whatever the number of rows
-    (one prepared statement, and few enough parameters for psycopg to cache its parsing)."""
+def _recordset(model, objs, *, skip, extra: dict[str, tuple[str, list]] | None = None) -> tuple[list[str], str, str]:
+    """Several instances of one model as one JSON parameter for jsonb_to_recordset(): (quoted column names, the
+    record's column definitions, the JSON text). One parameter per table whatever the number of rows: the statement
+    keeps one text (one prepared statement for any cart) and few parameters (psycopg caches its parsing), and
+    json.dumps writes the rows faster than psycopg adapts a parameter per cell or an array per column. `extra`:
+    columns that are not the model's (name -> (SQL type, one value per row)), e.g. the store to join on."""
     fields = _insert_fields(model, skip)
-    columns = [[] for _ in fields]
-    for obj in objs:
-        for values, (f, _name, _null) in zip(columns, fields, strict=True):
-            values.append(f.get_db_prep_save(f.pre_save(obj, True), connection))
-    names, marks = _array_marks(model, skip)
-    return names, marks, columns
+    names, definitions = _record_columns(model, skip)
+    extra = extra or {}
+    rows = []
+    for i, obj in enumerate(objs):
+        row = {f.column: f.get_db_prep_save(f.pre_save(obj, True), connection) for f, _name, _null in fields}
+        for name, (_type, values) in extra.items():
+            row[name] = values[i]
+        rows.append(row)
+    extra_definitions = "".join(f", {name} {sql_type}" for name, (sql_type, _values) in extra.items())
+    return names, definitions + extra_definitions, json.dumps(rows, default=_json_value)
 
 
 @functools.cache
-def _array_marks(model, skip: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def _record_columns(model, skip: tuple[str, ...]) -> tuple[list[str], str]:
     fields = _insert_fields(model, skip)
-    return [name for _f, name, _null in fields], [f"%s::{f.db_type(connection)}[]" for f, _name, _null in fields]
+    return [name for _f, name, _null in fields], ", ".join(f"{name} {f.db_type(connection)}" for f, name, _null in fields)
+
+
+def _json_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat()  # with its offset: jsonb_to_recordset reads it as timestamptz
+    raise TypeError(f"{type(value).__name__} is not a column value placement writes")
 
 
 def _insert_placement(
@@ -719,11 +732,11 @@ def _insert_placement(
     statement; the order number (PREFIX-000123) comes from the order's id in the same statement. Sets the primary
     keys on the instances."""
     o_cols, o_marks, o_params = _columns(Order, order, skip=("number",))
-    ol_cols, ol_marks, ol_params = _arrays(OrderLine, lines, skip=("order",))
-    f_cols, f_marks, f_params = _arrays(Fulfillment, fulfillments, skip=("order",))
+    ol_cols, ol_defs, ol_rows = _recordset(OrderLine, lines, skip=("order",))
+    f_cols, f_defs, f_rows = _recordset(Fulfillment, fulfillments, skip=("order",))
     flat = [line for fl in f_lines for line in fl]
     stores = [f.store_id for f, fl in zip(fulfillments, f_lines, strict=True) for _ in fl]
-    fl_cols, fl_marks, fl_params = _arrays(FulfillmentLine, flat, skip=("fulfillment",))
+    fl_cols, fl_defs, fl_rows = _recordset(FulfillmentLine, flat, skip=("fulfillment",), extra={"store": ("bigint", stores)})
     d_cols, d_marks, d_params = _columns(RoutingDecision, decision, skip=("order",))
     t = {m: m._meta.db_table for m in (Order, OrderLine, Fulfillment, FulfillmentLine, RoutingDecision)}
     sql = f"""
@@ -736,18 +749,19 @@ def _insert_placement(
         ),
         ol AS (
             INSERT INTO {t[OrderLine]} (order_id, {", ".join(ol_cols)})
-            SELECT o.id, v.* FROM o, unnest({", ".join(ol_marks)}) AS v ({", ".join(ol_cols)}) ORDER BY v.product_id
+            SELECT o.id, {", ".join("v." + c for c in ol_cols)}
+            FROM o, jsonb_to_recordset(%s::jsonb) AS v ({ol_defs}) ORDER BY v.product_id
         ),
         f AS (
             INSERT INTO {t[Fulfillment]} (order_id, {", ".join(f_cols)})
-            SELECT o.id, v.* FROM o, unnest({", ".join(f_marks)}) AS v ({", ".join(f_cols)}) ORDER BY v.store_id
+            SELECT o.id, {", ".join("v." + c for c in f_cols)}
+            FROM o, jsonb_to_recordset(%s::jsonb) AS v ({f_defs}) ORDER BY v.store_id
             RETURNING id, store_id
         ),
         fl AS (
             INSERT INTO {t[FulfillmentLine]} (fulfillment_id, {", ".join(fl_cols)})
             SELECT f.id, {", ".join("v." + c for c in fl_cols)}
-            FROM f JOIN unnest(%s::bigint[], {", ".join(fl_marks)}) AS v (store, {", ".join(fl_cols)})
-              ON v.store = f.store_id
+            FROM f JOIN jsonb_to_recordset(%s::jsonb) AS v ({fl_defs}) ON v.store = f.store_id
             ORDER BY f.id, v.product_id
         ),
         d AS (
@@ -757,7 +771,7 @@ def _insert_placement(
         SELECT o.id, o.number, (SELECT array_agg(ARRAY[f.store_id, f.id]) FROM f), (SELECT id FROM d) FROM o
     """
     with prepared.cursor() as cursor:  # one prepared statement whatever the number of lines and stores
-        cursor.execute(sql, [prefix, *o_params, *ol_params, *f_params, stores, *fl_params, *d_params])
+        cursor.execute(sql, [prefix, *o_params, ol_rows, f_rows, fl_rows, *d_params])
         order_id, number, f_ids, decision_id = cursor.fetchone()
     order.pk, order.number = order_id, number
     order._state.adding, order._state.db = False, connection.alias
