@@ -169,7 +169,9 @@ class Fulfillment(models.Model):
     status_changed_at = models.DateTimeField(default=timezone.now)
     # The size of its pick list, fixed when it is created (its lines never change): a store's slot load is the sum
     # over its open fulfillments, read from the queue index without visiting every line.
-    line_count = models.PositiveSmallIntegerField(default=0, editable=False)
+    # A database default too: during a rolling deploy, processes still running the code from before this column
+    # insert without it.
+    line_count = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         verbose_name = _("fulfillment")

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="fulfillment",
             name="line_count",
-            field=models.PositiveSmallIntegerField(default=0, editable=False),
+            field=models.PositiveSmallIntegerField(db_default=0, default=0, editable=False),
         ),
         migrations.RunSQL(
             "UPDATE orders_fulfillment SET line_count = (SELECT count(*) FROM orders_fulfillmentline"
