@@ -296,8 +296,10 @@ def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, se
         # history first, analyses, and times fresh server processes.
         gunicorn = start_gunicorn()
         try:
-            while Order.objects.count() < HISTORY_ORDERS:
-                warm_up("history", 5)
+            for round_no in range(1000):  # each round its own Idempotency-Keys
+                if Order.objects.count() >= HISTORY_ORDERS:
+                    break
+                warm_up(f"history{round_no}", 5)
         finally:
             os.killpg(gunicorn.pid, signal.SIGTERM)
             gunicorn.wait(timeout=30)
