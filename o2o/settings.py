@@ -176,6 +176,7 @@ API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 O2O_API_KEY_CACHE_SECONDS = float(os.environ.get("O2O_API_KEY_CACHE_SECONDS", "5"))
 # Hot read statements (availability) prepared once per connection; off behind a pooler that cannot keep them.
 O2O_PREPARED_STATEMENTS = env_bool("O2O_PREPARED_STATEMENTS", True)
+O2O_GC_FREEZE = env_bool("O2O_GC_FREEZE", True)  # o2o/wsgi.py: the loaded app out of the garbage collector's reach
 
 # A checkout hold lasts this long unless the caller asks for less.
 O2O_HOLD_TTL = timedelta(seconds=int(os.environ.get("O2O_HOLD_TTL_SECONDS", "900")))
