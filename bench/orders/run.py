@@ -393,10 +393,9 @@ def write_results(path: Path, *, routing: dict | None, http: dict | None, args) 
         ]
         lines += [f"| {k} | {v} |" for k, v in http.items() if k not in ("audit", "open_loop")]
         lines += [f"| audit: {k} | {v} |" for k, v in http["audit"].items()]
-        open_loop = http.get("open_loop")
-        if open_loop:
-            lines += [f"| open loop: {k} | {v} |" for k, v in open_loop.items() if k != "audit"]
-            lines += [f"| open loop audit: {k} | {v} |" for k, v in open_loop["audit"].items()]
+        for rate, open_loop in http.get("open_loop", {}).items():
+            lines += [f"| open loop {rate:g}/s: {k} | {v} |" for k, v in open_loop.items() if k != "audit"]
+            lines += [f"| open loop {rate:g}/s audit: {k} | {v} |" for k, v in open_loop["audit"].items()]
         lines.append("")
     path.write_text("\n".join(lines))
 
@@ -411,9 +410,9 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=30, help="seconds of HTTP load (0: skip)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=5)
-    parser.add_argument("--rate", type=float, default=150,
+    parser.add_argument("--rate", default="150",
                         help="after the closed-loop run, an open-loop run at this many requests/s from the same "
-                        "starting state (0: skip)")
+                        "starting state; several as 60,100,150 (0: skip)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.command_line = "python bench/orders/run.py " + " ".join(sys.argv[1:])
@@ -436,17 +435,20 @@ def main() -> None:
         http = bench_http(db_name=args.db, seconds=args.http, connections=args.connections, workers=args.workers,
                           seed=args.seed)
         print(json.dumps(http, indent=2), flush=True)
-    if args.http and args.rate:
-        # The open-loop run starts from the same state as the closed-loop one (a new chain and the same history):
-        # orders are never picked here, so every run leaves the stores' queues longer and their slots fuller.
-        connection.close()
-        prepare_database(args.db, reset=True)
-        generate_chain(seed=args.seed, skus=args.skus)
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE")
-        http["open_loop"] = bench_http(db_name=args.db, seconds=args.http, connections=args.connections,
-                                       workers=args.workers, seed=args.seed, rate=args.rate)
-        print(json.dumps(http["open_loop"], indent=2), flush=True)
+    rates = [float(r) for r in str(args.rate).split(",") if float(r) > 0]
+    if args.http and rates:
+        http["open_loop"] = {}
+        for rate in rates:
+            # Each open-loop run starts from the same state as the closed-loop one (a new chain and the same
+            # history): orders are never picked here, so every run leaves the stores' queues longer.
+            connection.close()
+            prepare_database(args.db, reset=True)
+            generate_chain(seed=args.seed, skus=args.skus)
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE")
+            http["open_loop"][rate] = bench_http(db_name=args.db, seconds=args.http, connections=args.connections,
+                                                 workers=args.workers, seed=args.seed, rate=rate)
+            print(json.dumps(http["open_loop"][rate], indent=2), flush=True)
     if not args.no_write:
         write_results(Path(__file__).with_name("RESULTS-orders.md"), routing=routing, http=http, args=args)
 
