@@ -271,14 +271,14 @@ def _nearest_candidates_postgres(
     columns = ", ".join(f"s.{c}" for c in _STORE_COLUMNS)
     tables = {
         "store": Store._meta.db_table, "stock": Stock._meta.db_table, "hold": Reservation._meta.db_table,
-        "hours": OpeningHours._meta.db_table, "fline": FulfillmentLine._meta.db_table,
+        "hours": OpeningHours._meta.db_table,
         "fulfillment": FulfillmentLine._meta.get_field("fulfillment").related_model._meta.db_table,
     }
     generic_plans = f", {prepared.GENERIC_PLANS}" if prepared.enabled() else ""
     sql = f"""
         WITH expired AS MATERIALIZED (
-            -- expired holds are rare (the cleanup releases them within a minute): one look at the expiry index
-            -- spares a lookup per stock row (min() reads one end of the index, whatever the plan's estimates)
+            /* expired holds are rare (the cleanup releases them within a minute): one look at the expiry index
+               spares a lookup per stock row (min() reads one end of the index, whatever the plan's estimates) */
             SELECT coalesce((SELECT min(expires_at) FROM {tables["hold"]}) <= %(at)s, false) AS any_expired
         ), reach AS (
             SELECT * FROM (
@@ -290,12 +290,12 @@ def _nearest_candidates_postgres(
                 FROM {tables["store"]} s
                 WHERE s.is_active {method_filter} AND NOT s.id = ANY(%(exclude)s::bigint[])
                   AND s.lat BETWEEN %(south)s AND %(north)s AND s.lon BETWEEN %(west)s AND %(east)s
-                OFFSET 0  -- computes km once per store, not once per use
+                OFFSET 0  /* computes km once per store, not once per use */
             ) d
             WHERE {reach}
             ORDER BY round(km::numeric, 3), code
         ), held AS MATERIALIZED (
-            -- computed only as far as the two queries below read it, nearest first
+            /* computed only as far as the two queries below read it, nearest first */
             SELECT x.*, row_number() OVER () AS held_rank FROM (
                 SELECT reach.*, a.pids, a.units, a.whole
                 FROM reach CROSS JOIN LATERAL (
@@ -322,7 +322,7 @@ def _nearest_candidates_postgres(
         ), whole AS (
             SELECT * FROM held WHERE held.whole LIMIT %(k)s
         ), partial AS (
-            -- among the stores read up to the k-th whole-cart one, and at least the `scan` nearest
+            /* among the stores read up to the k-th whole-cart one, and at least the `scan` nearest */
             SELECT * FROM (
                 SELECT * FROM held LIMIT CASE WHEN (SELECT count(*) FROM whole) < %(k)s THEN NULL
                                               ELSE greatest((SELECT max(held_rank) FROM whole), %(scan)s) END
@@ -346,6 +346,8 @@ def _nearest_candidates_postgres(
         ) hours ON TRUE
         ORDER BY chosen.whole DESC, chosen.held_rank
     """
+    # One line, without the indentation: under 4,096 characters psycopg caches the statement's parsing.
+    sql = " ".join(sql.split())
     with prepared.cursor() as cursor:
         cursor.execute(sql, {**params, "scan": SCAN_FACTOR * k})
         rows = cursor.fetchall()
