@@ -222,7 +222,17 @@ def plain_cart_availability_input(data) -> dict | None:
         if type(whole) is not bool:
             return None
         q["only_whole_cart"] = whole
-    lines = data.get("lines")
+    lines = plain_cart_lines(data.get("lines"))
+    if lines is None:
+        return None
+    q["lines"] = lines
+    return q
+
+
+def plain_cart_lines(lines) -> dict[str, int] | None:
+    """CartLineInput(many=True, allow_empty=False, max_length=O2O_MAX_CART_LINES) merged by SKU ({sku: qty}), for
+    a plainly valid list (printable SKUs with nothing to trim, quantities as JSON integers), or None to let the
+    serializer decide. The cart reader of every fast path (availability, promises, orders)."""
     if type(lines) is not list or not 0 < len(lines) <= _MAX_CART_LINES:
         return None
     merged: dict[str, int] = {}
@@ -236,5 +246,4 @@ def plain_cart_availability_input(data) -> dict | None:
         ):
             return None
         merged[sku] = merged.get(sku, 0) + qty
-    q["lines"] = merged
-    return q
+    return merged

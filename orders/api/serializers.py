@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # _number: FloatField's rules for a JSON number, shared with the availability endpoint's fast reader.
-from inventory.api.serializers import CartLineInput
+from inventory.api.serializers import CartLineInput, plain_cart_lines
 from inventory.api.serializers import _number as _float
 from orders.models import Method, OrderStatus, PaymentState
 
@@ -331,7 +331,6 @@ class CancelInput(serializers.Serializer):
 # always gets exactly its 400. Keys the serializer does not declare are ignored, as it ignores them.
 # tests/orders/test_order_fast_parse.py holds the two to the same answers.
 
-_MAX_CART_LINES = settings.O2O_MAX_CART_LINES
 _METHODS = {str(value): value for value, _ in Method.choices}
 _PAYMENT_STATES = {str(value): value for value, _ in PaymentState.choices}
 _MAX_ID = 2**63  # well inside what IntegerField reads back unchanged through str()
@@ -344,21 +343,6 @@ def _text(value, max_length: int) -> str | None:
         return None
     value = value.strip()
     return value if 0 < len(value) <= max_length and value.isprintable() else None
-
-
-def _plain_lines(lines) -> dict[str, int] | None:
-    """CartLineInput(many=True, allow_empty=False, max_length=...) then _merge_lines."""
-    if type(lines) is not list or not 0 < len(lines) <= _MAX_CART_LINES:
-        return None
-    merged: dict[str, int] = {}
-    for line in lines:
-        if type(line) is not dict:
-            return None
-        sku, qty = _text(line.get("sku"), 64), line.get("qty")
-        if sku is None or type(qty) is not int or not 1 <= qty <= 10_000:
-            return None
-        merged[sku] = merged.get(sku, 0) + qty
-    return merged
 
 
 def _plain_destination(value) -> dict | None:
@@ -424,7 +408,7 @@ def plain_promise_input(data) -> dict | None:
     (it then accepts the body with the same result, or answers the 400)."""
     if type(data) is not dict:
         return None
-    lines = _plain_lines(data.get("lines"))
+    lines = plain_cart_lines(data.get("lines"))
     if lines is None:
         return None
     q: dict = {"lines": lines}
@@ -440,7 +424,7 @@ def plain_order_input(data) -> dict | None:
     (it then accepts the body with the same result, or answers the 400)."""
     if type(data) is not dict:
         return None
-    lines = _plain_lines(data.get("lines"))
+    lines = plain_cart_lines(data.get("lines"))
     customer, method = data.get("customer"), data.get("method")
     if lines is None or type(customer) is not dict or type(method) is not str or method not in _METHODS:
         return None
