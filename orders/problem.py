@@ -23,7 +23,7 @@ from django.db.models import F, Max, Sum
 from inventory.models import OpeningHours, Reservation, Stock, Store
 from inventory.selectors import expired_hold_quantities, opening_status
 from o2o import prepared
-from orders.models import Fulfillment, FulfillmentLine, FulfillmentStatus
+from orders.models import Fulfillment, FulfillmentStatus
 
 KM_PER_DEGREE_LAT = 111.32
 OPEN_LOAD_STATUSES = (FulfillmentStatus.ASSIGNED, FulfillmentStatus.PICKING)
@@ -272,7 +272,7 @@ def _nearest_candidates_postgres(
     tables = {
         "store": Store._meta.db_table, "stock": Stock._meta.db_table, "hold": Reservation._meta.db_table,
         "hours": OpeningHours._meta.db_table,
-        "fulfillment": FulfillmentLine._meta.get_field("fulfillment").related_model._meta.db_table,
+        "fulfillment": Fulfillment._meta.db_table,
     }
     generic_plans = f", {prepared.GENERIC_PLANS}" if prepared.enabled() else ""
     sql = f"""
@@ -372,7 +372,7 @@ def _hours_and_load_postgres(
     *, store_ids: Sequence[int], at: datetime, slot_hours: float
 ) -> tuple[dict[int, list[Interval]], dict[int, int]]:
     """Opening hours and slot load (see slot_load) of these stores in one round trip."""
-    hours_table, f_table = OpeningHours._meta.db_table, FulfillmentLine._meta.get_field("fulfillment").related_model
+    hours_table, f_table = OpeningHours._meta.db_table, Fulfillment
     sql = f"""
         SELECT h.store_id, h.weekday, h.opens, h.closes, NULL::bigint
         FROM {hours_table} h WHERE h.store_id = ANY(%(ids)s)
