@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
 from orders.problem import (
     Candidate,
@@ -230,15 +231,15 @@ def option_json(routed: Routed, *, skus: dict[int, str], lines: dict[int, int], 
         "id": routed.option_id,
         "kind": "pickup" if routed.method == "pickup" else routed.kind,
         "method": routed.method,
-        "window_start": routed.window_start.isoformat(),
-        "window_end": routed.window_end.isoformat(),
+        "window_start": timezone.localtime(routed.window_start).isoformat(),
+        "window_end": timezone.localtime(routed.window_end).isoformat(),
         "split": len(routed.shipments) > 1,
         "shipments": [
             {
                 "store": s.candidate.code,
                 "store_name": s.candidate.name,
                 "distance_km": s.candidate.distance_km,
-                "ready_by": ready_time(s.candidate, at=at).isoformat(),
+                "ready_by": timezone.localtime(ready_time(s.candidate, at=at)).isoformat(),
                 "lines": [{"sku": skus[pid], "qty": qty} for pid, qty in sorted(s.lines.items())],
                 "cost": s.cost,
             }

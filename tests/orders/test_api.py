@@ -27,6 +27,9 @@ def test_quote_place_and_read_back(api, chain):
     assert "routing" not in body["options"][0]
     option = body["options"][0]
     assert option["kind"] == "express_1h" and option["shipments"][0]["store"] == "HCM-Q1-001"
+    # Times in the chain's time zone (Asia/Ho_Chi_Minh), as every other time the API renders
+    for value in (option["window_start"], option["window_end"], option["shipments"][0]["ready_by"], body["expires_at"]):
+        assert value.endswith("+07:00"), value
     placed = _place(
         api,
         {
@@ -39,7 +42,7 @@ def test_quote_place_and_read_back(api, chain):
     assert order["number"].startswith("WEB-") and order["customer_phone"] == "+84901234567"
     (f,) = order["fulfillments"]
     assert f["store"]["code"] == "HCM-Q1-001" and f["lines"] == [{"sku": "AO-THUN-M", "qty": 2, "picked_qty": None}]
-    assert f["promised_by"] and f["pickup"] is None
+    assert f["promised_by"] == option["window_end"] and f["pickup"] is None
     detail = api.get(f"/api/v1/orders/{order['number']}/").json()
     (decision,) = detail["routing"]
     assert decision["kind"] == "initial" and decision["reason"]
