@@ -113,10 +113,58 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem} GB RAM, Python {platform.python_version()}, PostgreSQL {pg}"
 
 
-def server_cpu_seconds(gunicorn_pid: int, db: str) -> float:
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %(dir)s/body; proxy_temp_path %(dir)s/proxy; fastcgi_temp_path %(dir)s/fastcgi;
+  uwsgi_temp_path %(dir)s/uwsgi; scgi_temp_path %(dir)s/scgi;
+  server {
+    listen 127.0.0.1:%(port)d backlog=1024;
+    location / {
+      proxy_pass http://127.0.0.1:%(upstream)d;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+"""
+
+
+def start_buffering_proxy(*, port: int, upstream: int) -> tuple[subprocess.Popen, str]:
+    """nginx in front of gunicorn, as in production: gunicorn's sync workers read a request from the socket they
+    accepted, so a client that connects first and sends later (wrk's paced connections, or any slow customer on a
+    phone) holds a worker idle meanwhile. nginx hands gunicorn only complete requests. Returns the process (its
+    own process group) and its directory (config and logs)."""
+    import shutil
+    import tempfile
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("nginx is not installed (apt-get install nginx-light), or pass --proxy none")
+    directory = tempfile.mkdtemp(prefix="o2o-bench-nginx-")
+    conf = Path(directory) / "nginx.conf"
+    conf.write_text(NGINX_CONF % {"dir": directory, "port": port, "upstream": upstream})
+    proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", directory], start_new_session=True)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=2)
+            return proxy, directory
+        except Exception:  # noqa: BLE001 - waiting for nginx to listen
+            if proxy.poll() is not None:
+                raise SystemExit(f"nginx exited: {(Path(directory) / 'error.log').read_text()}") from None
+            time.sleep(0.1)
+    raise SystemExit("nginx did not start")
+
+
+def server_cpu_seconds(gunicorn_pid: int, db: str, *, also_pgids: tuple[int, ...] = ()) -> float:
     """CPU time used so far by the gunicorn master and workers and by the PostgreSQL backends of the bench
-    database (from /proc): the server side of a benchmark, whatever else runs on the machine. Backends that closed
-    in between are missed (the benchmarks keep persistent connections)."""
+    database (from /proc), plus any process group in `also_pgids` (a proxy in front): the server side of a
+    benchmark, whatever else runs on the machine. Backends that closed in between are missed (the benchmarks keep
+    persistent connections)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in os.listdir("/proc"):
@@ -128,6 +176,6 @@ def server_cpu_seconds(gunicorn_pid: int, db: str) -> float:
         except OSError:
             continue
         ppid, pgid = int(fields[1]), int(fields[2])
-        if pgid == gunicorn_pid or ppid == gunicorn_pid or f"postgres {db} " in cmdline:
+        if pgid == gunicorn_pid or ppid == gunicorn_pid or pgid in also_pgids or f"postgres {db} " in cmdline:
             total += (int(fields[11]) + int(fields[12])) / tick
     return total

@@ -3,8 +3,9 @@
 1. Single-order routing as placement does it: load the problem from PostgreSQL (candidate stores, online ATP with
    live holds, opening hours, slot load) and route it: p50/p99 over random carts at random points, on a 1,000-store
    chain (600 stores in Ho Chi Minh City, 300 in Hà Nội, 100 in Đà Nẵng; 500 SKUs, ~20 % scarce).
-2. Order placement over HTTP (reserve + route + write + outbox + idempotency record): gunicorn + wrk, 32
-   connections: first closed loop (each connection sends its next order as soon as it has an answer: the most
+2. Order placement over HTTP (reserve + route + write + outbox + idempotency record): wrk, 32 connections, to
+   nginx in front of gunicorn as deployed (`--proxy none`: straight to gunicorn; needs `apt-get install wrk
+   nginx-light`): first closed loop (each connection sends its next order as soon as it has an answer: the most
    orders per second), then open loop at --rate requests per second (orders sent on a schedule, as customers do:
    the latency at that load, with late sends counted); then the ledger audit (stock = sum of movements, reserved =
    sum of reservations) and a count of the orders written against the 201s wrk saw.
@@ -33,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from bench.common import PG, machine, prepare_database, server_cpu_seconds, setup_django  # noqa: E402 - after the path insert
+from bench.common import PG, machine, prepare_database, server_cpu_seconds, setup_django, start_buffering_proxy  # noqa: E402 - after the path insert
 
 CITIES = [  # name, lat, lon, spread (deg), stores
     ("HCM", 10.7769, 106.7009, 0.09, 600),
@@ -233,7 +234,9 @@ def _wrk_result(out, *, server_cpu: float) -> dict:
     return result
 
 
-def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, seed: int, rate: float = 0) -> dict:
+def bench_http(
+    *, db_name: str, seconds: int, connections: int, workers: int, seed: int, rate: float = 0, proxy: str = "nginx"
+) -> dict:
     from django.db import connection
 
     from inventory.models import Product
@@ -284,8 +287,8 @@ def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, se
                 time.sleep(0.2)
         return server
 
-    def warm_up(phase: str, secs: int) -> None:
-        subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{secs}s", "-s", lua, f"http://127.0.0.1:{port}", "--", phase],
+    def warm_up(phase: str, secs: int, *, to: int = port) -> None:
+        subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{secs}s", "-s", lua, f"http://127.0.0.1:{to}", "--", phase],
                        capture_output=True, text=True, check=False)
 
     if Order.objects.count() < HISTORY_ORDERS:
@@ -306,30 +309,44 @@ def bench_http(*, db_name: str, seconds: int, connections: int, workers: int, se
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
         connection.close()
+    with connection.cursor() as cursor:
+        # The set-up's writes (a new chain, the history) leave ~1 GB of WAL behind; without this the checkpoint it
+        # triggers would spread its writes over the timed run, whose own WAL is what the figures should carry.
+        cursor.execute("CHECKPOINT")
     orders_before = Order.objects.count()
     connection.close()
     gunicorn = start_gunicorn()
+    front, front_dir = (None, None)
+    target = port
+    if proxy == "nginx":
+        target = port - 1
+        front, front_dir = start_buffering_proxy(port=target, upstream=port)
     try:
         # warm-up: every worker connects, imports OR-Tools and fills its caches
-        warm_up("warmup", 5)
+        warm_up("warmup", 5, to=target)
         # Closed loop (rate 0): each connection sends its next order as soon as it has an answer. Open loop: the
         # same connections at `rate` requests per second (two wrk threads, half each), the latency a customer sees
         # at that load rather than Little's law at saturation (32 clients always waiting make the mean latency
         # 32 / throughput, whatever the server does).
         phase = ["main"] if not rate else ["paced", str(rate / 2)]
-        cpu0 = server_cpu_seconds(gunicorn.pid, db_name)
+        also = (front.pid,) if front else ()
+        cpu0 = server_cpu_seconds(gunicorn.pid, db_name, also_pgids=also)
         out = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", lua,
-             f"http://127.0.0.1:{port}", "--", *phase],
+             f"http://127.0.0.1:{target}", "--", *phase],
             capture_output=True, text=True, check=False,
         )
-        result = _wrk_result(out, server_cpu=server_cpu_seconds(gunicorn.pid, db_name) - cpu0)
+        result = _wrk_result(out, server_cpu=server_cpu_seconds(gunicorn.pid, db_name, also_pgids=also) - cpu0)
         if rate:
             result = {"offered_requests_per_s": rate, **result}
     finally:
+        if front:
+            os.killpg(front.pid, signal.SIGQUIT)  # nginx: graceful stop
+            front.wait(timeout=30)
+            shutil.rmtree(front_dir, ignore_errors=True)
         os.killpg(gunicorn.pid, signal.SIGTERM)
         gunicorn.wait(timeout=30)
-    result["connections"], result["workers"] = connections, workers
+    result["connections"], result["workers"], result["proxy"] = connections, workers, proxy
     result["orders_per_s_if_2_cores_were_the_servers_own"] = round(2000 / max(result["server_cpu_ms_per_request"], 0.01), 1)
     orders_written = Order.objects.count() - orders_before
     ledger = stock_ledger_differences(limit=10)
@@ -380,7 +397,8 @@ def write_results(path: Path, *, routing: dict | None, http: dict | None, args) 
         lines.append("")
     if http:
         lines += [
-            f"## Order placement over HTTP ({http['connections']} connections, gunicorn {http['workers']} sync workers, wrk)",
+            f"## Order placement over HTTP ({http['connections']} connections, "
+            f"{'nginx, ' if http['proxy'] == 'nginx' else ''}gunicorn {http['workers']} sync workers, wrk)",
             "",
             f"`{args.command_line}`",
             "",
@@ -413,6 +431,8 @@ def main() -> None:
     parser.add_argument("--rate", default="150",
                         help="after the closed-loop run, an open-loop run at this many requests/s from the same "
                         "starting state; several as 60,100,150 (0: skip)")
+    parser.add_argument("--proxy", choices=["nginx", "none"], default="nginx",
+                        help="nginx in front of gunicorn, as deployed (default), or wrk straight to gunicorn")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.command_line = "python bench/orders/run.py " + " ".join(sys.argv[1:])
@@ -433,7 +453,7 @@ def main() -> None:
     http = None
     if args.http:
         http = bench_http(db_name=args.db, seconds=args.http, connections=args.connections, workers=args.workers,
-                          seed=args.seed)
+                          seed=args.seed, proxy=args.proxy)
         print(json.dumps(http, indent=2), flush=True)
     rates = [float(r) for r in str(args.rate).split(",") if float(r) > 0]
     if args.http and rates:
@@ -447,7 +467,7 @@ def main() -> None:
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")
             http["open_loop"][rate] = bench_http(db_name=args.db, seconds=args.http, connections=args.connections,
-                                                 workers=args.workers, seed=args.seed, rate=rate)
+                                                 workers=args.workers, seed=args.seed, rate=rate, proxy=args.proxy)
             print(json.dumps(http["open_loop"][rate], indent=2), flush=True)
     if not args.no_write:
         write_results(Path(__file__).with_name("RESULTS-orders.md"), routing=routing, http=http, args=args)
