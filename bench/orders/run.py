@@ -366,16 +366,11 @@ def bench_http(
 
 
 def write_results(path: Path, *, routing: dict | None, http: dict | None, args) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        pg = cursor.fetchone()[0]
     lines = [
         "# Orders benchmark",
         "",
         f"Date: {datetime.now().astimezone().isoformat(timespec='seconds')}  ",
-        f"Machine: {machine()}, PostgreSQL {pg}  ",
+        f"Machine: {machine()}  ",
         f"Chain: {sum(c[4] for c in CITIES)} stores (HCM 600, Hà Nội 300, Đà Nẵng 100), {args.skus} SKUs, "
         f"seed {args.seed}, database `{args.db}`.",
         "",
