@@ -10,7 +10,7 @@ from datetime import time as dtime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -96,9 +96,11 @@ def stores_near(
     service: str | None = None,
     limit: int = 20,
     at: datetime | None = None,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> list[NearbyStore]:
     """Active stores within `radius_km` of the point, nearest first. With service='delivery', only stores whose own
-    delivery radius reaches the point.
+    delivery radius reaches the point. `using`, here and below: the database alias to read (the website's
+    lag-tolerant endpoints pass o2o.replicas' alias; every other caller reads the primary).
 
     One raw query measures, filters, orders and limits in the database (the bounding box first, so the lat/lon index
     narrows it): measuring every store of the box in Python (~300 in central HCMC on a 1,000-store chain) and reading
@@ -106,14 +108,14 @@ def stores_near(
     south, north, west, east = _bounding_box(lat, lon, radius_km)
     service_filter = f"AND s.offers_{service}" if service in SERVICES else ""  # a fixed column name, not input
     delivery_filter = "AND distance_km <= delivery_radius_km" if service == "delivery" else ""
-    postgres = connection.vendor == "postgresql"
+    postgres = connections[using].vendor == "postgresql"
     # On PostgreSQL the opening hours of the chosen stores come in the same round trip.
     # As text, in a fixed order: stores with the same opening pattern get the same string, so each pattern is parsed
     # and worked out once per call, not once per store.
     hours_column = f""", (SELECT json_agg(json_build_array(h.weekday, h.opens, h.closes)
                                    ORDER BY h.weekday, h.opens, h.closes)::text
                          FROM {OpeningHours._meta.db_table} h WHERE h.store_id = candidates.id) AS hours_json""" if postgres else ""
-    generic_plans = f", {prepared.GENERIC_PLANS} AS generic_plans" if prepared.enabled() else ""
+    generic_plans = f", {prepared.GENERIC_PLANS} AS generic_plans" if prepared.enabled(using) else ""
     sql = f"""
         SELECT *{hours_column}{generic_plans} FROM (
             SELECT {_STORE_COLUMNS}, 2 * %s * ASIN(SQRT(POWER(SIN((RADIANS(s.lat) - %s) / 2), 2)
@@ -130,7 +132,7 @@ def stores_near(
     at = at or timezone.now()
     statuses: dict[tuple, tuple] = {}  # a chain has a handful of opening patterns: each is worked out once per call
     if postgres:
-        stores = _prepared_stores(sql, params)
+        stores = _prepared_stores(sql, params, using=using)
         result = []
         for store in stores:
             pattern = (store.timezone, store.hours_json)
@@ -143,11 +145,11 @@ def stores_near(
                 status = statuses[pattern] = opening_status(intervals, time_zone=store.timezone, at=at)
             result.append(NearbyStore(store, round(store.distance_km, 3), *status))
         return result
-    stores = list(Store.objects.raw(sql, params))
+    stores = list(Store.objects.raw(sql, params, using=using))
     hours = defaultdict(list)
     if stores:
         # Plain rows with .weekday/.opens/.closes: opening_status needs no model instances.
-        for interval in OpeningHours.objects.filter(store_id__in=[s.pk for s in stores]).order_by().values_list(
+        for interval in OpeningHours.objects.using(using).filter(store_id__in=[s.pk for s in stores]).order_by().values_list(
             "store_id", "weekday", "opens", "closes", named=True
         ):
             hours[interval.store_id].append(interval)
@@ -163,10 +165,10 @@ def stores_near(
     return result
 
 
-def _prepared_stores(sql: str, params: list) -> list[Store]:
+def _prepared_stores(sql: str, params: list, *, using: str) -> list[Store]:
     """The rows of the stores query as Store instances (with distance_km and hours_json set), read through a prepared
     statement: Store.objects.raw would have PostgreSQL plan the statement again on every request."""
-    with prepared.cursor() as cursor:
+    with prepared.cursor(using) as cursor:
         cursor.execute(sql, params)
         names = [column.name for column in cursor.description]
         rows = cursor.fetchall()
@@ -176,28 +178,29 @@ def _prepared_stores(sql: str, params: list) -> list[Store]:
     field_names = [names[i] for i in fields]
     stores = []
     for row in rows:
-        store = Store.from_db(connection.alias, field_names, [row[i] for i in fields])
+        store = Store.from_db(using, field_names, [row[i] for i in fields])
         for i, name in extras:
             setattr(store, name, row[i])
         stores.append(store)
     return stores
 
 
-def products_by_sku(skus: Iterable[str]) -> dict[str, Product]:
+def products_by_sku(skus: Iterable[str], *, using: str = DEFAULT_DB_ALIAS) -> dict[str, Product]:
     """Active products by SKU; raises UnknownSku naming every SKU that is missing or inactive."""
     skus = set(skus)
-    found = {p.sku: p for p in Product.objects.filter(sku__in=skus, is_active=True)}
+    found = {p.sku: p for p in Product.objects.using(using).filter(sku__in=skus, is_active=True)}
     missing = skus - found.keys()
     if missing:
         raise UnknownSku(sorted(missing))
     return found
 
 
-def product_ids_by_sku(skus: Iterable[str]) -> dict[str, int]:
+def product_ids_by_sku(skus: Iterable[str], *, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
     """Ids of active products by SKU (without building model instances); raises UnknownSku like products_by_sku."""
     skus = set(skus)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    db = connections[using]
+    with db.cursor() as cursor:
+        if db.vendor == "postgresql":
             cursor.execute(f"SELECT sku, id FROM {Product._meta.db_table} WHERE sku = ANY(%s) AND is_active ORDER BY sku", [list(skus)])
         else:
             marks, params = _in(skus)
@@ -210,10 +213,14 @@ def product_ids_by_sku(skus: Iterable[str]) -> dict[str, int]:
 
 
 def expired_hold_quantities(
-    *, store_ids: Iterable[int] | None, product_ids: Iterable[int], now: datetime | None = None
+    *,
+    store_ids: Iterable[int] | None,
+    product_ids: Iterable[int],
+    now: datetime | None = None,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> dict[tuple[int, int], int]:
     """Units still counted in Stock.reserved for holds that have already expired (not yet cleaned up)."""
-    qs = Reservation.objects.filter(product_id__in=list(product_ids), expires_at__lte=now or timezone.now())
+    qs = Reservation.objects.using(using).filter(product_id__in=list(product_ids), expires_at__lte=now or timezone.now())
     if store_ids is not None:
         qs = qs.filter(store_id__in=list(store_ids))
     return {
@@ -223,14 +230,14 @@ def expired_hold_quantities(
 
 
 def sellable_online(
-    *, store_ids: Sequence[int], product_ids: Sequence[int], now: datetime | None = None
+    *, store_ids: Sequence[int], product_ids: Sequence[int], now: datetime | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> dict[tuple[int, int], int]:
     """Online ATP per (store, product): on_hand - reserved - safety - unavailable, counting only live holds.
     One query: the units of expired holds still counted in `reserved` (until the clean-up releases them) are joined
     in instead of read in a second round trip."""
     if not store_ids or not product_ids:
         return {}
-    if connection.vendor == "postgresql":
+    if connections[using].vendor == "postgresql":
         # Arrays keep the statement text constant, so the driver parses it once per process, not per request.
         stores_in, store_params = "= ANY(%s)", [list(store_ids)]
         products_in, product_params = "= ANY(%s)", [list(product_ids)]
@@ -250,20 +257,20 @@ def sellable_online(
         WHERE s.store_id {stores_in} AND s.product_id {products_in}
     """
     params = [now or timezone.now(), *store_params, *product_params, *store_params, *product_params]
-    with prepared.cursor() as cursor:
+    with prepared.cursor(using) as cursor:
         cursor.execute(sql, params)
         return {(s, p): max(0, units) for s, p, units in cursor.fetchall()}
 
 
 def sellable_online_by_sku(
-    *, store_ids: Sequence[int], skus: Iterable[str], now: datetime | None = None
+    *, store_ids: Sequence[int], skus: Iterable[str], now: datetime | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> tuple[dict[str, int], dict[tuple[int, str], int]]:
     """(ids of the active products among `skus`, online ATP per (store, sku)) in one statement: the products are
     joined by SKU inside the stock query, as the framework floor does, instead of read in a round trip of their own.
     Every active SKU comes back at least once (the stock join is a LEFT JOIN), so the caller still learns which SKUs
     are unknown. ATP is counted as in sellable_online()."""
     skus = list(dict.fromkeys(skus))
-    if connection.vendor == "postgresql":
+    if connections[using].vendor == "postgresql":
         stores_in, store_params = "= ANY(%s)", [list(store_ids)]
         skus_in, sku_params = "= ANY(%s)", [skus]
     else:
@@ -287,7 +294,7 @@ def sellable_online_by_sku(
     params = [*store_params, now or timezone.now(), *store_params, *sku_params, *sku_params]
     found: dict[str, int] = {}
     atp: dict[tuple[int, str], int] = {}
-    with prepared.cursor() as cursor:
+    with prepared.cursor(using) as cursor:
         cursor.execute(sql, params)
         for sku, product_id, store_id, units in cursor.fetchall():
             found[sku] = product_id
@@ -305,14 +312,17 @@ def cart_availability(
     service: str | None = None,
     limit: int = 20,
     only_whole_cart: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> list[StoreAvailability]:
     """Per nearby store, how many of each SKU it can sell online and whether it can serve the whole cart.
     Raises UnknownSku (naming every SKU missing or inactive) whether or not any store is near."""
-    nearby = stores_near(lat=lat, lon=lon, radius_km=radius_km, service=service, limit=limit if not only_whole_cart else 10**6)
+    nearby = stores_near(
+        lat=lat, lon=lon, radius_km=radius_km, service=service, limit=limit if not only_whole_cart else 10**6, using=using
+    )
     if not nearby:
-        product_ids_by_sku(lines.keys())  # no stock to read, but an unknown SKU is still an error
+        product_ids_by_sku(lines.keys(), using=using)  # no stock to read, but an unknown SKU is still an error
         return []
-    found, atp = sellable_online_by_sku(store_ids=[n.store.pk for n in nearby], skus=lines.keys())
+    found, atp = sellable_online_by_sku(store_ids=[n.store.pk for n in nearby], skus=lines.keys(), using=using)
     missing = lines.keys() - found.keys()
     if missing:
         raise UnknownSku(sorted(missing))
@@ -330,18 +340,20 @@ def cart_availability(
     return result
 
 
-def network_atp(*, skus: Sequence[str], channel_service: str | None = None) -> dict[str, dict[str, int]]:
+def network_atp(
+    *, skus: Sequence[str], channel_service: str | None = None, using: str = DEFAULT_DB_ALIAS
+) -> dict[str, dict[str, int]]:
     """Network-wide online ATP per SKU over active stores (optionally only stores offering a service), with the
     number of stores that have at least one unit."""
-    products = products_by_sku(skus)
+    products = products_by_sku(skus, using=using)
     by_pk = {p.pk: sku for sku, p in products.items()}
-    stores = Store.objects.filter(is_active=True)
+    stores = Store.objects.using(using).filter(is_active=True)
     if channel_service in SERVICES:
         stores = stores.filter(**{f"offers_{channel_service}": True})
-    rows = Stock.objects.filter(product_id__in=by_pk.keys(), store__in=stores).values_list(
+    rows = Stock.objects.using(using).filter(product_id__in=by_pk.keys(), store__in=stores).values_list(
         "store_id", "product_id", "on_hand", "reserved", "safety", "unavailable"
     )
-    expired = expired_hold_quantities(store_ids=None, product_ids=by_pk.keys())
+    expired = expired_hold_quantities(store_ids=None, product_ids=by_pk.keys(), using=using)
     totals = {sku: {"atp": 0, "stores": 0} for sku in products}
     for s, p, on_hand, reserved, safety, unavailable in rows:
         units = max(0, on_hand - (reserved - expired.get((s, p), 0)) - safety - unavailable)

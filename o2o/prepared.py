@@ -8,16 +8,18 @@ it afterwards; after five executions PostgreSQL keeps a generic plan.
 
 Off (O2O_PREPARED_STATEMENTS=0) behind a pooler that cannot keep prepared statements across transactions (PgBouncer
 before 1.21 in transaction mode).
+
+Per database alias: the primary's connection and the replica's (o2o/replicas.py) each prepare their own statements.
 """
 
 import time
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 
-def enabled() -> bool:
-    return connection.vendor == "postgresql" and bool(getattr(settings, "O2O_PREPARED_STATEMENTS", True))
+def enabled(using: str = DEFAULT_DB_ALIAS) -> bool:
+    return connections[using].vendor == "postgresql" and bool(getattr(settings, "O2O_PREPARED_STATEMENTS", True))
 
 
 _PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
@@ -35,11 +37,13 @@ class PreparedCursor:
     """A server-side-binding psycopg cursor on Django's connection (same transaction, same connection as the ORM)
     whose statements are prepared once per connection. Database errors come out as Django's, as from Django's own
     cursors. `keep_open`: one cursor reused for every statement on this connection (connection_cursor()), so a hot
-    path that runs a few statements per transaction does not build a cursor each time."""
+    path that runs a few statements per transaction does not build a cursor each time. `using`: the database
+    alias whose connection it runs on."""
 
-    def __init__(self, *, keep_open: bool = False):
+    def __init__(self, *, keep_open: bool = False, using: str = DEFAULT_DB_ALIAS):
         import psycopg
 
+        connection = self._connection = connections[using]
         connection.ensure_connection()
         raw = connection.connection
         # Django opens its connections with prepare_threshold=None, and psycopg then ignores prepare=True. A threshold
@@ -58,6 +62,7 @@ class PreparedCursor:
         return self._cursor.description
 
     def execute(self, sql: str, params) -> None:
+        connection = self._connection
         if not connection.queries_logged:
             with connection.wrap_database_errors:
                 self._cursor.execute(sql, params, prepare=True)
@@ -84,18 +89,19 @@ class PreparedCursor:
             self._cursor.close()
 
 
-def cursor():
-    """A prepared-statement cursor on PostgreSQL (unless turned off), else Django's own cursor. On PostgreSQL it is
-    the connection's kept-open one (connection_cursor()): read each statement's rows (fetchone/fetchall) before
-    running the next one, as every caller does."""
-    return connection_cursor() if enabled() else connection.cursor()
+def cursor(using: str = DEFAULT_DB_ALIAS):
+    """A prepared-statement cursor on PostgreSQL (unless turned off), else Django's own cursor, on the connection of
+    database `using`. On PostgreSQL it is the connection's kept-open one (connection_cursor()): read each
+    statement's rows (fetchone/fetchall) before running the next one, as every caller does."""
+    return connection_cursor(using) if enabled(using) else connections[using].cursor()
 
 
-def connection_cursor() -> PreparedCursor:
-    """The one kept-open prepared-statement cursor of Django's current connection (PostgreSQL only; callers check
-    enabled() or their own setting first), made anew when Django has reconnected."""
+def connection_cursor(using: str = DEFAULT_DB_ALIAS) -> PreparedCursor:
+    """The one kept-open prepared-statement cursor of Django's current connection to database `using` (PostgreSQL
+    only; callers check enabled() or their own setting first), made anew when Django has reconnected."""
+    connection = connections[using]
     connection.ensure_connection()
     kept = getattr(connection, "_o2o_prepared_cursor", None)
     if kept is None or not kept.usable_on(connection.connection):
-        kept = connection._o2o_prepared_cursor = PreparedCursor(keep_open=True)
+        kept = connection._o2o_prepared_cursor = PreparedCursor(keep_open=True, using=using)
     return kept

@@ -82,13 +82,23 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------------------------
 DEMO_SQLITE_PATH = BASE_DIR / ".demo" / "o2o.sqlite3"
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{DEMO_SQLITE_PATH}"),
-        conn_max_age=int(os.environ.get("O2O_DB_CONN_MAX_AGE", "60")),
-        conn_health_checks=True,
+
+
+def parse_database(url: str) -> dict:
+    """A database from its URL: persistent connections with health checks, or psycopg's pool when O2O_DB_POOL is on
+    (PostgreSQL; the demo's SQLite is adjusted below). The primary and the replica are built alike."""
+    database = dj_database_url.parse(
+        url, conn_max_age=int(os.environ.get("O2O_DB_CONN_MAX_AGE", "60")), conn_health_checks=True
     )
-}
+    database.setdefault("OPTIONS", {})
+    if database["ENGINE"] != "django.db.backends.sqlite3" and env_bool("O2O_DB_POOL", False):
+        # psycopg's pool inside each process; persistent connections must then be off.
+        database["CONN_MAX_AGE"] = 0
+        database["OPTIONS"]["pool"] = {"min_size": 2, "max_size": int(os.environ.get("O2O_DB_POOL_MAX", "8"))}
+    return database
+
+
+DATABASES = {"default": parse_database(os.environ.get("DATABASE_URL", f"sqlite:///{DEMO_SQLITE_PATH}"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo database: take the write lock when a transaction starts (no "database is locked" upgrade failures
     # under concurrent writers), WAL so readers don't block the writer, and wait rather than fail when busy.
@@ -101,12 +111,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
 else:
-    DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("O2O_TEST_DB_NAME", "test_o2o")}
-    if env_bool("O2O_DB_POOL", False):
-        # psycopg's pool inside each process; persistent connections must then be off.
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": int(os.environ.get("O2O_DB_POOL_MAX", "8"))}
+    # A streaming replica for the website's lag-tolerant reads (availability, network ATP, stores near a point:
+    # o2o/replicas.py). Everything else, and any read inside a transaction on the primary, stays on "default".
+    if os.environ.get("O2O_REPLICA_DATABASE_URL"):
+        DATABASES["replica"] = parse_database(os.environ["O2O_REPLICA_DATABASE_URL"])
+        # A replica that is down must cost a request little before it falls back to the primary: libpq would wait
+        # for the OS's TCP timeout (minutes) and the pool 30 s.
+        DATABASES["replica"]["OPTIONS"].setdefault("connect_timeout", 2)
+        if "pool" in DATABASES["replica"]["OPTIONS"]:
+            DATABASES["replica"]["OPTIONS"]["pool"]["timeout"] = 2
+        # Tests read the primary's test database through this alias: the same data, no second database to create.
+        DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

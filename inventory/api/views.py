@@ -1,4 +1,8 @@
-"""The website's store and availability API (sales channel key). Views parse, call one selector or service, render."""
+"""The website's store and availability API (sales channel key). Views parse, call one selector or service, render.
+
+Stores near a point, cart availability and network ATP read the replica when one is configured (o2o/replicas.py):
+a second or two of lag is harmless there, since a promise and a placement read the primary and placement re-checks
+under lock. Holds write, and read the primary."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -11,6 +15,7 @@ from inventory.api import serializers as io
 from inventory.exceptions import ReservationNotFound, UnknownStore
 from inventory.geocoding import locate
 from inventory.models import Store
+from o2o import replicas
 from o2o.idempotency import run_once
 
 ERRORS = {400: OpenApiResponse(description="Invalid input"), 401: OpenApiResponse(description="Missing or bad key")}
@@ -32,8 +37,11 @@ class StoresNearView(APIView):
         query.is_valid(raise_exception=True)
         q = query.validated_data
         place = locate(lat=q.get("lat"), lon=q.get("lon"), address=q.get("address"))
-        stores = selectors.stores_near(
-            lat=place.lat, lon=place.lon, radius_km=q["radius_km"], service=q.get("service"), limit=q["limit"]
+        stores = replicas.read(
+            lambda using: selectors.stores_near(
+                lat=place.lat, lon=place.lon, radius_km=q["radius_km"], service=q.get("service"), limit=q["limit"],
+                using=using,
+            )
         )
         return Response(io.StoresNearOutput({"point": place, "stores": stores}).data)
 
@@ -53,14 +61,17 @@ class CartAvailabilityView(APIView):
             body.is_valid(raise_exception=True)
             q = body.validated_data
         place = locate(lat=q.get("lat"), lon=q.get("lon"), address=q.get("address"))
-        stores = selectors.cart_availability(
-            lat=place.lat,
-            lon=place.lon,
-            lines=q["lines"],
-            radius_km=q["radius_km"],
-            service=q.get("service"),
-            limit=q["limit"],
-            only_whole_cart=q["only_whole_cart"],
+        stores = replicas.read(
+            lambda using: selectors.cart_availability(
+                lat=place.lat,
+                lon=place.lon,
+                lines=q["lines"],
+                radius_km=q["radius_km"],
+                service=q.get("service"),
+                limit=q["limit"],
+                only_whole_cart=q["only_whole_cart"],
+                using=using,
+            )
         )
         return Response(io.cart_availability_payload(place=place, lines=q["lines"], stores=stores))
 
@@ -81,7 +92,10 @@ class NetworkAtpView(APIView):
             raw["service"] = request.query_params["service"]
         query = io.NetworkAtpInput(data=raw)
         query.is_valid(raise_exception=True)
-        totals = selectors.network_atp(skus=query.validated_data["sku"], channel_service=query.validated_data.get("service"))
+        q = query.validated_data
+        totals = replicas.read(
+            lambda using: selectors.network_atp(skus=q["sku"], channel_service=q.get("service"), using=using)
+        )
         return Response([{"sku": sku, **figures} for sku, figures in totals.items()])
 
 

@@ -1,0 +1,52 @@
+"""Reads that may go to a PostgreSQL streaming replica (O2O_REPLICA_DATABASE_URL, the "replica" database alias).
+
+Only the website's lag-tolerant reads use it, by asking for it explicitly: cart availability, network ATP, stores
+near a point (inventory/api/views.py). Promises, placement, holds, POS, loyalty, returns and the admin never do:
+they write, lock, or must see the stock as of the primary (a promise is what placement re-checks under lock).
+
+No database router: a router would send every unhinted ORM read to the replica, including the reads of services
+that then write what they read. Here a selector reads the alias it is given, and the primary is the default.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+
+REPLICA_ALIAS = "replica"
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def configured() -> bool:
+    return REPLICA_ALIAS in connections.settings
+
+
+def read_alias() -> str:
+    """The alias a lag-tolerant read should use: the replica when one is configured, except inside a transaction on
+    the primary, where a read must see that transaction's own writes and locks."""
+    if not configured() or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        return DEFAULT_DB_ALIAS
+    return REPLICA_ALIAS
+
+
+def read(query: Callable[[str], T]) -> T:
+    """query(alias) on read_alias(), or on the primary when the replica cannot be reached: a replica that is down
+    (or restarting, or refusing connections) costs a warning in the log, never the request. The query must only read,
+    since it may run twice: a connection to the replica lost in the middle of it reads again from the primary."""
+    alias = read_alias()
+    if alias == DEFAULT_DB_ALIAS:
+        return query(alias)
+    replica = connections[alias]
+    try:
+        # A persistent connection the replica dropped since the last request is found out (and closed) here, once
+        # per request, as Django would before its first query; then a fresh connection is opened if needed.
+        replica.close_if_health_check_failed()
+        replica.ensure_connection()
+        return query(alias)
+    except OperationalError as error:
+        logger.warning("replica unavailable, reading from the primary: %s", error)
+        return query(DEFAULT_DB_ALIAS)
