@@ -9,12 +9,18 @@ that then write what they read. Here a selector reads the alias it is given, and
 """
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
 REPLICA_ALIAS = "replica"
+# After the replica failed, this process reads the primary for this long before trying it again: a replica that
+# times out (a host that drops packets) would otherwise add the 2 s connect timeout to every request.
+RETRY_AFTER_SECONDS = 10.0
+
+_down_until = 0.0  # time.monotonic() until which this process leaves the replica alone
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +34,15 @@ def configured() -> bool:
 def read_alias() -> str:
     """The alias a lag-tolerant read should use: the replica when one is configured, except inside a transaction on
     the primary, where a read must see that transaction's own writes and locks."""
-    if not configured() or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+    if not configured() or connections[DEFAULT_DB_ALIAS].in_atomic_block or time.monotonic() < _down_until:
         return DEFAULT_DB_ALIAS
     return REPLICA_ALIAS
 
 
 def read(query: Callable[[str], T]) -> T:
     """query(alias) on read_alias(), or on the primary when the replica cannot be reached: a replica that is down
-    (or restarting, or refusing connections) costs a warning in the log, never the request. The query must only read,
+    (or restarting, or refusing connections) costs a warning in the log, never the request, and this process then
+    reads the primary for RETRY_AFTER_SECONDS. The query must only read,
     since it may run twice: a connection to the replica lost in the middle of it reads again from the primary."""
     alias = read_alias()
     if alias == DEFAULT_DB_ALIAS:
@@ -48,5 +55,7 @@ def read(query: Callable[[str], T]) -> T:
         replica.ensure_connection()
         return query(alias)
     except OperationalError as error:
-        logger.warning("replica unavailable, reading from the primary: %s", error)
+        global _down_until
+        _down_until = time.monotonic() + RETRY_AFTER_SECONDS
+        logger.warning("replica unavailable, reading from the primary for %.0f s: %s", RETRY_AFTER_SECONDS, error)
         return query(DEFAULT_DB_ALIAS)

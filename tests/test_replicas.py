@@ -51,6 +51,12 @@ def _replica_alias(django_db_setup):
         connections.settings[replicas.REPLICA_ALIAS] = configured
 
 
+@pytest.fixture(autouse=True)
+def _replica_not_backed_off(monkeypatch):
+    """Each test starts with the replica in use: an earlier test's failure does not carry over."""
+    monkeypatch.setattr(replicas, "_down_until", 0.0)
+
+
 @pytest.fixture
 def replica():
     yield connections[replicas.REPLICA_ALIAS]
@@ -171,6 +177,24 @@ def test_an_unreachable_replica_falls_back_to_the_primary(api, shop, dead_replic
     assert network.status_code == 200 and network.json() == [{"sku": "AO-THUN-M", "atp": 5, "stores": 1}]
     assert _inventory_reads(primary.captured_queries)
     assert any("replica unavailable" in r.getMessage() for r in caplog.records)
+
+
+def test_after_a_failure_the_replica_is_left_alone_for_a_while(api, shop, dead_replica, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(replicas.time, "monotonic", lambda: clock[0])
+    tries = []
+    connect = type(dead_replica).ensure_connection
+    monkeypatch.setattr(type(dead_replica), "ensure_connection",
+                        lambda self: (tries.append(self.alias), connect(self))[1])
+    assert api.post("/api/v1/availability/", CART, format="json").status_code == 200
+    assert tries.count(replicas.REPLICA_ALIAS) == 1
+    clock[0] += replicas.RETRY_AFTER_SECONDS - 1
+    assert api.post("/api/v1/availability/", CART, format="json").status_code == 200
+    assert replicas.read_alias() == DEFAULT_DB_ALIAS and tries.count(replicas.REPLICA_ALIAS) == 1  # not tried again
+    clock[0] += 2
+    assert replicas.read_alias() == replicas.REPLICA_ALIAS
+    assert api.post("/api/v1/availability/", CART, format="json").status_code == 200
+    assert tries.count(replicas.REPLICA_ALIAS) == 2  # tried again, failed again, the primary answered
 
 
 def test_a_replica_connection_lost_since_the_last_request_does_not_fail_the_next_one(api, shop, replica):
