@@ -723,6 +723,10 @@ class StockImportAdmin(StoreScopedAdmin, admin.ModelAdmin):
             "kind_label": StockImport.Kind(kind).label,
             "spec": imports.SPECS[kind],
             "template_url": reverse("admin:inventory_stockimport_template", args=[kind]),
+            "template_xlsx_url": (
+                reverse("admin:inventory_stockimport_template", args=[kind]) + "?format=xlsx"
+                if base_formats.XLSX.is_available() else ""
+            ),
             "stock_url": reverse("admin:inventory_stock_changelist"),
             "threshold": settings.O2O_IMPORT_ASYNC_GROUPS,
             **extra,
@@ -813,8 +817,13 @@ class StockImportAdmin(StoreScopedAdmin, admin.ModelAdmin):
         return JsonResponse(imports.progress(self.get_object(request, unquote(object_id))))
 
     def template_view(self, request: HttpRequest, kind: str) -> HttpResponse:
-        """A CSV with the kind's columns and one example row."""
+        """A CSV (or with ?format=xlsx an Excel workbook) with the kind's columns and one example row."""
         kind = self._kind(kind)
+        if request.GET.get("format") == "xlsx" and base_formats.XLSX.is_available():
+            body = imports.workbook_bytes(kind=kind, rows=[imports.template_rows(kind=kind)[1]])
+            response = HttpResponse(body, content_type=base_formats.XLSX.CONTENT_TYPE)
+            response["Content-Disposition"] = f'attachment; filename="{kind}_template.xlsx"'
+            return response
         headers = IMPORT_RESOURCES[kind]().get_export_headers()
         dataset = tablib.Dataset(imports.template_rows(kind=kind)[1], headers=headers)
         body = "\ufeff" + base_formats.CSV().export_data(dataset)  # the BOM makes spreadsheet programs read UTF-8
