@@ -613,6 +613,15 @@ def _content_hash(kind: str, group: Group) -> str:
     return request_fingerprint({"admin_import": kind, "id": group.group_id, **content})
 
 
+def _same_content(kind: str, booked: GoodsReceipt | StockCount, group: Group) -> bool:
+    if kind == StockImport.Kind.GOODS_RECEIPTS:
+        return pos.goods_receipt_matches(booked, lines={line.sku: line.qty for line in group.lines})
+    return group.counted_at is not None and pos.count_matches(
+        booked, counted_at=group.counted_at,
+        lines=[pos.CountLine(sku=line.sku, counted=line.qty, expected_on_hand=None) for line in group.lines],
+    )
+
+
 def _check_replays(kind: str, groups: list[Group]) -> None:
     if not groups:
         return
@@ -620,17 +629,17 @@ def _check_replays(kind: str, groups: list[Group]) -> None:
         (GoodsReceipt, "receipt_id") if kind == StockImport.Kind.GOODS_RECEIPTS else (StockCount, "count_id")
     )
     existing = {
-        (store_id, gid): content_hash
-        for store_id, gid, content_hash in model.objects.filter(
+        (booked.store_id, getattr(booked, id_field)): booked
+        for booked in model.objects.filter(
             store_id__in={g.store.pk for g in groups}, **{f"{id_field}__in": {g.group_id for g in groups}}
-        ).values_list("store_id", id_field, "content_hash")
+        )
     }
     for group in groups:
-        known = existing.get((group.store.pk, group.group_id))
-        if known is None:
+        booked = existing.get((group.store.pk, group.group_id))
+        if booked is None:
             continue
-        if known == group.content_hash:
-            group.replay = True
+        if booked.content_hash == group.content_hash or _same_content(kind, booked, group):
+            group.replay = True  # this file again, or the same note or count booked at the till
         else:
             group.fail(
                 "id_reused",

@@ -779,6 +779,24 @@ def _products_for(skus) -> dict[str, Product]:
 
 
 @transaction.atomic
+def count_matches(count: StockCount, *, counted_at: datetime, lines: list[CountLine]) -> bool:
+    """Whether a count already booked under this id is the one given again: the same instant and the same units per
+    SKU. The content hash alone cannot tell, since each way in hashes its own form (the till its request body, the
+    admin import its rows): a count sent by the till and then imported from a file, or sent again with its lines in
+    another order, is the same count. `expected_on_hand` is a precondition checked when it was booked, not content."""
+    if count.counted_at != counted_at:
+        return False
+    booked = sorted(count.lines.values_list("product__sku", "counted"))
+    return booked == sorted((line.sku, line.counted) for line in lines)
+
+
+def goods_receipt_matches(receipt: GoodsReceipt, *, lines: dict[str, int]) -> bool:
+    """Whether a delivery note already booked under this id is the one given again: the same units per SKU (the
+    source is a description: a head-office file may name the supplier differently from the till). See
+    count_matches for why the content hash alone cannot tell."""
+    return receipt.lines == [{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())]
+
+
 def record_count(
     *, store: Store, count_id: str, counted_at: datetime, lines: list[CountLine], content_hash: str, till: str = "",
     actor: str | None = None,
@@ -790,7 +808,7 @@ def record_count(
     actor = actor or _actor(store, till)
     first = StockCount.objects.filter(store=store, count_id=count_id).first()
     if first is not None:
-        if first.content_hash != content_hash:
+        if first.content_hash != content_hash and not count_matches(first, counted_at=counted_at, lines=lines):
             raise ReceiptIdReused(details={"count_id": count_id})
         return first.result, True
     if counted_at > now:
@@ -800,7 +818,7 @@ def record_count(
     # Under the row locks: a concurrent resend of the same count waits here, then finds it (or fails on the index).
     first = StockCount.objects.filter(store=store, count_id=count_id).first()
     if first is not None:
-        if first.content_hash != content_hash:
+        if first.content_hash != content_hash and not count_matches(first, counted_at=counted_at, lines=lines):
             raise ReceiptIdReused(details={"count_id": count_id})
         return first.result, True
     as_of = ledger_on_hand_as_of(store=store, product_ids=[p.pk for p in products.values()], at=counted_at)
@@ -854,7 +872,7 @@ def receive_goods(
     now = timezone.now()
     first = GoodsReceipt.objects.filter(store=store, receipt_id=receipt_id).first()
     if first is not None:
-        if first.content_hash != content_hash:
+        if first.content_hash != content_hash and not goods_receipt_matches(first, lines=lines):
             raise ReceiptIdReused(details={"receipt_id": receipt_id})
         return first.result, True
     products = _products_for(lines)
@@ -867,7 +885,7 @@ def receive_goods(
             )
     except IntegrityError:
         first = GoodsReceipt.objects.get(store=store, receipt_id=receipt_id)
-        if first.content_hash != content_hash:
+        if first.content_hash != content_hash and not goods_receipt_matches(first, lines=lines):
             raise ReceiptIdReused(details={"receipt_id": receipt_id}) from None
         return first.result, True
     _apply(

@@ -437,3 +437,51 @@ def test_without_a_task_queue_nothing_is_applied_and_the_import_can_be_confirmed
     client.post(reverse("admin:inventory_stockimport_confirm", args=[stock_import.pk]))
     stock_import.refresh_from_db()
     assert (stock_import.status, _on_hand(chain["a"], chain["hat"])) == ("done", 7)
+
+
+def test_a_delivery_note_booked_at_the_till_and_then_in_a_file_is_booked_once(client, chain, hq):
+    """The store booked DN-7 at its till; head office then imports the supplier's file, which has it too (in another
+    line order, with the supplier named differently): a replay, not a reused id blocking the whole file."""
+    from inventory.pos import services as pos
+    from o2o.idempotency import request_fingerprint
+
+    body = {"receipt_id": "DN-7", "source": "xe Vinamilk", "lines": [{"sku": "NON-LA", "qty": 3}, {"sku": "AO-THUN-M", "qty": 12}]}
+    pos.receive_goods(store=chain["a"], receipt_id="DN-7", source=body["source"],
+                      lines={line["sku"]: line["qty"] for line in body["lines"]},
+                      content_hash=request_fingerprint(body), till="T1")
+    client.force_login(hq)
+    before = _ledger()
+    same = _upload(client, GOODS, "store,receipt_id,sku,qty,source", "HCM-Q1-001,DN-7,AO-THUN-M,12,Vinamilk",
+                   "HCM-Q1-001,DN-7,NON-LA,3,Vinamilk", "HCM-Q1-001,DN-8,NON-LA,1,Vinamilk")
+    assert [(g.group_id, g.status) for g in same.context["preview"].groups] == [("DN-7", "replay"), ("DN-8", "new")]
+    _confirm(client, same)
+    assert StockImport.objects.get().replayed_groups == 1
+    assert _ledger()["movements"] == before["movements"] + 1  # DN-8 only
+    assert _on_hand(chain["a"], chain["shirt"]) == 22 and _on_hand(chain["a"], chain["hat"]) == 9
+    other = _upload(client, GOODS, "store,receipt_id,sku,qty", "HCM-Q1-001,DN-7,AO-THUN-M,11", "HCM-Q1-001,DN-7,NON-LA,3")
+    assert _issues(other) == {"id_reused"}
+    _audit_clean()
+
+
+def test_a_count_sent_by_the_till_and_then_imported_is_applied_once(client, chain, hq):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from inventory.pos import services as pos
+
+    at = datetime(2026, 6, 1, 18, 30, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+    if at > imports.timezone.now():
+        at = at.replace(year=2025)
+    pos.record_count(store=chain["a"], count_id="C-7", counted_at=at, content_hash="the till's own hash",
+                     lines=[pos.CountLine(sku="AO-THUN-M", counted=8), pos.CountLine(sku="NON-LA", counted=5)])
+    client.force_login(hq)
+    before = _ledger()
+    stamp = at.strftime("%Y-%m-%d %H:%M")
+    same = _upload(client, COUNTS, "store,count_id,sku,counted,counted_at", f"HCM-Q1-001,C-7,NON-LA,5,{stamp}",
+                   f"HCM-Q1-001,C-7,AO-THUN-M,8,{stamp}")
+    assert [g.status for g in same.context["preview"].groups] == ["replay"]
+    _confirm(client, same)
+    assert _ledger() == before
+    later = _upload(client, COUNTS, "store,count_id,sku,counted,counted_at", f"HCM-Q1-001,C-7,NON-LA,4,{stamp}",
+                    f"HCM-Q1-001,C-7,AO-THUN-M,8,{stamp}")
+    assert _issues(later) == {"id_reused"}

@@ -157,6 +157,9 @@ def test_goods_receipt_books_stock_once(shop):
     assert stock_of(shop["a"], shop["shirt"]).on_hand == 34
     reused = shop["api_a"].post("/api/v1/pos/goods-receipts/", {**body, "lines": [{"sku": "NON-LA", "qty": 1}]}, format="json")
     assert reused.status_code == 422
+    # The same lines with the supplier named otherwise: the same delivery note, a replay
+    renamed = shop["api_a"].post("/api/v1/pos/goods-receipts/", {**body, "source": "Bình Dương DC"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["source"] == "DC Bình Dương"
     assert shop["api_a"].get("/api/v1/pos/goods-receipts/DN-1/").json()["lines"] == [{"sku": "AO-THUN-M", "qty": 24}]
     assert audits_clean()
 
