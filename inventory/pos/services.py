@@ -778,7 +778,6 @@ def _products_for(skus) -> dict[str, Product]:
     return found
 
 
-@transaction.atomic
 def count_matches(count: StockCount, *, counted_at: datetime, lines: list[CountLine]) -> bool:
     """Whether a count already booked under this id is the one given again: the same instant and the same units per
     SKU. The content hash alone cannot tell, since each way in hashes its own form (the till its request body, the
@@ -797,6 +796,7 @@ def goods_receipt_matches(receipt: GoodsReceipt, *, lines: dict[str, int]) -> bo
     return receipt.lines == [{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())]
 
 
+@transaction.atomic
 def record_count(
     *, store: Store, count_id: str, counted_at: datetime, lines: list[CountLine], content_hash: str, till: str = "",
     actor: str | None = None,
