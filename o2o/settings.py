@@ -123,6 +123,8 @@ else:
             DATABASES["replica"]["OPTIONS"]["pool"]["timeout"] = 2
         # Tests read the primary's test database through this alias: the same data, no second database to create.
         DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+# A replica further behind than this is left alone until it catches up (0: never checked); see o2o/replicas.py.
+O2O_REPLICA_MAX_LAG_SECONDS = float(os.environ.get("O2O_REPLICA_MAX_LAG_SECONDS", "5"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

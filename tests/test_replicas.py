@@ -53,8 +53,10 @@ def _replica_alias(django_db_setup):
 
 @pytest.fixture(autouse=True)
 def _replica_not_backed_off(monkeypatch):
-    """Each test starts with the replica in use: an earlier test's failure does not carry over."""
+    """Each test starts with the replica in use: an earlier test's failure or lag does not carry over."""
     monkeypatch.setattr(replicas, "_down_until", 0.0)
+    monkeypatch.setattr(replicas, "_lag_checked_at", float("-inf"))
+    monkeypatch.setattr(replicas, "_lagging", False)
 
 
 @pytest.fixture
@@ -204,3 +206,35 @@ def test_a_replica_connection_lost_since_the_last_request_does_not_fail_the_next
     response = api.post("/api/v1/availability/", CART, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["stores"][0]["available"] == {"AO-THUN-M": 5}
+
+
+def test_the_lag_query_runs_on_the_replica_and_a_server_not_in_recovery_has_none(shop, replica):
+    with CaptureQueriesContext(replica) as on_replica:
+        assert replicas.replica_lag_seconds() == 0.0  # the test "replica" is the primary's database: not replaying
+    assert [q["sql"] for q in on_replica.captured_queries] == [replicas.LAG_SQL]
+
+
+def test_a_replica_too_far_behind_is_left_alone_until_it_catches_up(api, shop, replica, monkeypatch, settings, caplog):
+    settings.O2O_REPLICA_MAX_LAG_SECONDS = 5
+    clock, lag, asked = [1000.0], [30.0], []
+    monkeypatch.setattr(replicas.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(replicas, "replica_lag_seconds", lambda alias=replicas.REPLICA_ALIAS: asked.append(1) or lag[0])
+
+    def reads():
+        with CaptureQueriesContext(replica) as secondary, CaptureQueriesContext(connections[DEFAULT_DB_ALIAS]) as primary:
+            assert api.post("/api/v1/availability/", CART, format="json").json()["stores"][0]["available"] == {"AO-THUN-M": 5}
+        return bool(_inventory_reads(secondary.captured_queries)), bool(_inventory_reads(primary.captured_queries))
+
+    with caplog.at_level(logging.WARNING, logger="o2o.replicas"):
+        assert reads() == (False, True)  # 30 s behind: the primary answers
+        lag[0] = 0.0
+        clock[0] += replicas.LAG_CHECK_EVERY_SECONDS - 1
+        assert reads() == (False, True) and len(asked) == 1  # not asked again yet
+        clock[0] += 2
+        assert reads() == (True, False) and len(asked) == 2  # caught up: the replica again
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("30.0 s behind" in m for m in messages) and any("caught up" in m for m in messages)
+    settings.O2O_REPLICA_MAX_LAG_SECONDS = 0  # not checked at all
+    lag[0] = 999.0
+    clock[0] += 60
+    assert reads() == (True, False) and len(asked) == 2
