@@ -625,14 +625,15 @@ def _same_content(kind: str, booked: GoodsReceipt | StockCount, group: Group) ->
 def _check_replays(kind: str, groups: list[Group]) -> None:
     if not groups:
         return
-    model, id_field = (
-        (GoodsReceipt, "receipt_id") if kind == StockImport.Kind.GOODS_RECEIPTS else (StockCount, "count_id")
+    model, id_field, content_field = (
+        (GoodsReceipt, "receipt_id", "lines") if kind == StockImport.Kind.GOODS_RECEIPTS
+        else (StockCount, "count_id", "counted_at")
     )
     existing = {
         (booked.store_id, getattr(booked, id_field)): booked
         for booked in model.objects.filter(
             store_id__in={g.store.pk for g in groups}, **{f"{id_field}__in": {g.group_id for g in groups}}
-        )
+        ).only("store_id", id_field, "content_hash", content_field)  # not each booking's stored result
     }
     for group in groups:
         booked = existing.get((group.store.pk, group.group_id))
