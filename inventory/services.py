@@ -37,7 +37,7 @@ class StockLine:
 
 
 @dataclass
-class _Delta:
+class StockDelta:
     on_hand: int = 0
     reserved: int = 0
     safety: int = 0
@@ -45,6 +45,12 @@ class _Delta:
 
     def is_zero(self) -> bool:
         return not (self.on_hand or self.reserved or self.safety or self.unavailable)
+
+
+def flag_for_count(*, store_id: int, product_ids: Iterable[int], flagged: bool = True) -> int:
+    """Mark (or, after a count, clear) the rows whose ledger a till could not follow: a sale took more than the
+    ledger had, so only a count can say what is on the shelf. The flag is advice to staff, not stock: no movement."""
+    return Stock.objects.filter(store_id=store_id, product_id__in=list(product_ids)).update(needs_count=flagged)
 
 
 def online_available(row: Stock) -> int:
@@ -64,7 +70,7 @@ def _pairs_filter(pairs: Iterable[Pair]) -> Q:
     return q
 
 
-def _lock_stock(
+def lock_stock_rows(
     pairs: Iterable[Pair], *, create_missing: bool = False, now: datetime | None = None, release_expired: bool = True
 ) -> dict[Pair, Stock]:
     """Lock the stock rows of `pairs` in primary-key order and release any expired holds on them first."""
@@ -84,9 +90,9 @@ def _lock_stock(
     return rows
 
 
-def _apply(
+def apply_movements(
     rows: dict[Pair, Stock],
-    changes: Sequence[tuple[Pair, _Delta]],
+    changes: Sequence[tuple[Pair, StockDelta]],
     *,
     reason: str,
     reference: str,
@@ -95,7 +101,7 @@ def _apply(
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> list[StockMovement]:
-    """Append one movement per change and apply its deltas to the locked row. Rows must come from _lock_stock."""
+    """Append one movement per change and apply its deltas to the locked row. Rows must come from lock_stock_rows."""
     now = now or timezone.now()
     movements = []
     for index, (pair, delta) in enumerate(changes):
@@ -149,22 +155,22 @@ def _apply(
 
 
 @dataclass(frozen=True)
-class _Change:
-    """One movement of a batch applied by _apply_many: its own reference, idempotency key and note."""
+class StockChange:
+    """One movement of a batch applied by apply_movement_batch: its own reference, idempotency key and note."""
 
     pair: Pair
-    delta: _Delta
+    delta: StockDelta
     reference: str
     idempotency_key: str | None = None
     note: str = ""
 
 
-def _apply_many(rows: dict[Pair, Stock], changes: Sequence[_Change], *, reason: str, actor: str,
+def apply_movement_batch(rows: dict[Pair, Stock], changes: Sequence[StockChange], *, reason: str, actor: str,
                 now: datetime) -> list[StockMovement]:
-    """_apply for many references at once (a batch of till sales): one movement per change, the rules checked after
+    """apply_movements for many references at once (a batch of till sales): one movement per change, the rules checked after
     each change in order, and each touched row written once — one UPDATE for all of them on PostgreSQL — instead of
-    once per movement. Rows must come from _lock_stock."""
-    totals: dict[int, _Delta] = {}
+    once per movement. Rows must come from lock_stock_rows."""
+    totals: dict[int, StockDelta] = {}
     movements = []
     for change in changes:
         delta = change.delta
@@ -177,7 +183,7 @@ def _apply_many(rows: dict[Pair, Stock], changes: Sequence[_Change], *, reason: 
         row.unavailable += delta.unavailable
         if min(row.on_hand, row.reserved, row.safety, row.unavailable) < 0 or row.reserved + row.unavailable > row.on_hand:
             raise InvalidStockChange(details={"store_id": change.pair[0], "product_id": change.pair[1]})
-        total = totals.setdefault(row.pk, _Delta())
+        total = totals.setdefault(row.pk, StockDelta())
         total.on_hand += delta.on_hand
         total.reserved += delta.reserved
         total.safety += delta.safety
@@ -192,7 +198,7 @@ def _apply_many(rows: dict[Pair, Stock], changes: Sequence[_Change], *, reason: 
         )
     ids = sorted(totals)
     if ids and connection.vendor == "postgresql":
-        _copy_insert(StockMovement, movements)
+        copy_insert(StockMovement, movements)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {Stock._meta.db_table} AS s SET on_hand = s.on_hand + v.on_hand, "
@@ -212,7 +218,7 @@ def _apply_many(rows: dict[Pair, Stock], changes: Sequence[_Change], *, reason: 
     return StockMovement.objects.bulk_create(movements)
 
 
-def _copy_insert(model, objs: Sequence, *, with_ids: bool = False) -> None:
+def copy_insert(model, objs: Sequence, *, with_ids: bool = False) -> None:
     """Insert many new rows of `model` with PostgreSQL's COPY (a batch of till sales writes thousands of rows;
     bulk_create spends more time preparing them than the database takes to store them). With `with_ids`, primary
     keys are taken from the table's sequence first and set on the objects. Same columns and values as bulk_create;
@@ -257,9 +263,9 @@ def _release_expired_on_locked(rows: dict[Pair, Stock], *, now: datetime) -> int
     for _pk, store_id, product_id, quantity, _ref in expired:
         per_pair[(store_id, product_id)] += quantity
     Reservation.objects.filter(pk__in=[e[0] for e in expired]).delete()
-    _apply(
+    apply_movements(
         rows,
-        [(pair, _Delta(reserved=-qty)) for pair, qty in sorted(per_pair.items())],
+        [(pair, StockDelta(reserved=-qty)) for pair, qty in sorted(per_pair.items())],
         reason=MovementReason.HOLD_EXPIRED,
         reference="expired holds",
         actor="system",
@@ -332,13 +338,13 @@ def reserve_stock(
 def _reserve_locked(
     wanted: dict[Pair, int], *, reference: str, actor: str, expires_at: datetime | None, now: datetime
 ) -> list[Reservation]:
-    rows = _lock_stock(wanted.keys(), now=now)
+    rows = lock_stock_rows(wanted.keys(), now=now)
     short = _shortage_details(wanted, rows)
     if short:
         raise InsufficientStock(short)
-    _apply(
+    apply_movements(
         rows,
-        [(pair, _Delta(reserved=qty)) for pair, qty in sorted(wanted.items())],
+        [(pair, StockDelta(reserved=qty)) for pair, qty in sorted(wanted.items())],
         reason=MovementReason.RESERVE,
         reference=reference,
         actor=actor,
@@ -451,7 +457,7 @@ def _reserve_in_one_statement(
 
 def _lock_reservations(reference: str, *, now: datetime) -> tuple[dict[Pair, Stock], list[Reservation]]:
     pairs = set(Reservation.objects.filter(reference=reference).values_list("store_id", "product_id"))
-    rows = _lock_stock(pairs, now=now)  # releases expired holds of this reference too
+    rows = lock_stock_rows(pairs, now=now)  # releases expired holds of this reference too
     reservations = list(Reservation.objects.filter(reference=reference).order_by("pk"))
     return rows, reservations
 
@@ -468,9 +474,9 @@ def release_reservations(*, reference: str, actor: str, reason: str = MovementRe
     for r in reservations:
         per_pair[(r.store_id, r.product_id)] += r.quantity
     Reservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
-    _apply(
+    apply_movements(
         rows,
-        [(pair, _Delta(reserved=-qty)) for pair, qty in sorted(per_pair.items())],
+        [(pair, StockDelta(reserved=-qty)) for pair, qty in sorted(per_pair.items())],
         reason=reason,
         reference=reference,
         actor=actor,
@@ -510,9 +516,9 @@ def commit_reservations(
         raise InvalidStockChange(
             "Cannot commit more than is reserved.", details={"over": {k: v for k, v in remaining.items() if v > 0}}
         )
-    _apply(
+    apply_movements(
         rows,
-        [(pair, _Delta(on_hand=-qty, reserved=-qty)) for pair, qty in sorted(committed.items())],
+        [(pair, StockDelta(on_hand=-qty, reserved=-qty)) for pair, qty in sorted(committed.items())],
         reason=MovementReason.COMMIT,
         reference=reference,
         actor=actor,
@@ -537,7 +543,7 @@ def release_expired_holds(*, now: datetime | None = None, batch_size: int = 200)
         if not pairs:
             return released
         with transaction.atomic():
-            rows = _lock_stock(pairs, now=now, release_expired=False)
+            rows = lock_stock_rows(pairs, now=now, release_expired=False)
             released += _release_expired_on_locked(rows, now=now)
 
 
@@ -563,11 +569,11 @@ def adjust_stock(
     the first movement and changes nothing."""
     if reason not in MovementReason.values:
         raise InvalidStockChange(f"Unknown reason {reason!r}.")
-    delta = _Delta(on_hand=on_hand, unavailable=unavailable, safety=safety)
+    delta = StockDelta(on_hand=on_hand, unavailable=unavailable, safety=safety)
     if delta.is_zero():
         raise InvalidStockChange("The adjustment changes nothing.")
     pair = (store.pk, product.pk)
-    rows = _lock_stock([pair], create_missing=True)
+    rows = lock_stock_rows([pair], create_missing=True)
     if idempotency_key:
         # Checked under the row lock, so a concurrent replay of the same call waits and then finds the first.
         first = StockMovement.objects.filter(idempotency_key=idempotency_key).first()
@@ -575,7 +581,7 @@ def adjust_stock(
             return first
     try:
         with transaction.atomic():
-            (movement,) = _apply(
+            (movement,) = apply_movements(
                 rows,
                 [(pair, delta)],
                 reason=reason,
@@ -613,13 +619,13 @@ def set_stock_levels(
         if value is not None and (not isinstance(value, int) or value < 0):
             raise InvalidStockChange(f"{name} must be a whole number ≥ 0.")
     pair = (store.pk, product.pk)
-    rows = _lock_stock([pair], create_missing=True)
+    rows = lock_stock_rows([pair], create_missing=True)
     row = rows[pair]
     if expected_on_hand is not None and row.on_hand != expected_on_hand:
         raise StaleStockQuantity(details={"expected_on_hand": expected_on_hand, "on_hand": row.on_hand})
     if target is not None and target != row.target:
         Stock.objects.filter(pk=row.pk).update(target=target)
-    delta = _Delta(
+    delta = StockDelta(
         on_hand=(on_hand - row.on_hand) if on_hand is not None else 0,
         safety=(safety - row.safety) if safety is not None else 0,
     )
@@ -627,7 +633,7 @@ def set_stock_levels(
         return None
     if delta.on_hand == 0 and reason == MovementReason.COUNT:
         reason = MovementReason.SAFETY_CHANGE
-    (movement,) = _apply(rows, [(pair, delta)], reason=reason, reference=reference, actor=actor, note=note)
+    (movement,) = apply_movements(rows, [(pair, delta)], reason=reason, reference=reference, actor=actor, note=note)
     return movement
 
 

@@ -1,8 +1,8 @@
 """Every POS write: till sales, voids and refunds, stock counts, goods receipts, transfers and pickup handovers.
 
-Stock moves only through the stock service's own mechanism: the rows are locked with inventory.services._lock_stock
+Stock moves only through the stock service's own mechanism: the rows are locked with inventory.services.lock_stock_rows
 (one SELECT ... FOR UPDATE, primary-key order, expired holds released first) and changed with
-inventory.services._apply / _apply_many (one ledger movement per row and receipt, the same deltas applied to the
+inventory.services.apply_movements / apply_movement_batch (one ledger movement per row and receipt, the same deltas applied to the
 row, the stock rules checked again). Loyalty points move only through loyalty.services, inside the same transaction as the receipt's stock, so a
 receipt applies in full or not at all. Lock order: stock rows (by pk), then the member row — the same order as an
 order placement that reserves stock and then captures points.
@@ -76,7 +76,16 @@ from inventory.pos.models import (
     TillReceiptLine,
     TillRefund,
 )
-from inventory.services import Pair, _apply, _apply_many, _Change, _copy_insert, _Delta, _lock_stock
+from inventory.services import (
+    Pair,
+    StockChange,
+    StockDelta,
+    apply_movement_batch,
+    apply_movements,
+    copy_insert,
+    flag_for_count,
+    lock_stock_rows,
+)
 from loyalty import conf as loyalty_conf
 from loyalty import services as loyalty
 from loyalty.exceptions import NothingToReverse
@@ -165,10 +174,10 @@ def _source(store: Store, reference: str, actor: str) -> loyalty.PostingSource:
 def _lock_rows(store: Store, product_ids, *, now: datetime, create_missing: bool) -> dict[Pair, Stock]:
     """Lock this store's rows of `product_ids`; create missing ones only if asked (and only those)."""
     pairs = {(store.pk, pid) for pid in product_ids}
-    rows = _lock_stock(pairs, now=now)
+    rows = lock_stock_rows(pairs, now=now)
     missing = pairs - rows.keys()
     if missing and create_missing:
-        rows.update(_lock_stock(missing, create_missing=True, now=now))
+        rows.update(lock_stock_rows(missing, create_missing=True, now=now))
     return rows
 
 
@@ -301,7 +310,7 @@ def _plan_sale(
 def _build_receipt(
     *, store: Store, sale: Sale, plan: _Plan, products: dict[str, Product], points: dict | None, till: str,
     now: datetime,
-) -> tuple[TillReceipt, list[TillReceiptLine], dict, list[_Change]]:
+) -> tuple[TillReceipt, list[TillReceiptLine], dict, list[StockChange]]:
     """The receipt row, its lines (receipt not yet set), its result and its stock movements — unsaved."""
     note = ""
     if plan.short:
@@ -311,8 +320,8 @@ def _build_receipt(
     reference = f"pos:{store.code}:{sale.receipt_id}"
     moving = [(pid, qty) for pid, qty in sorted(plan.taken.items()) if qty]
     changes = [
-        _Change(
-            pair=(store.pk, pid), delta=_Delta(on_hand=-qty), reference=reference, note=note,
+        StockChange(
+            pair=(store.pk, pid), delta=StockDelta(on_hand=-qty), reference=reference, note=note,
             idempotency_key=f"pos:{store.pk}:{sale.receipt_id}:sale" + (f"#{n}" if len(moving) > 1 else ""),
         )
         for n, (pid, qty) in enumerate(moving)
@@ -421,7 +430,7 @@ def _apply_chunk(
     used: dict[int, int] = defaultdict(int)
     seen: dict[str, tuple[str, dict]] = {}
     receipts: list[tuple[TillReceipt, list[TillReceiptLine]]] = []
-    changes: list[_Change] = []
+    changes: list[StockChange] = []
     flagged: set[int] = set()
     for index, sale, per_product in checked:
         prior = first.get(sale.receipt_id) or seen.get(sale.receipt_id) or known.get(sale.receipt_id)
@@ -466,9 +475,9 @@ def _apply_chunk(
     if unread:
         for pk, available in Member.objects.filter(pk__in=list(unread)).values_list("pk", "available"):
             unread[pk]["available"] = available
-    _apply_many(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
+    apply_movement_batch(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
     if connection.vendor == "postgresql":
-        _copy_insert(TillReceipt, [receipt for receipt, _ in receipts], with_ids=True)
+        copy_insert(TillReceipt, [receipt for receipt, _ in receipts], with_ids=True)
     else:
         TillReceipt.objects.bulk_create([receipt for receipt, _ in receipts])
     for receipt, lines in receipts:
@@ -476,11 +485,11 @@ def _apply_chunk(
             line.receipt = receipt
     all_lines = [line for _, lines in receipts for line in lines]
     if connection.vendor == "postgresql":
-        _copy_insert(TillReceiptLine, all_lines)
+        copy_insert(TillReceiptLine, all_lines)
     else:
         TillReceiptLine.objects.bulk_create(all_lines)
     if flagged:
-        Stock.objects.filter(store_id=store.pk, product_id__in=flagged).update(needs_count=True)
+        flag_for_count(store_id=store.pk, product_ids=flagged)
     known.update(seen)
     return out
 
@@ -534,15 +543,13 @@ def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, 
             receipt, lines, result, changes = _build_receipt(
                 store=store, sale=sale, plan=plan, products=products, points=points, till=till, now=now
             )
-            _apply_many(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
+            apply_movement_batch(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
             receipt.save(force_insert=True)
             for line in lines:
                 line.receipt = receipt
             TillReceiptLine.objects.bulk_create(lines)
             if plan.short:
-                Stock.objects.filter(
-                    store_id=store.pk, product_id__in=[e["product_id"] for e in plan.short]
-                ).update(needs_count=True)
+                flag_for_count(store_id=store.pk, product_ids=[e["product_id"] for e in plan.short])
     except IntegrityError:
         # The same receipt id was committed meanwhile (a concurrent resend): answer as a replay would.
         first = TillReceipt.objects.filter(store=store, receipt_id=sale.receipt_id).values_list(
@@ -648,9 +655,9 @@ def void_receipt(*, store: Store, receipt_id: str, till: str = "") -> dict:
         per_product[line.product_id] += line.taken
     rows = _lock_rows(store, per_product.keys(), now=now, create_missing=False)
     reference = f"pos:{store.code}:{receipt_id}"
-    _apply(
+    apply_movements(
         rows,
-        [((store.pk, pid), _Delta(on_hand=qty)) for pid, qty in sorted(per_product.items()) if qty],
+        [((store.pk, pid), StockDelta(on_hand=qty)) for pid, qty in sorted(per_product.items()) if qty],
         reason=MovementReason.SALE_VOID, reference=reference, actor=actor, note="receipt voided",
         idempotency_key=f"pos:{store.pk}:{receipt_id}:void", now=now,
     )
@@ -690,7 +697,7 @@ def refund_receipt(
     for line in sold:
         by_sku[line.product.sku].append(line)
     value = 0
-    deltas: dict[int, _Delta] = defaultdict(_Delta)
+    deltas: dict[int, StockDelta] = defaultdict(StockDelta)
     out_lines = []
     for item in lines:
         left = item.qty
@@ -713,7 +720,7 @@ def refund_receipt(
                 d.unavailable += n
         out_lines.append({"sku": item.sku, "qty": item.qty, "resellable": item.resellable})
     rows = _lock_rows(store, deltas.keys(), now=now, create_missing=True)
-    _apply(
+    apply_movements(
         rows,
         [((store.pk, pid), d) for pid, d in sorted(deltas.items(), key=lambda kv: kv[0])],
         reason=MovementReason.RETURN, reference=f"pos:{store.code}:{receipt_id}", actor=actor,
@@ -833,7 +840,7 @@ def record_count(
         if after < row.reserved + row.unavailable or after < 0:
             below.append({"sku": line.sku, "counted": line.counted, "on_hand_after": after, "reserved": row.reserved,
                           "unavailable": row.unavailable})
-        changes.append(((store.pk, pid), _Delta(on_hand=adjustment)))
+        changes.append(((store.pk, pid), StockDelta(on_hand=adjustment)))
         out.append({"sku": line.sku, "counted": line.counted, "ledger_as_of": as_of[pid], "on_hand_before": row.on_hand,
                     "adjustment": adjustment, "on_hand_after": after})
     if stale:
@@ -847,13 +854,13 @@ def record_count(
             )
     except IntegrityError:
         raise ReceiptIdReused(details={"count_id": count_id}) from None
-    _apply(rows, changes, reason=MovementReason.COUNT, reference=f"count:{store.code}:{count_id}", actor=actor,
+    apply_movements(rows, changes, reason=MovementReason.COUNT, reference=f"count:{store.code}:{count_id}", actor=actor,
            note=f"counted at {counted_at.isoformat()}", now=now)
     StockCountLine.objects.bulk_create(
         [StockCountLine(count=count, product=products[o["sku"]], counted=o["counted"], ledger_as_of=o["ledger_as_of"],
                         adjustment=o["adjustment"]) for o in out]
     )
-    Stock.objects.filter(store_id=store.pk, product_id__in=[p.pk for p in products.values()]).update(needs_count=False)
+    flag_for_count(store_id=store.pk, product_ids=[p.pk for p in products.values()], flagged=False)
     result = {"count_id": count_id, "counted_at": counted_at.isoformat(), "lines": out}
     StockCount.objects.filter(pk=count.pk).update(result=result)
     return result, False
@@ -888,9 +895,9 @@ def receive_goods(
         if first.content_hash != content_hash and not goods_receipt_matches(first, lines=lines):
             raise ReceiptIdReused(details={"receipt_id": receipt_id}) from None
         return first.result, True
-    _apply(
+    apply_movements(
         rows,
-        [((store.pk, products[sku].pk), _Delta(on_hand=qty)) for sku, qty in sorted(lines.items())],
+        [((store.pk, products[sku].pk), StockDelta(on_hand=qty)) for sku, qty in sorted(lines.items())],
         reason=MovementReason.GOODS_RECEIPT, reference=f"goods:{store.code}:{receipt_id}", actor=actor or _actor(store, till),
         note=source[:300], now=now,
     )
@@ -959,9 +966,9 @@ def ship_transfer(
     StockTransferLine.objects.bulk_create(
         [StockTransferLine(transfer=transfer, product=products[sku], shipped_qty=qty) for sku, qty in sorted(lines.items())]
     )
-    _apply(
+    apply_movements(
         rows,
-        [((store.pk, products[sku].pk), _Delta(on_hand=-qty)) for sku, qty in sorted(lines.items())],
+        [((store.pk, products[sku].pk), StockDelta(on_hand=-qty)) for sku, qty in sorted(lines.items())],
         reason=MovementReason.TRANSFER_OUT, reference=transfer.reference, actor=_actor(store, till),
         note=f"to {to_store.code}", now=now,
     )
@@ -996,10 +1003,10 @@ def receive_transfer(
         qty = received.get(sku, 0)
         StockTransferLine.objects.filter(pk=line.pk).update(received_qty=qty)
         if qty:
-            changes.append(((store.pk, line.product_id), _Delta(on_hand=qty)))
+            changes.append(((store.pk, line.product_id), StockDelta(on_hand=qty)))
         if qty != line.shipped_qty:
             discrepancies.append(f"{sku}: shipped {line.shipped_qty}, received {qty}")
-    _apply(
+    apply_movements(
         rows, changes, reason=MovementReason.TRANSFER_IN, reference=transfer.reference, actor=_actor(store, till),
         note=("discrepancy " + "; ".join(discrepancies)) if discrepancies else f"from {transfer.from_store.code}",
         now=now,
