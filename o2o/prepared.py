@@ -17,9 +17,11 @@ import time
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from o2o import fast_paths
+
 
 def enabled(using: str = DEFAULT_DB_ALIAS) -> bool:
-    return connections[using].vendor == "postgresql" and bool(getattr(settings, "O2O_PREPARED_STATEMENTS", True))
+    return fast_paths.use_sql(using) and bool(getattr(settings, "O2O_PREPARED_STATEMENTS", True))
 
 
 _PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
