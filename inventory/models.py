@@ -289,8 +289,3 @@ class StockImport(models.Model):
         if not self.total_groups:
             return 100 if self.status in (self.Status.DONE, self.Status.DONE_WITH_ERRORS) else 0
         return self.done_groups * 100 // self.total_groups
-
-
-# The store POS integration keeps its data (store API keys, till receipts, counts, transfers) in its own module;
-# importing it here registers those models with the inventory app.
-from inventory.pos.models import *  # noqa: E402,F401,F403

@@ -57,7 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "o2o.staff.middleware.StoreTimeZoneMiddleware",  # admin times in the staff member's stores' zone
+    "inventory.staff.middleware.StoreTimeZoneMiddleware",  # admin times in the staff member's stores' zone
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -351,8 +351,8 @@ CELERY_BEAT_SCHEDULE.update(
 )
 
 # --- POS --------------------------------------------------------------------------------------------------------
-# The store POS integration (inventory/pos): installed as an app for its admin and its create_store_key command.
-INSTALLED_APPS += ["inventory.pos.apps.PosConfig"]
+# The store POS integration (orders/pos): installed as an app for its admin and its create_store_key command.
+INSTALLED_APPS += ["orders.pos.apps.PosConfig"]
 POS_MAX_RECEIPTS_PER_BATCH = int(os.environ.get("POS_MAX_RECEIPTS_PER_BATCH", "1000"))
 POS_MAX_LINES_PER_RECEIPT = int(os.environ.get("POS_MAX_LINES_PER_RECEIPT", "200"))
 POS_MAX_BATCH_BYTES = int(os.environ.get("POS_MAX_BATCH_BYTES", str(2 * 1024 * 1024)))  # raw body of one sync call
@@ -386,7 +386,7 @@ POS_SYNC_CHUNK_RECEIPTS = int(os.environ.get("POS_SYNC_CHUNK_RECEIPTS", "100"))
 # --- Loyalty events ------------------------------------------------------------------------------------------
 # The sales channel (code) whose webhook receives "points.changed" (one balance across channels: the website shows it).
 LOYALTY_EVENTS_CHANNEL = os.environ.get("LOYALTY_EVENTS_CHANNEL", "website")
-# The POS contract's tag in the OpenAPI schema, with its version (inventory/pos/api/examples.py: CONTRACT_VERSION).
+# The POS contract's tag in the OpenAPI schema, with its version (orders/pos/api/examples.py: CONTRACT_VERSION).
 SPECTACULAR_SETTINGS.setdefault("TAGS", []).append({
     "name": "POS",
     "description": "POS contract v1.0, for the tills of one store each (`Authorization: Api-Key <store key>`). Receipt, "
@@ -397,8 +397,8 @@ SPECTACULAR_SETTINGS.setdefault("TAGS", []).append({
 # Prepare the loyalty ledger's hot statements once per connection (turn off behind a pooler that cannot keep them).
 LOYALTY_PREPARED_STATEMENTS = env_bool("LOYALTY_PREPARED_STATEMENTS", True)
 
-# --- Staff roles and store scope (o2o/staff): who sees which stores in the admin -------------------------------
-INSTALLED_APPS += ["o2o.staff.apps.StaffConfig"]
+# --- Staff roles and store scope (inventory/staff): who sees which stores in the admin -------------------------------
+INSTALLED_APPS += ["inventory.staff.apps.StaffConfig"]
 # CSV/XLSX export of the admin's stock lists (django-import-export); exporting needs the model's view permission.
 INSTALLED_APPS += ["import_export"]
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"

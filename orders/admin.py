@@ -22,8 +22,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from inventory.admin import StoreFilter, format_vnd
+from inventory.staff.scope import ALL, StoreScopedAdmin, restrict, scoped_stores, store_ids_for
 from o2o.domain_errors import DomainError
-from o2o.staff.scope import ALL, StoreScopedAdmin, restrict, scoped_stores, store_ids_for
 from orders import board, services
 from orders.models import (
     Fulfillment,

@@ -92,7 +92,7 @@ class Order(models.Model):
         default=0, help_text="VND of the total paid with loyalty points; money paid = total_vnd - points_tender_vnd."
     )
     total_vnd = models.PositiveBigIntegerField(default=0)
-    # Loyalty (written by orders.loyalty_tender through loyalty.services; mirrors inventory.pos TillReceipt).
+    # Loyalty (written by orders.loyalty_tender through loyalty.services; mirrors orders.pos TillReceipt).
     member = models.ForeignKey(
         "loyalty.Member", null=True, blank=True, on_delete=models.PROTECT, related_name="orders",
         help_text="The loyalty member who earns on this order (and whose points paid part of it).",

@@ -51,8 +51,8 @@ def prepare(db: str, *, reset: bool) -> dict:
 
     from inventory import services as stock
     from inventory.models import MovementReason, Product, Stock, Store
-    from inventory.pos.models import StoreApiKey
     from o2o.models import SalesChannel, SalesChannelKey
+    from orders.pos.models import StoreApiKey
 
     call_command("migrate", verbosity=0)
     if not Store.objects.exists():

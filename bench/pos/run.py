@@ -45,8 +45,8 @@ def seed() -> dict[str, list[str]]:
     from django.core.management import call_command
 
     from inventory.models import Product, Store
-    from inventory.pos.models import StoreApiKey
     from inventory.services import load_opening_balances
+    from orders.pos.models import StoreApiKey
 
     call_command("migrate", verbosity=0)
     Store.objects.bulk_create(
@@ -146,9 +146,9 @@ def in_process(keys: dict[str, list[str]], run_id: str) -> dict:
     from django.test.utils import CaptureQueriesContext
 
     from inventory.models import Store
-    from inventory.pos import services
-    from inventory.pos.api import serializers as io
     from o2o.idempotency import request_fingerprint
+    from orders.pos import services
+    from orders.pos.api import serializers as io
 
     def sales(prefix: str) -> list:
         check = io.ReceiptInput()
@@ -234,9 +234,9 @@ def sustained(keys: dict[str, list[str]], run_id: str, *, seconds: float, batch:
 
 
 def audit(run_id: str) -> dict:
-    from inventory.pos.models import TillReceipt
     from inventory.selectors import reservation_differences, stock_ledger_differences
     from loyalty import selectors as loyalty_selectors
+    from orders.pos.models import TillReceipt
 
     return {
         "stock_ledger_differences": len(stock_ledger_differences(limit=100)),

@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from inventory.models import Product, Store
-from inventory.pos.models import TillReceipt, TillReceiptLine
 from o2o.models import SalesChannel
 from orders.models import Order, OrderLine
+from orders.pos.models import TillReceipt, TillReceiptLine
 
 
 class ReturnStatus(models.TextChoices):

@@ -35,7 +35,6 @@ from django.utils import timezone
 from inventory import services as stock
 from inventory.exceptions import UnknownSku
 from inventory.models import MovementReason, Product, Stock, Store
-from inventory.pos.models import TillReceipt, TillReceiptLine, TillRefund
 from inventory.selectors import stores_near
 from loyalty import services as loyalty
 from loyalty.exceptions import NothingToReverse
@@ -45,6 +44,7 @@ from o2o.models import SalesChannel
 from o2o.outbox import emit
 from orders.loyalty_tender import handed_over_vnd
 from orders.models import SUCCESS, FulfillmentLine, Order, OrderLine, PaymentState
+from orders.pos.models import TillReceipt, TillReceiptLine, TillRefund
 from orders.returns import policy
 from orders.returns.exceptions import (
     NoReceivingStore,

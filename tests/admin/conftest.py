@@ -8,10 +8,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 import orders.couriers.admin  # noqa: F401 - registers the courier admin before the URLconf is built
-from inventory.pos.models import StoreApiKey
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from orders import services
 from orders.couriers import services as couriers
+from orders.pos.models import StoreApiKey
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 

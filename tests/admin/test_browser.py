@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from inventory.models import Stock
-from o2o.staff.roles import HEAD_OFFICE, STORE_STAFF, make_staff
+from inventory.staff.roles import HEAD_OFFICE, STORE_STAFF, make_staff
 from orders.models import Fulfillment
 from tests.admin.conftest import NEAR_A, PASSWORD, _order
 from tests.conftest import put_stock

@@ -17,10 +17,10 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from inventory.models import Stock, Store
+from inventory.staff.middleware import StoreTimeZoneMiddleware, staff_time_zone
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from loyalty import services as loyalty
 from loyalty.services import PostingSource
-from o2o.staff.middleware import StoreTimeZoneMiddleware, staff_time_zone
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from o2o.templatetags.money import format_points, format_vnd
 from tests.admin.conftest import PASSWORD
 from tests.factories import StoreFactory
@@ -265,7 +265,7 @@ def test_catalogue_is_complete_and_its_mo_is_up_to_date():
 
 
 def test_role_names_listed_for_translation_match_the_roles():
-    from o2o.staff.admin import ROLE_NAMES
+    from inventory.staff.admin import ROLE_NAMES
 
     assert set(ROLE_NAMES) == {HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF}
     with translation.override("vi"):

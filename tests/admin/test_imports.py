@@ -12,13 +12,13 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import translation
 
-from inventory import imports
 from inventory.admin import format_vnd
 from inventory.models import Stock, StockImport, StockMovement
-from inventory.pos.models import GoodsReceipt, StockCount
 from inventory.services import StockLine, reserve_stock
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from o2o.celery import app as celery_app
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
+from orders.pos import imports
+from orders.pos.models import GoodsReceipt, StockCount
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 
@@ -416,7 +416,7 @@ def test_semicolon_csv_and_a_byte_order_mark_are_read(client, chain, hq):
 def test_without_a_task_queue_nothing_is_applied_and_the_import_can_be_confirmed_again(
     client, chain, manager_a, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from inventory import tasks
+    from orders.pos import tasks
 
     settings.O2O_IMPORT_ASYNC_GROUPS = 1
 
@@ -442,8 +442,8 @@ def test_without_a_task_queue_nothing_is_applied_and_the_import_can_be_confirmed
 def test_a_delivery_note_booked_at_the_till_and_then_in_a_file_is_booked_once(client, chain, hq):
     """The store booked DN-7 at its till; head office then imports the supplier's file, which has it too (in another
     line order, with the supplier named differently): a replay, not a reused id blocking the whole file."""
-    from inventory.pos import services as pos
     from o2o.idempotency import request_fingerprint
+    from orders.pos import services as pos
 
     body = {"receipt_id": "DN-7", "source": "xe Vinamilk", "lines": [{"sku": "NON-LA", "qty": 3}, {"sku": "AO-THUN-M", "qty": 12}]}
     pos.receive_goods(store=chain["a"], receipt_id="DN-7", source=body["source"],
@@ -467,7 +467,7 @@ def test_a_count_sent_by_the_till_and_then_imported_is_applied_once(client, chai
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from inventory.pos import services as pos
+    from orders.pos import services as pos
 
     at = datetime(2026, 6, 1, 18, 30, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
     if at > imports.timezone.now():

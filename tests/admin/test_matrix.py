@@ -10,8 +10,8 @@ from django.db.models import Q
 from django.urls import URLPattern, reverse
 
 from inventory.models import StockMovement, Store
-from o2o.staff.models import StaffScope
-from o2o.staff.scope import StoreScopedAdmin
+from inventory.staff.models import StaffScope
+from inventory.staff.scope import StoreScopedAdmin
 
 pytestmark = pytest.mark.django_db
 
@@ -22,11 +22,11 @@ OWNER: dict[str, tuple[str, ...]] = {
     "inventory.Stock": ("store",),
     "inventory.StockMovement": ("store",),
     "inventory.Reservation": ("store",),
-    "inventory.StoreApiKey": ("store",),
-    "inventory.TillReceipt": ("store",),
-    "inventory.StockCount": ("store",),
-    "inventory.GoodsReceipt": ("store",),
-    "inventory.StockTransfer": ("from_store", "to_store"),
+    "pos.StoreApiKey": ("store",),
+    "pos.TillReceipt": ("store",),
+    "pos.StockCount": ("store",),
+    "pos.GoodsReceipt": ("store",),
+    "pos.StockTransfer": ("from_store", "to_store"),
     "orders.Order": ("fulfillments__store",),
     "orders.Fulfillment": ("store",),
     "orders.FulfillmentAwaitingCourier": ("store",),

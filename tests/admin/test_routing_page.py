@@ -12,8 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from inventory.models import Stock
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from o2o.models import OutboxEvent
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from orders import services
 from orders.models import Fulfillment, RoutingDecision, RoutingKind
 from tests.concurrency import run_concurrently

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from inventory.models import Stock, StockMovement
 from inventory.selectors import stock_ledger_differences
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, ROLES, STORE_STAFF, ensure_roles
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, ROLES, STORE_STAFF, ensure_roles
 from orders.models import Fulfillment
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +65,7 @@ def test_head_office_sees_every_store(client, two_stores, head_office):
 
 
 def test_staff_without_scope_see_nothing(client, two_stores, django_user_model):
-    from o2o.staff.roles import ensure_roles
+    from inventory.staff.roles import ensure_roles
 
     ensure_roles()
     user = django_user_model.objects.create_user("new.hire", password="x", is_staff=True)
@@ -181,7 +181,7 @@ def test_board_on_time_rate_after_a_pickup_is_ready(client, two_stores, head_off
 def test_create_staff_command(two_stores):
     from django.core.management import CommandError, call_command
 
-    from o2o.staff.scope import store_ids_for
+    from inventory.staff.scope import store_ids_for
 
     call_command("create_staff", "thu.hn", role="regional", stores="HN-HK-001,HCM-Q1-001", password="pw-long-enough")
     from django.contrib.auth import get_user_model

@@ -16,8 +16,8 @@ from inventory.admin import EstimatedCountPaginator, ProbedDatesQuerySet, format
 from inventory.models import MovementReason, Reservation, Stock, StockMovement
 from inventory.selectors import reservation_differences, stock_ledger_differences
 from inventory.services import StockLine
+from inventory.staff.models import StaffScope
 from o2o.models import IdempotencyRecord, OutboxEvent, SalesChannelKey
-from o2o.staff.models import StaffScope
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, SalesChannelFactory, StoreFactory
 

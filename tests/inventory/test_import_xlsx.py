@@ -20,11 +20,11 @@ from django.utils import timezone
 from import_export.formats import base_formats
 from openpyxl import Workbook, load_workbook
 
-from inventory import imports
-from inventory.admin import IMPORT_FORMATS
 from inventory.models import Product, Stock, StockImport, StockMovement
-from inventory.pos.models import GoodsReceipt, StockCount
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, make_staff
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, make_staff
+from orders.pos import imports
+from orders.pos.admin import IMPORT_FORMATS
+from orders.pos.models import GoodsReceipt, StockCount
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 

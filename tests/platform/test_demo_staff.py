@@ -3,9 +3,9 @@
 import pytest
 from django.contrib.auth import authenticate
 
+from inventory.staff.roles import HEAD_OFFICE, STORE_STAFF
+from inventory.staff.scope import store_ids_for
 from o2o.management.commands.demo import DEMO_STORE, Command
-from o2o.staff.roles import HEAD_OFFICE, STORE_STAFF
-from o2o.staff.scope import store_ids_for
 from tests.factories import StoreFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inventory.models import Stock
-from inventory.pos.models import StoreApiKey
 from inventory.selectors import reservation_differences, stock_ledger_differences
 from loyalty import selectors as loyalty_selectors
+from orders.pos.models import StoreApiKey
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 

@@ -6,8 +6,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from inventory.models import Reservation, Stock
-from inventory.pos.models import StoreApiKey, TillReceipt
 from inventory.selectors import network_atp
+from orders.pos.models import StoreApiKey, TillReceipt
 from tests.concurrency import run_concurrently
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
@@ -226,8 +226,8 @@ def test_a_chunk_refused_by_the_database_is_applied_receipt_by_receipt(channel_k
     from django.db import transaction
     from django.utils import timezone
 
-    from inventory.pos import services
     from o2o.idempotency import request_fingerprint
+    from orders.pos import services
 
     store = StoreFactory(code="HCM-Q1-HOLD")
     shirts, hats = ProductFactory(sku="HOLD-A"), ProductFactory(sku="HOLD-B")

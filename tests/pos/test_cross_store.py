@@ -7,11 +7,11 @@ import pytest
 from django.urls import URLPattern
 
 from inventory.models import Stock, StockMovement
-from inventory.pos.api import urls as pos_urls
-from inventory.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt, TillRefund
 from loyalty.models import Member, Posting
 from orders import services as order_services
 from orders.models import Fulfillment
+from orders.pos.api import urls as pos_urls
+from orders.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt, TillRefund
 from tests.conftest import put_stock
 from tests.factories import StoreFactory
 from tests.pos.conftest import receipt, store_client, sync

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from inventory.pos.models import StoreApiKey
+from orders.pos.models import StoreApiKey
 from tests.pos.conftest import receipt, sync
 
 pytestmark = pytest.mark.django_db

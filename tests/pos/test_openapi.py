@@ -4,8 +4,8 @@ the service answers."""
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-from inventory.pos.api import examples as ex
 from loyalty import services as loyalty
+from orders.pos.api import examples as ex
 from tests.conftest import put_stock
 from tests.factories import ProductFactory
 from tests.pos.conftest import sync
@@ -19,7 +19,7 @@ def schema():
 
 
 def _pos_operations(schema):
-    """The operations routed by inventory/pos/api/urls.py (the till returns under /api/v1/pos/returns/ belong to
+    """The operations routed by orders/pos/api/urls.py (the till returns under /api/v1/pos/returns/ belong to
     the returns app and are documented there)."""
     for path, item in schema["paths"].items():
         if path.startswith("/api/v1/pos/") and not path.startswith("/api/v1/pos/returns/"):

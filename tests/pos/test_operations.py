@@ -6,11 +6,11 @@ import pytest
 from django.utils import timezone
 
 from inventory.models import MovementReason, StockMovement
-from inventory.pos.models import StockCount, StockTransfer, TillRefund
 from loyalty import services as loyalty
 from loyalty.models import Member
 from orders import services as order_services
 from orders.models import FulfillmentStatus
+from orders.pos.models import StockCount, StockTransfer, TillRefund
 from tests.pos.conftest import audits_clean, backdate_ledger, receipt, stock_of, sync
 
 pytestmark = pytest.mark.django_db

@@ -8,10 +8,10 @@ from django.utils import timezone
 
 from inventory import services as stock_services
 from inventory.models import MovementReason, StockMovement
-from inventory.pos.models import TillReceipt, TillReceiptLine
 from inventory.services import StockLine
 from loyalty import services as loyalty
 from loyalty.models import Member, Posting
+from orders.pos.models import TillReceipt, TillReceiptLine
 from tests.pos.conftest import audits_clean, receipt, stock_of, store_client, sync
 
 pytestmark = pytest.mark.django_db
@@ -257,7 +257,7 @@ def test_channel_key_does_not_work_on_pos_and_store_key_not_on_website(shop, api
 def test_revoked_key_is_401(shop):
     client = store_client(shop["a"], name="till-9")
     key = json.loads(json.dumps(client._credentials))["HTTP_AUTHORIZATION"].split(" ", 1)[1]
-    from inventory.pos.models import StoreApiKey
+    from orders.pos.models import StoreApiKey
 
     StoreApiKey.objects.filter(prefix=key.split(".")[0]).update(revoked=True)
     assert sync(client, [receipt([("AO-THUN-M", 1)])]).status_code == 401

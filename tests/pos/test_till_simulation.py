@@ -4,8 +4,8 @@ import pytest
 
 from bench.pos.till import SimulatedTill
 from inventory.models import MovementReason, StockMovement
-from inventory.pos.models import TillReceipt
 from loyalty.models import Member
+from orders.pos.models import TillReceipt
 from tests.conftest import put_stock
 from tests.pos.conftest import audits_clean, stock_of
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from inventory.pos.models import StoreApiKey
 from o2o.models import SalesChannelKey
+from orders.pos.models import StoreApiKey
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, SalesChannelFactory, StoreFactory
 

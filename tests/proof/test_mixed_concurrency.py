@@ -23,9 +23,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inventory.models import Stock
-from inventory.pos.models import StoreApiKey
 from orders import services as order_services
 from orders.models import Fulfillment, FulfillmentStatus
+from orders.pos.models import StoreApiKey
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 from tests.pos.conftest import audits_clean

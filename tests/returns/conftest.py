@@ -6,7 +6,6 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inventory.models import Stock
-from inventory.pos.models import StoreApiKey
 from inventory.selectors import reservation_differences, stock_ledger_differences
 from loyalty import selectors as loyalty_selectors
 from loyalty import services as loyalty
@@ -14,6 +13,7 @@ from loyalty.models import Member
 from orders import services as order_services
 from orders.loyalty_tender import LoyaltyInput
 from orders.models import FulfillmentStatus, Order
+from orders.pos.models import StoreApiKey
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 

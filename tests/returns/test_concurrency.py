@@ -5,7 +5,7 @@ till refunds at the selling store in the mix; the audits stay clean."""
 import pytest
 from rest_framework.test import APIClient
 
-from inventory.pos.models import StoreApiKey, TillReceiptLine
+from orders.pos.models import StoreApiKey, TillReceiptLine
 from orders.returns.models import Return, ReturnedOrderLine
 from tests.concurrency import run_concurrently
 from tests.returns.conftest import audits_clean, deliver, till_sale, web_order

@@ -9,12 +9,12 @@ import pytest
 from django.utils import timezone
 
 from inventory.models import MovementReason, StockMovement
-from inventory.pos.models import TillReceipt, TillReceiptLine
 from loyalty.models import Member, Posting
 from o2o.models import OutboxEvent
 from orders import services as order_services
 from orders.models import Fulfillment, Order
 from orders.models import FulfillmentStatus as S
+from orders.pos.models import TillReceipt, TillReceiptLine
 from orders.returns import services
 from orders.returns.models import Disposition, Refund, Return, ReturnLine, ReturnStatus
 from tests.conftest import put_stock

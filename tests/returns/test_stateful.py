@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from inventory.models import Stock
-from inventory.pos import services as pos
-from inventory.pos.models import TillReceipt, TillReceiptLine
 from loyalty import services as loyalty
 from o2o.domain_errors import DomainError
 from o2o.models import SalesChannel
 from orders import services as order_services
 from orders.loyalty_tender import LoyaltyInput
 from orders.models import Order
+from orders.pos import services as pos
+from orders.pos.models import TillReceipt, TillReceiptLine
 from orders.returns import services
 from orders.returns.models import Disposition, Return, ReturnedOrderLine, ReturnLine, ReturnStatus
 from tests.conftest import put_stock

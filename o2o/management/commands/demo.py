@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 from inventory.models import Store
+from inventory.staff.roles import HEAD_OFFICE, STORE_STAFF, make_staff
 from o2o.models import SalesChannel, SalesChannelKey
-from o2o.staff.roles import HEAD_OFFICE, STORE_STAFF, make_staff
 
 DEMO_STORE = "HCM-Q1-001"  # the store nearest the demo's curl orders (Bến Thành): its queue fills first
 

@@ -10,9 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inventory.geocoding import locate
-from inventory.pos.auth import IsStoreTill, StoreKeyAuthentication
 from o2o.idempotency import run_once
 from o2o.pagination import StrictLimitOffsetPagination
+from orders.pos.auth import IsStoreTill, StoreKeyAuthentication
 from orders.returns import selectors, services
 from orders.returns.api import serializers as io
 

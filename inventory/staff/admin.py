@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
-from o2o.staff.models import StaffScope
+from inventory.staff.models import StaffScope
 
-# The role groups' names are data (o2o.staff.roles); listed here so makemessages keeps their translations
+# The role groups' names are data (inventory.staff.roles); listed here so makemessages keeps their translations
 # (tests/admin/test_i18n.py checks the list against the roles).
 ROLE_NAMES = (gettext_noop("Head office"), gettext_noop("Regional manager"), gettext_noop("Store staff"))
 

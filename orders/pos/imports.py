@@ -1,7 +1,7 @@
 """Goods receipts and stock counts imported from a file in the admin.
 
 A file is a table with one row per line (store, id, SKU, quantity). Rows are grouped by (store, id): each group is
-one delivery note or one count and becomes ONE call to inventory.pos.services.receive_goods or record_count. Those
+one delivery note or one count and becomes ONE call to orders.pos.services.receive_goods or record_count. Those
 are atomic and idempotent per (store, id) plus a hash of the content, so a group applies in full or not at all, the
 same file imported again changes nothing (every group is a replay), and an id already used with other content is
 refused. Stock is never written here: only the services move it, and the ledger records the staff member as actor.
@@ -37,10 +37,10 @@ from django.utils.translation import gettext as _
 from import_export.formats.base_formats import CSV, XLSX, Format
 
 from inventory.models import Product, Stock, StockImport, Store
-from inventory.pos import services as pos
-from inventory.pos.models import GoodsReceipt, StockCount
 from o2o.domain_errors import DomainError, InvalidInput
 from o2o.idempotency import request_fingerprint
+from orders.pos import services as pos
+from orders.pos.models import GoodsReceipt, StockCount
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_XLSX_UNZIPPED_BYTES = 200 * 1024 * 1024  # a workbook is a zip: what its parts may expand to (zip bombs)
@@ -756,7 +756,7 @@ def confirm_import(*, stock_import_id: int, store_ids: frozenset[int] | None) ->
 
 
 def _queue(stock_import_id: int) -> None:
-    from inventory.tasks import apply_stock_import
+    from orders.pos.tasks import apply_stock_import
 
     try:
         apply_stock_import.delay(stock_import_id)

@@ -7,7 +7,7 @@ from django.core.validators import RegexValidator
 from django.utils import timezone
 from rest_framework import serializers
 
-from inventory.pos.services import TENDER_TYPES
+from orders.pos.services import TENDER_TYPES
 
 ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
 id_validator = RegexValidator(ID_PATTERN, "1–64 characters: letters, digits, '.', '_', ':' or '-'.")

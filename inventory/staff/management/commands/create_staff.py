@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from inventory.models import Store
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 
 ROLE_NAMES = {"head-office": HEAD_OFFICE, "regional": REGIONAL_MANAGER, "store": STORE_STAFF}
 

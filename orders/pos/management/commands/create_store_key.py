@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from inventory.models import Store
-from inventory.pos.models import StoreApiKey
+from orders.pos.models import StoreApiKey
 
 
 class Command(BaseCommand):

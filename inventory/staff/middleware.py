@@ -30,7 +30,7 @@ def staff_time_zone(request: HttpRequest) -> str:
     user = request.user
     zone = settings.TIME_ZONE
     if user.is_authenticated and user.is_staff and not user.is_superuser:
-        from o2o.staff.models import StaffScope
+        from inventory.staff.models import StaffScope
 
         # One row per store (or one row with a NULL zone for an empty scope): all_stores and the zones together.
         rows = set(StaffScope.objects.filter(user=user).values_list("all_stores", "stores__timezone").distinct())

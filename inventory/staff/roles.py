@@ -23,10 +23,10 @@ _STORE_STAFF = {
     "orders.view_fulfillmentline",
     "orders.view_delivery",
     "orders.view_fulfillmentawaitingcourier",
-    "inventory.view_tillreceipt",
-    "inventory.view_stockcount",
-    "inventory.view_goodsreceipt",
-    "inventory.view_stocktransfer",
+    "pos.view_tillreceipt",
+    "pos.view_stockcount",
+    "pos.view_goodsreceipt",
+    "pos.view_stocktransfer",
     "returns.view_return",
     "returns.view_returnline",
     "inventory.view_stockimport",
@@ -81,7 +81,7 @@ def ensure_roles(*, using: str = "default") -> dict[str, int]:
 
 def make_staff(*, username: str, password: str, role: str, stores=(), all_stores: bool = False):
     """A staff user with one role and a store scope (used by the demo and the tests; the admin does the same)."""
-    from o2o.staff.models import StaffScope
+    from inventory.staff.models import StaffScope
 
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles are {sorted(ROLES)}")

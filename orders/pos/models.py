@@ -5,8 +5,8 @@ Every row belongs to one store; POS reads and writes filter by the caller's stor
 till sends (receipt, refund, count and goods-receipt ids, transfer ids) are unique per store and are the idempotency
 keys of those writes: each row keeps a hash of the content it was created from and the first answer given.
 
-These models live in inventory.pos (installed as the `pos` app for its admin and commands) but belong to the
-`inventory` app label: inventory.models imports them, and inventory's migrations create their tables.
+The tills are a sales channel beside the website, so their records live in orders (the `pos` app). They were
+created by the inventory app and keep its table names: pos/migrations/0001 took them over without copying a row.
 """
 
 from django.db import models
@@ -42,7 +42,7 @@ class StoreApiKey(AbstractAPIKey):
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="api_keys")
 
     class Meta(AbstractAPIKey.Meta):
-        app_label = "inventory"
+        db_table = "inventory_storeapikey"  # the table it had in the inventory app (migrated in place)
         verbose_name = _("store (POS) API key")
         verbose_name_plural = _("store (POS) API keys")
 
@@ -74,7 +74,7 @@ class TillReceipt(models.Model):
     class Meta:
         verbose_name = _("till receipt")
         verbose_name_plural = _("till receipts")
-        app_label = "inventory"
+        db_table = "inventory_tillreceipt"  # the table it had in the inventory app (migrated in place)
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["store", "receipt_id"], name="till_receipt_unique_per_store"),
@@ -110,7 +110,7 @@ class TillReceiptLine(models.Model):
     )
 
     class Meta:
-        app_label = "inventory"
+        db_table = "inventory_tillreceiptline"  # the table it had in the inventory app (migrated in place)
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(qty__gt=0), name="till_line_qty_positive"),
@@ -144,7 +144,7 @@ class TillRefund(models.Model):
     result = models.JSONField(default=dict)
 
     class Meta:
-        app_label = "inventory"
+        db_table = "inventory_tillrefund"  # the table it had in the inventory app (migrated in place)
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["store", "refund_id"], name="till_refund_unique_per_store")]
 
@@ -165,7 +165,7 @@ class StockCount(models.Model):
     class Meta:
         verbose_name = _("stock count")
         verbose_name_plural = _("stock counts")
-        app_label = "inventory"
+        db_table = "inventory_stockcount"  # the table it had in the inventory app (migrated in place)
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["store", "count_id"], name="stock_count_unique_per_store")]
 
@@ -181,7 +181,7 @@ class StockCountLine(models.Model):
     adjustment = models.BigIntegerField(help_text="counted - ledger_as_of, applied as a count movement.")
 
     class Meta:
-        app_label = "inventory"
+        db_table = "inventory_stockcountline"  # the table it had in the inventory app (migrated in place)
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["count", "product"], name="stock_count_line_unique_product")]
 
@@ -203,7 +203,7 @@ class GoodsReceipt(models.Model):
     class Meta:
         verbose_name = _("goods receipt")
         verbose_name_plural = _("goods receipts")
-        app_label = "inventory"
+        db_table = "inventory_goodsreceipt"  # the table it had in the inventory app (migrated in place)
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["store", "receipt_id"], name="goods_receipt_unique_per_store")]
 
@@ -232,7 +232,7 @@ class StockTransfer(models.Model):
     class Meta:
         verbose_name = _("stock transfer")
         verbose_name_plural = _("stock transfers")
-        app_label = "inventory"
+        db_table = "inventory_stocktransfer"  # the table it had in the inventory app (migrated in place)
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["from_store", "transfer_id"], name="stock_transfer_unique_per_sender"),
@@ -255,7 +255,7 @@ class StockTransferLine(models.Model):
     received_qty = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        app_label = "inventory"
+        db_table = "inventory_stocktransferline"  # the table it had in the inventory app (migrated in place)
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(shipped_qty__gt=0), name="stock_transfer_line_qty_positive"),

@@ -7,9 +7,9 @@ from django.db.models import Q
 
 from inventory.exceptions import UnknownSku
 from inventory.models import Product, Stock, Store
-from inventory.pos.exceptions import CountNotFound, ReceiptNotFound, TransferNotFound
-from inventory.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt
 from inventory.selectors import expired_hold_quantities, stores_near
+from orders.pos.exceptions import CountNotFound, ReceiptNotFound, TransferNotFound
+from orders.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt
 
 
 def receipt_for_store(*, store: Store, receipt_id: str) -> TillReceipt:

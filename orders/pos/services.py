@@ -53,29 +53,6 @@ from django.utils import timezone
 
 from inventory.exceptions import InsufficientStock, StaleStockQuantity, UnknownSku
 from inventory.models import MovementReason, Product, Stock, StockMovement, Store
-from inventory.pos.exceptions import (
-    CountBelowSetAside,
-    MemberRequired,
-    PickupNotFound,
-    ReceiptAlreadyRefunded,
-    ReceiptIdReused,
-    ReceiptNotFound,
-    ReceiptVoided,
-    RefundExceedsSale,
-    TenderMismatch,
-    TransferAlreadyReceived,
-    TransferNotFound,
-)
-from inventory.pos.models import (
-    GoodsReceipt,
-    StockCount,
-    StockCountLine,
-    StockTransfer,
-    StockTransferLine,
-    TillReceipt,
-    TillReceiptLine,
-    TillRefund,
-)
 from inventory.services import (
     Pair,
     StockChange,
@@ -92,6 +69,29 @@ from loyalty.exceptions import NothingToReverse
 from loyalty.models import Member
 from loyalty.phones import normalize_phone
 from o2o.domain_errors import DomainError, InvalidInput
+from orders.pos.exceptions import (
+    CountBelowSetAside,
+    MemberRequired,
+    PickupNotFound,
+    ReceiptAlreadyRefunded,
+    ReceiptIdReused,
+    ReceiptNotFound,
+    ReceiptVoided,
+    RefundExceedsSale,
+    TenderMismatch,
+    TransferAlreadyReceived,
+    TransferNotFound,
+)
+from orders.pos.models import (
+    GoodsReceipt,
+    StockCount,
+    StockCountLine,
+    StockTransfer,
+    StockTransferLine,
+    TillReceipt,
+    TillReceiptLine,
+    TillRefund,
+)
 
 MONEY_TENDERS = ("cash", "card", "ewallet")
 TENDER_TYPES = (*MONEY_TENDERS, "points")

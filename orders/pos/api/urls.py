@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from inventory.pos.api import views
+from orders.pos.api import views
 
 
 class ClientIdConverter:

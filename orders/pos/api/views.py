@@ -12,14 +12,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inventory.models import Store
-from inventory.pos import selectors, services
-from inventory.pos.api import examples as ex
-from inventory.pos.api import serializers as io
-from inventory.pos.auth import IsStoreTill, StoreKeyAuthentication
-from inventory.pos.exceptions import BatchTooLarge
 from loyalty import selectors as loyalty_selectors
 from o2o.domain_errors import InvalidInput
 from o2o.idempotency import request_fingerprint
+from orders.pos import selectors, services
+from orders.pos.api import examples as ex
+from orders.pos.api import serializers as io
+from orders.pos.auth import IsStoreTill, StoreKeyAuthentication
+from orders.pos.exceptions import BatchTooLarge
 
 TAG = ["POS"]
 ERRORS = {

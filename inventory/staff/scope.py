@@ -27,7 +27,7 @@ def store_ids_for(user) -> frozenset[int] | None:
     cached = getattr(user, "_o2o_store_scope", False)
     if cached is not False:
         return cached
-    from o2o.staff.models import StaffScope
+    from inventory.staff.models import StaffScope
 
     scope = StaffScope.objects.filter(user=user).first()
     if scope is None:

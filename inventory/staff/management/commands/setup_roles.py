@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from o2o.staff.roles import ensure_roles
+from inventory.staff.roles import ensure_roles
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from inventory.pos.models import StoreApiKey
 from o2o.api_keys import KEYWORD, key_from_request
+from orders.pos.models import StoreApiKey
 
 
 class StoreKeyAuthentication(authentication.BaseAuthentication):
