@@ -3,9 +3,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from loyalty import services
 from loyalty.models import Member, Posting, PostingKind
-from o2o.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from tests.factories import StoreFactory
 from tests.loyalty.conftest import POS, assert_ledger_ok, fresh, give, key
 
