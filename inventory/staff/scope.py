@@ -133,11 +133,11 @@ STORE_PATHS: dict[str, tuple[str, ...]] = {
     "orders.Delivery": ("fulfillment__store",),
     "orders.CourierEvent": ("delivery__fulfillment__store",),
     "orders.FulfillmentAwaitingCourier": ("store",),
-    "inventory.StoreApiKey": ("store",),
-    "inventory.TillReceipt": ("store",),
-    "inventory.StockCount": ("store",),
-    "inventory.GoodsReceipt": ("store",),
-    "inventory.StockTransfer": ("from_store", "to_store"),  # both ends see a transfer
+    "pos.StoreApiKey": ("store",),
+    "pos.TillReceipt": ("store",),
+    "pos.StockCount": ("store",),
+    "pos.GoodsReceipt": ("store",),
+    "pos.StockTransfer": ("from_store", "to_store"),  # both ends see a transfer
     "returns.Return": ("receiving_store",),
     "returns.ReturnLine": ("ret__receiving_store",),
 }
