@@ -40,7 +40,6 @@ count is refused (`stale_quantity`) and nothing is written. A count that finds f
 quarantined is refused (`count_below_set_aside`): those reservations must be short-picked first.
 """
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,8 +75,6 @@ from orders.pos.exceptions import (
     ReceiptAlreadyRefunded,
     ReceiptIdReused,
     ReceiptNotFound,
-    ReceiptVoided,
-    RefundExceedsSale,
     TenderMismatch,
     TransferAlreadyReceived,
     TransferNotFound,
@@ -163,7 +160,8 @@ class Outcome:
         return {"receipt_id": self.receipt_id, "status": self.status, "result": self.result}
 
 
-def _actor(store: Store, till: str) -> str:
+def till_actor(store: Store, till: str) -> str:
+    """Who a till's writes are recorded as, in the stock and points ledgers."""
     return f"pos:{store.code}:{till}" if till else f"pos:{store.code}"
 
 
@@ -404,7 +402,7 @@ def _apply_chunk(
 ) -> dict[int, Outcome]:
     """One transaction for a chunk of receipts (see sync_sales). Adds what it applied to `known` on success."""
     now = timezone.now()
-    actor = _actor(store, till)
+    actor = till_actor(store, till)
     out: dict[int, Outcome] = {}
     checked = []
     for index, sale in chunk:
@@ -517,7 +515,7 @@ def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, 
     receipt was applied meanwhile. Raises ReceiptIdReused, UnknownSku, InsufficientStock (store policy), TenderMismatch,
     MemberRequired, InvalidPhone, InsufficientPoints."""
     now = timezone.now()
-    actor = _actor(store, till)
+    actor = till_actor(store, till)
     products = products if products is not None else {}
     wanted = {line.sku for line in sale.lines}
     if not wanted <= products.keys():
@@ -600,13 +598,6 @@ def _available(member_id: int) -> int:
 # --- voids and refunds ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RefundLine:
-    sku: str
-    qty: int
-    resellable: bool = True
-
-
 def _lock_receipt(store: Store, receipt_id: str) -> TillReceipt:
     receipt = TillReceipt.objects.select_for_update().filter(store=store, receipt_id=receipt_id).first()
     if receipt is None:
@@ -643,7 +634,7 @@ def void_receipt(*, store: Store, receipt_id: str, till: str = "") -> dict:
     earned points are reversed and redeemed points given back. Voiding twice returns the first answer. A receipt
     with refunds cannot be voided (ReceiptAlreadyRefunded)."""
     now = timezone.now()
-    actor = _actor(store, till)
+    actor = till_actor(store, till)
     receipt = _lock_receipt(store, receipt_id)
     if receipt.status == TillReceipt.Status.VOIDED:
         return TillRefund.objects.get(receipt=receipt, kind=TillRefund.Kind.VOID).result
@@ -674,72 +665,6 @@ def void_receipt(*, store: Store, receipt_id: str, till: str = "") -> dict:
         amount_vnd=receipt.total_vnd, created_at=now, result=result,
     )
     return result
-
-
-@transaction.atomic
-def refund_receipt(
-    *, store: Store, receipt_id: str, refund_id: str, lines: list[RefundLine], content_hash: str, till: str = ""
-) -> tuple[dict, bool]:
-    """Goods of a receipt brought back to the till: units back on hand (quarantined if not resellable), earned
-    points reversed and redeemed points given back in proportion to the value refunded. Returns (result, replayed)."""
-    now = timezone.now()
-    actor = _actor(store, till)
-    receipt = _lock_receipt(store, receipt_id)
-    first = TillRefund.objects.filter(store=store, refund_id=refund_id).first()
-    if first is not None:
-        if first.content_hash != content_hash or first.receipt_id != receipt.pk:
-            raise ReceiptIdReused(details={"refund_id": refund_id})
-        return first.result, True
-    if receipt.status == TillReceipt.Status.VOIDED:
-        raise ReceiptVoided(details={"receipt_id": receipt_id})
-    sold = list(receipt.lines.select_related("product").order_by("id"))
-    by_sku: dict[str, list[TillReceiptLine]] = defaultdict(list)
-    for line in sold:
-        by_sku[line.product.sku].append(line)
-    value = 0
-    deltas: dict[int, StockDelta] = defaultdict(StockDelta)
-    out_lines = []
-    for item in lines:
-        left = item.qty
-        if item.sku not in by_sku:
-            raise RefundExceedsSale(details={"sku": item.sku, "sold": 0, "refund": item.qty})
-        room = sum(line.qty - line.refunded_qty for line in by_sku[item.sku])
-        if left > room:
-            raise RefundExceedsSale(details={"sku": item.sku, "refundable": room, "refund": item.qty})
-        for line in by_sku[item.sku]:
-            n = min(left, line.qty - line.refunded_qty)
-            if n <= 0:
-                continue
-            left -= n
-            line.refunded_qty += n
-            value += math.floor(line.net_vnd * n / line.qty)
-            TillReceiptLine.objects.filter(pk=line.pk).update(refunded_qty=line.refunded_qty)
-            d = deltas[line.product_id]
-            d.on_hand += n
-            if not item.resellable:
-                d.unavailable += n
-        out_lines.append({"sku": item.sku, "qty": item.qty, "resellable": item.resellable})
-    rows = _lock_rows(store, deltas.keys(), now=now, create_missing=True)
-    apply_movements(
-        rows,
-        [((store.pk, pid), d) for pid, d in sorted(deltas.items(), key=lambda kv: kv[0])],
-        reason=MovementReason.RETURN, reference=f"pos:{store.code}:{receipt_id}", actor=actor,
-        note=f"till refund {refund_id}", idempotency_key=f"pos:{store.pk}:refund:{refund_id}", now=now,
-    )
-    fraction = Fraction(value, receipt.total_vnd) if receipt.total_vnd else Fraction(0)
-    points = {"reversed": 0, "given_back": 0}
-    if fraction > 0:
-        points = _reverse_points(
-            receipt=receipt, fraction=min(fraction, Fraction(1)), key=f"pos:{store.pk}:refund:{refund_id}",
-            source=_source(store, receipt_id, actor), now=now,
-        )
-    result = {"receipt_id": receipt_id, "refund_id": refund_id, "kind": "refund", "amount_vnd": value,
-              "lines": out_lines, "points": points}
-    TillRefund.objects.create(
-        store=store, receipt=receipt, refund_id=refund_id, kind=TillRefund.Kind.REFUND, content_hash=content_hash,
-        lines=out_lines, amount_vnd=value, created_at=now, result=result,
-    )
-    return result, False
 
 
 # --- counts ---------------------------------------------------------------------------------------------------------
@@ -812,7 +737,7 @@ def record_count(
     SKU's needs-count flag is cleared. All lines or none. Returns (result, replayed). `actor` (e.g. "staff:lan" for
     an admin import) replaces the till as the ledger's actor."""
     now = timezone.now()
-    actor = actor or _actor(store, till)
+    actor = actor or till_actor(store, till)
     first = StockCount.objects.filter(store=store, count_id=count_id).first()
     if first is not None:
         if first.content_hash != content_hash and not count_matches(first, counted_at=counted_at, lines=lines):
@@ -898,7 +823,7 @@ def receive_goods(
     apply_movements(
         rows,
         [((store.pk, products[sku].pk), StockDelta(on_hand=qty)) for sku, qty in sorted(lines.items())],
-        reason=MovementReason.GOODS_RECEIPT, reference=f"goods:{store.code}:{receipt_id}", actor=actor or _actor(store, till),
+        reason=MovementReason.GOODS_RECEIPT, reference=f"goods:{store.code}:{receipt_id}", actor=actor or till_actor(store, till),
         note=source[:300], now=now,
     )
     result = {"receipt_id": receipt_id, "source": source, "received_at": now.isoformat(),
@@ -969,7 +894,7 @@ def ship_transfer(
     apply_movements(
         rows,
         [((store.pk, products[sku].pk), StockDelta(on_hand=-qty)) for sku, qty in sorted(lines.items())],
-        reason=MovementReason.TRANSFER_OUT, reference=transfer.reference, actor=_actor(store, till),
+        reason=MovementReason.TRANSFER_OUT, reference=transfer.reference, actor=till_actor(store, till),
         note=f"to {to_store.code}", now=now,
     )
     return transfer_result(transfer), False
@@ -1007,7 +932,7 @@ def receive_transfer(
         if qty != line.shipped_qty:
             discrepancies.append(f"{sku}: shipped {line.shipped_qty}, received {qty}")
     apply_movements(
-        rows, changes, reason=MovementReason.TRANSFER_IN, reference=transfer.reference, actor=_actor(store, till),
+        rows, changes, reason=MovementReason.TRANSFER_IN, reference=transfer.reference, actor=till_actor(store, till),
         note=("discrepancy " + "; ".join(discrepancies)) if discrepancies else f"from {transfer.from_store.code}",
         now=now,
     )
@@ -1051,7 +976,7 @@ def hand_over_pickup(*, store: Store, code: str, till: str = ""):
         return pickup, True
     try:
         transition_fulfillment(
-            fulfillment=pickup.fulfillment_id, to=FulfillmentStatus.COLLECTED, actor=_actor(store, till)
+            fulfillment=pickup.fulfillment_id, to=FulfillmentStatus.COLLECTED, actor=till_actor(store, till)
         )
     except InvalidTransition:
         pickup.fulfillment.refresh_from_db()
@@ -1063,7 +988,7 @@ def hand_over_pickup(*, store: Store, code: str, till: str = ""):
 
 
 __all__ = [
-    "CountLine", "Outcome", "RefundLine", "Sale", "SaleLine", "Tender", "apply_sale", "hand_over_pickup",
-    "ledger_on_hand_as_of", "pickup_at_store", "receive_goods", "receive_transfer", "record_count", "refund_receipt",
+    "CountLine", "Outcome", "Sale", "SaleLine", "Tender", "apply_sale", "hand_over_pickup",
+    "ledger_on_hand_as_of", "pickup_at_store", "receive_goods", "receive_transfer", "record_count",
     "ship_transfer", "sync_sales", "void_receipt",
 ]

@@ -44,6 +44,7 @@ from o2o.models import SalesChannel
 from o2o.outbox import emit
 from orders.loyalty_tender import handed_over_vnd
 from orders.models import SUCCESS, FulfillmentLine, Order, OrderLine, PaymentState
+from orders.pos.exceptions import ReceiptIdReused, ReceiptNotFound, RefundExceedsSale
 from orders.pos.models import TillReceipt, TillReceiptLine, TillRefund
 from orders.returns import policy
 from orders.returns.exceptions import (
@@ -73,6 +74,7 @@ from orders.returns.models import Return as ReturnModel
 from orders.routing.returns import route_returns
 
 MONEY_TENDERS = ("cash", "card", "ewallet")
+TillRefundId = tuple[str, str]  # (the till's refund id, the hash of the request it came in)
 REFUSALS = {"not_returnable": NotReturnable, "return_window_closed": ReturnWindowClosed}
 
 
@@ -378,7 +380,8 @@ def reverse_for_earlier_returns(*, order: Order, actor: str, now: datetime) -> i
         return 0
 
 
-def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, now: datetime) -> dict:
+def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, now: datetime,
+            till_refund: TillRefundId | None = None) -> dict:
     value = _line_values(purchase, ret)
     total = purchase.total_vnd
     before, after = purchase.refunded_before_vnd, purchase.refunded_before_vnd + value
@@ -430,14 +433,21 @@ def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, 
     )
     if purchase.receipt is not None:
         # The POS's record that goods of this receipt were refunded: a later void at the selling till is then
-        # refused (receipt_refunded) instead of undoing the sale a second time.
+        # refused (receipt_refunded) instead of undoing the sale a second time. A refund the till asked for keeps
+        # the till's id (its idempotency key) and answers in the till contract's shape.
+        lines = [{"sku": line.product.sku, "qty": line.qty, "resellable": line.condition == Condition.RESELLABLE}
+                 for line in ret.lines.select_related("product").order_by("pk")]
+        points = {"reversed": reversed_points, "given_back": given_back}
+        if till_refund is None:
+            refund_id, content_hash = f"return:{ret.number}", ""
+            result = {"return": ret.number, "received_at_store": store.code, "amount_vnd": value, "points": points}
+        else:
+            refund_id, content_hash = till_refund
+            result = {"receipt_id": purchase.receipt.receipt_id, "refund_id": refund_id, "kind": "refund",
+                      "amount_vnd": value, "lines": lines, "points": points}
         TillRefund.objects.create(
-            store=store, receipt=purchase.receipt, refund_id=f"return:{ret.number}", kind=TillRefund.Kind.REFUND,
-            content_hash="", amount_vnd=value, created_at=now,
-            lines=[{"sku": line.product.sku, "qty": line.qty, "resellable": line.condition == Condition.RESELLABLE}
-                   for line in ret.lines.select_related("product")],
-            result={"return": ret.number, "received_at_store": store.code, "amount_vnd": value,
-                    "points": {"reversed": reversed_points, "given_back": given_back}},
+            store=store, receipt=purchase.receipt, refund_id=refund_id, kind=TillRefund.Kind.REFUND,
+            content_hash=content_hash, amount_vnd=value, created_at=now, lines=lines, result=result,
         )
     return {"value": value, "money": money, "given_back": given_back, "reversed": reversed_points,
             "refunds": [{"tender": r.tender, "amount_vnd": r.amount_vnd, "points": r.points} for r in refunds]}
@@ -466,16 +476,18 @@ def _restock(ret: ReturnModel, *, store: Store, actor: str, now: datetime) -> No
         )
 
 
-def _receive_and_refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, now: datetime) -> None:
+def _receive_and_refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, now: datetime,
+                        till_refund: TillRefundId | None = None) -> dict:
     _restock(ret, store=store, actor=actor, now=now)
     ReturnModel.objects.filter(pk=ret.pk).update(received_at=now)
     emit(topic="return.received", aggregate=purchase.aggregate, channel=purchase.channel,
          payload=_event(ret, store=store, status="received"))
-    money = _refund(purchase, ret, store=store, actor=actor, now=now)
+    money = _refund(purchase, ret, store=store, actor=actor, now=now, till_refund=till_refund)
     emit(topic="return.refunded", aggregate=purchase.aggregate, channel=purchase.channel,
          payload={**_event(ret, store=store, status=ReturnStatus.REFUNDED),
                   "refund_vnd": money["value"], "refund_money_vnd": money["money"], "refunds": money["refunds"],
                   "points_given_back": money["given_back"], "points_reversed": money["reversed"]})
+    return money
 
 
 def _event(ret: ReturnModel, *, store: Store, status: str) -> dict:
@@ -547,6 +559,52 @@ def return_at_store(
          payload=_event(ret, store=store, status=ReturnStatus.OPENED))
     _receive_and_refund(purchase, ret, store=store, actor=actor, now=now)
     return ReturnModel.objects.get(pk=ret.pk)
+
+
+@transaction.atomic
+def refund_till_receipt(
+    *, store: Store, receipt_id: str, refund_id: str, items: list[ReturnItem], content_hash: str, actor: str
+) -> tuple[dict, bool]:
+    """The selling till takes back goods of one of its own receipts (POST /api/v1/pos/sales/{id}/refunds/).
+
+    The same door as every other return: a Return is opened, received and refunded at once, the money is
+    cumulative per line (refunding a line unit by unit gives back exactly what was paid) and points are reversed and
+    given back against what the ledger already shows for the receipt. What differs is the till contract: the
+    receipt is this store's own, the till's `refund_id` is the idempotency key (the same id and content answers the
+    first result, `replayed` True; other content is ReceiptIdReused), and the return policy (windows, categories) is
+    not applied: the selling store decides at its own till, as it always did.
+
+    Raises ReceiptNotFound, ReceiptIdReused, ReceiptVoided, RefundExceedsSale, UnknownSku, InvalidInput."""
+    now = timezone.now()
+    receipt = (
+        TillReceipt.objects.select_for_update(of=("self",)).select_related("store")
+        .filter(store=store, receipt_id=receipt_id).first()
+    )
+    if receipt is None:
+        raise ReceiptNotFound(details={"receipt_id": receipt_id})
+    first = TillRefund.objects.filter(store=store, refund_id=refund_id).first()
+    if first is not None:
+        if first.content_hash != content_hash or first.receipt_id != receipt.pk:
+            raise ReceiptIdReused(details={"refund_id": refund_id})
+        return first.result, True
+    if receipt.status == TillReceipt.Status.VOIDED:
+        raise ReceiptVoided("The receipt has been voided.", details={"receipt_id": receipt_id})
+    purchase = _receipt_purchase(receipt)
+    sold = {lines[0].product.sku: lines for lines in purchase.lines.values()}
+    for item in items:
+        if item.sku not in sold:
+            raise RefundExceedsSale(details={"sku": item.sku, "sold": 0, "refund": item.qty})
+    products = _check_items(items)
+    for item in items:
+        room = sum(line.returnable for line in sold[item.sku])
+        if item.qty > room:
+            raise RefundExceedsSale(details={"sku": item.sku, "refundable": room, "refund": item.qty})
+    ret = _create(purchase, store=store, via="till", reason=f"till refund {refund_id}", actor=actor, now=now)
+    _take_units(purchase, ret, items, products)
+    emit(topic="return.opened", aggregate=purchase.aggregate, channel=purchase.channel,
+         payload=_event(ret, store=store, status=ReturnStatus.OPENED))
+    _receive_and_refund(purchase, ret, store=store, actor=actor, now=now, till_refund=(refund_id, content_hash))
+    return TillRefund.objects.get(store=store, refund_id=refund_id).result, False
 
 
 # --- courier collections -------------------------------------------------------------------------------------------

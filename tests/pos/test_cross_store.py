@@ -3,6 +3,8 @@ is covered as soon as it is routed: store A's key against every store-B endpoint
 answered 403/404 and writes nothing, while the same requests from the object's own store are not refused (so the
 404 comes from the store check, not from a bad body)."""
 
+import copy
+
 import pytest
 from django.urls import URLPattern
 
@@ -12,6 +14,7 @@ from orders import services as order_services
 from orders.models import Fulfillment
 from orders.pos.api import urls as pos_urls
 from orders.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt, TillRefund
+from orders.returns.api import urls as returns_urls
 from tests.conftest import put_stock
 from tests.factories import StoreFactory
 from tests.pos.conftest import receipt, store_client, sync
@@ -42,10 +45,26 @@ BODIES = {
 }
 
 
+def pos_patterns() -> list:
+    """The POS contract's URL patterns (routes relative to /api/v1/pos/): the POS URL conf's, and the till refund of a
+    receipt, which the returns app serves (orders/returns/api/urls.py: the one refund door)."""
+    refunds = [p for p in returns_urls.urlpatterns if str(p.pattern).startswith("pos/sales/")]
+    assert refunds, "the till refund route has gone from the returns URL conf"
+    return [*pos_urls.urlpatterns, *(_relative(p) for p in refunds)]
+
+
+def _relative(pattern):
+    """A copy of a returns route under /api/v1/ as if mounted under /api/v1/pos/ like the other POS routes."""
+    moved = copy.copy(pattern)
+    moved.pattern = copy.copy(pattern.pattern)
+    moved.pattern._route = str(pattern.pattern).removeprefix("pos/")
+    return moved
+
+
 def routes():
-    """(name, route, kwargs, methods) of every POS endpoint, straight from the URL conf."""
+    """(name, route, kwargs, methods) of every POS endpoint, straight from the URL confs."""
     found = []
-    for pattern in pos_urls.urlpatterns:
+    for pattern in pos_patterns():
         assert isinstance(pattern, URLPattern), f"nested POS URL conf: extend routes() for {pattern}"
         view = pattern.callback.view_class
         methods = [m for m in ("get", "post", "put", "patch", "delete") if hasattr(view, m)]
@@ -162,7 +181,7 @@ def _attempts(store_b) -> tuple[list, list]:
 
 def test_routes_cover_every_pos_endpoint():
     names = {name for name, *_ in routes()}
-    assert len(names) == len(pos_urls.urlpatterns) and len(names) >= 15
+    assert len(names) == len(pos_patterns()) and len(names) >= 15
     assert {"pos-sales", "pos-receipt-void", "pos-pickup-handover", "pos-transfer-receive"} <= names
 
 

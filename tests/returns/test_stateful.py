@@ -139,8 +139,10 @@ class ReturnsMachine(RuleBasedStateMachine):
             "product__sku", flat=True).first()
         refund_id = self.next_id("RF")
         try:
-            pos.refund_receipt(store=next(s for s in self.stores if s.code == code), receipt_id=rid,
-                               refund_id=refund_id, lines=[pos.RefundLine(sku, qty, resellable)], content_hash=refund_id)
+            services.refund_till_receipt(
+                store=next(s for s in self.stores if s.code == code), receipt_id=rid, refund_id=refund_id,
+                items=[services.ReturnItem(sku, qty, "resellable" if resellable else "damaged")],
+                content_hash=refund_id, actor="sm")
         except DomainError:
             pass
 
@@ -227,9 +229,11 @@ class ReturnsMachine(RuleBasedStateMachine):
 
 
 def test_returns_sales_orders_and_cancellations_keep_both_ledgers_clean():
+    # 12 runs: since till refunds became returns (one refund door) the derandomised 10 first runs no longer reach a
+    # received courier collection; the end check below asks that the mix exercise every kind.
     run_state_machine_as_test(
         ReturnsMachine,
-        settings=settings(max_examples=10, stateful_step_count=30, deadline=None, derandomize=True,
+        settings=settings(max_examples=12, stateful_step_count=30, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]),
     )
     assert all(SEEN.values()), SEEN  # the mix really returned, collected and quarantined goods

@@ -159,35 +159,6 @@ class ReceiptVoidView(PosView):
         return Response(services.void_receipt(store=self.store, receipt_id=receipt_id, till=self.till))
 
 
-class ReceiptRefundView(PosView):
-    @extend_schema(
-        tags=TAG,
-        operation_id="pos_receipt_refund",
-        summary="Refund goods of a receipt of this store (idempotent per refund id)",
-        description="Units back on hand (or quarantined if not resellable); earned points reversed and redeemed "
-        "points given back in proportion to the value refunded. 201 when applied, 200 for a replay.",
-        request=io.RefundInput,
-        responses={
-            201: io.TillRefundOutput, 200: io.TillRefundOutput, **ERRORS, **NOT_FOUND, **REUSED,
-            409: OpenApiResponse(description="`refund_exceeds_sale`, `receipt_voided`"),
-        },
-        examples=[
-            ex.request("One unit back, damaged", ex.REFUND_REQUEST),
-            ex.response("Refunded (quarantined), points in proportion", ex.REFUND_RESULT, 201),
-            ex.response("The same refund again", ex.REFUND_RESULT, 200),
-            ex.not_found(),
-        ],
-    )
-    def post(self, request: Request, receipt_id: str) -> Response:
-        q = _validated(io.RefundInput, request.data)
-        result, replayed = services.refund_receipt(
-            store=self.store, receipt_id=receipt_id, refund_id=q["refund_id"],
-            lines=[services.RefundLine(**line) for line in q["lines"]], content_hash=request_fingerprint(request.data),
-            till=self.till,
-        )
-        return _answer(result, replayed)
-
-
 class CountsView(PosView):
     @extend_schema(
         tags=TAG,

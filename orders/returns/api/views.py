@@ -10,11 +10,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inventory.geocoding import locate
-from o2o.idempotency import run_once
+from o2o.idempotency import request_fingerprint, run_once
 from o2o.pagination import StrictLimitOffsetPagination
+from orders.pos import services as pos_services
+from orders.pos.api import examples as ex
+from orders.pos.api import serializers as pos_io
+from orders.pos.api import views as pos_views
 from orders.pos.auth import IsStoreTill, StoreKeyAuthentication
 from orders.returns import selectors, services
 from orders.returns.api import serializers as io
+from orders.returns.models import Condition
 
 TAG_WEB = ["returns"]
 TAG_POS = ["POS"]
@@ -123,6 +128,10 @@ class PosView(APIView):
     def actor(self) -> str:
         return f"pos:{self.store.code}:{self.request.auth.name}"
 
+    @property
+    def till_actor(self) -> str:
+        return pos_services.till_actor(self.store, self.request.auth.name)
+
 
 class PosReturnsView(PosView):
     pagination_class = StrictLimitOffsetPagination
@@ -181,3 +190,36 @@ class PosReturnReceiveView(PosView):
         _, replayed = services.receive_return(store=self.store, number=number, actor=self.actor, conditions=conditions)
         body = io.ReturnOutput(selectors.return_for_store(store=self.store, number=number)).data
         return Response(body, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)
+
+
+class ReceiptRefundView(PosView):
+    """The selling till's refund of its own receipt: the till contract's endpoint, served by the returns door."""
+
+    @extend_schema(
+        tags=TAG_POS,
+        operation_id="pos_receipt_refund",
+        summary="Refund goods of a receipt of this store (idempotent per refund id)",
+        description="Units back on hand (or quarantined if not resellable); earned points reversed and redeemed "
+        "points given back in proportion to the value refunded. 201 when applied, 200 for a replay.",
+        request=pos_io.RefundInput,
+        responses={
+            201: pos_io.TillRefundOutput, 200: pos_io.TillRefundOutput, **pos_views.ERRORS, **pos_views.NOT_FOUND, **pos_views.REUSED,
+            409: OpenApiResponse(description="`refund_exceeds_sale`, `receipt_voided`"),
+        },
+        examples=[
+            ex.request("One unit back, damaged", ex.REFUND_REQUEST),
+            ex.response("Refunded (quarantined), points in proportion", ex.REFUND_RESULT, 201),
+            ex.response("The same refund again", ex.REFUND_RESULT, 200),
+            ex.not_found(),
+        ],
+    )
+    def post(self, request: Request, receipt_id: str) -> Response:
+        q = _validated(pos_io.RefundInput, request.data)
+        result, replayed = services.refund_till_receipt(
+            store=self.store, receipt_id=receipt_id, refund_id=q["refund_id"],
+            items=[services.ReturnItem(sku=line["sku"], qty=line["qty"],
+                                      condition=Condition.RESELLABLE if line["resellable"] else Condition.DAMAGED)
+                   for line in q["lines"]],
+            content_hash=request_fingerprint(request.data), actor=self.till_actor,
+        )
+        return Response(result, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)
