@@ -308,7 +308,7 @@ def _write_posting_sql(
         return None
     if updated != 1:
         raise InsufficientPoints(details={"requested": spend})
-    transaction.on_commit(outbox._kick_delivery)  # what outbox.emit() does after its insert
+    transaction.on_commit(outbox.kick_delivery)  # what outbox.emit() does after its insert
     if new_hold is not None:
         new_hold.pk = fields["hold_id"] = row[2]
     return Posting(pk=posting_id, **fields)

@@ -36,7 +36,7 @@ def emit(*, topic: str, aggregate: str, payload: dict[str, Any], channel: SalesC
     event = OutboxEvent.objects.create(
         event_id=uuid.uuid4(), topic=topic, aggregate=aggregate[:120], channel=channel, payload=body
     )
-    transaction.on_commit(_kick_delivery)
+    transaction.on_commit(kick_delivery)
     return event
 
 
@@ -68,7 +68,7 @@ def emit_many(events: list[dict[str, Any]]) -> list[OutboxEvent]:
         for r in rows:
             r.payload = json.loads(r.payload)
         created = OutboxEvent.objects.bulk_create(rows)
-        transaction.on_commit(_kick_delivery)
+        transaction.on_commit(kick_delivery)
         return created
     params: list[Any] = []
     for r in rows:
@@ -86,14 +86,14 @@ def emit_many(events: list[dict[str, Any]]) -> list[OutboxEvent]:
         r.pk = pk
         r.payload = json.loads(r.payload)
         r._state.adding = False
-    transaction.on_commit(_kick_delivery)
+    transaction.on_commit(kick_delivery)
     return rows
 
 
 _last_kick = 0.0  # time.monotonic() of this process's last kick
 
 
-def _kick_delivery() -> None:
+def kick_delivery() -> None:  # public: loyalty.fast_paths writes outbox rows itself and kicks after them
     """Ask a worker to deliver now rather than at the next beat. Best effort: if the broker is down, the periodic
     task still delivers, so a change never fails because of it.
 
@@ -227,5 +227,5 @@ def replay_dead_events(*, event_ids: list[int]) -> int:
     count = OutboxEvent.objects.filter(pk__in=event_ids).update(
         status=OutboxEvent.Status.PENDING, attempts=0, next_attempt_at=None
     )
-    transaction.on_commit(_kick_delivery)
+    transaction.on_commit(kick_delivery)
     return count

@@ -19,6 +19,7 @@ Money paid = total_vnd - points_tender_vnd; the points pay their share of every 
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -124,6 +125,12 @@ def handed_over_vnd(order: Order) -> int:
     return sum(prices.get(pid, 0) * (qty if picked is None else picked) for pid, qty, picked in lines)
 
 
+# Called in the transaction that earns an order's points, with (order=, actor=, now=). The returns app, which builds
+# on this module, plugs in the reversal of points on goods returned before the order completed
+# (orders.returns.apps.ReturnsConfig.ready): the arrow between the two stays returns -> orders.
+AFTER_EARNING: list[Callable[..., object]] = []
+
+
 def _complete(*, order: Order, actor: str, now: datetime) -> None:
     fields = Order.objects.filter(pk=order.pk).values(
         "member_id", "subtotal_vnd", "total_vnd", "points_tender_vnd", "redeem_posting_id", "earn_posting_id"
@@ -140,9 +147,8 @@ def _complete(*, order: Order, actor: str, now: datetime) -> None:
         )
         Order.objects.filter(pk=order.pk).update(earn_posting_id=posting.pk)
         order.earn_posting_id = posting.pk
-        from orders.returns.services import reverse_for_earlier_returns  # returns build on this module
-
-        reverse_for_earlier_returns(order=order, actor=actor, now=now)
+        for after in AFTER_EARNING:
+            after(order=order, actor=actor, now=now)
     if share < 1:  # the points paid for goods the customer never got: give that share back
         _give_back(order=order, fraction=1 - share, actor=actor, now=now, why="not handed over")
 

@@ -186,7 +186,7 @@ _MAX_CART_LINES = settings.O2O_MAX_CART_LINES
 _MAX_RADIUS_KM = settings.O2O_MAX_RADIUS_KM
 
 
-def _number(value, low: float, high: float) -> float | None:
+def plain_json_number(value, low: float, high: float) -> float | None:
     if type(value) not in (int, float):  # bool, str, None and the rest: the serializer decides
         return None
     try:
@@ -201,9 +201,9 @@ def plain_cart_availability_input(data) -> dict | None:
     decide (it then accepts the body with the same result, or answers the 400)."""
     if type(data) is not dict or "address" in data:
         return None
-    lat = _number(data.get("lat"), -90, 90)
-    lon = _number(data.get("lon"), -180, 180)
-    radius_km = _number(data["radius_km"], 0.1, _MAX_RADIUS_KM) if "radius_km" in data else 10.0
+    lat = plain_json_number(data.get("lat"), -90, 90)
+    lon = plain_json_number(data.get("lon"), -180, 180)
+    radius_km = plain_json_number(data["radius_km"], 0.1, _MAX_RADIUS_KM) if "radius_km" in data else 10.0
     if lat is None or lon is None or radius_km is None:
         return None
     q = {"lat": lat, "lon": lon, "radius_km": radius_km, "limit": 20, "only_whole_cart": False}

@@ -8,9 +8,9 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-# _number: FloatField's rules for a JSON number, shared with the availability endpoint's fast reader.
+# plain_json_number: FloatField's rules for a JSON number, shared with the availability endpoint's fast reader.
 from inventory.api.serializers import CartLineInput, plain_cart_lines
-from inventory.api.serializers import _number as _float
+from inventory.api.serializers import plain_json_number as _float
 from orders.models import Method, OrderStatus, PaymentState
 
 

@@ -7,3 +7,11 @@ class ReturnsConfig(AppConfig):
     label = "returns"
     verbose_name = _("Returns")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from orders import loyalty_tender
+        from orders.returns.services import reverse_for_earlier_returns
+
+        # Points on goods returned before their order completed are reversed as soon as the order earns them.
+        if reverse_for_earlier_returns not in loyalty_tender.AFTER_EARNING:
+            loyalty_tender.AFTER_EARNING.append(reverse_for_earlier_returns)

@@ -141,7 +141,7 @@ django.setup()
 from o2o import outbox
 from orders.couriers import services
 # Die the moment the transaction has committed, where the process would queue the delivery: no kick, no send.
-outbox._kick_delivery = lambda: os.kill(os.getpid(), signal.SIGKILL)
+outbox.kick_delivery = lambda: os.kill(os.getpid(), signal.SIGKILL)
 services.apply_courier_event(provider="local", payload={"event_id": "crash-1", "order_id": os.environ["EXTERNAL_ID"],
                                                          "status": "PICKED_UP"})
 raise SystemExit("not reached: the kill comes with the commit")

@@ -102,9 +102,9 @@ def test_outbox_kick_is_throttled_per_process(settings, monkeypatch):
     monkeypatch.setattr(outbox.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(outbox, "_last_kick", 0.0)
     for _ in range(4):
-        outbox._kick_delivery()
+        outbox.kick_delivery()
     assert len(sent) == 2  # at 1000.0 and 1001.2
     settings.O2O_OUTBOX_KICK_INTERVAL_SECONDS = 0
     monkeypatch.setattr(outbox.time, "monotonic", lambda: 1001.4)
-    outbox._kick_delivery()
+    outbox.kick_delivery()
     assert len(sent) == 3
