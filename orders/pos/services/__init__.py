@@ -1,0 +1,59 @@
+"""Every POS write, by topic: till sales (sales.py), voids (voids.py), stock counts (counts.py), goods receipts
+(receipts.py), transfers (transfers.py) and pickup handovers (pickups.py). Refunds of a till's own receipts go
+through the one refund door, orders.returns.services.refund_till_receipt.
+
+Stock moves only through the stock service's own mechanism: the rows are locked with inventory.services.lock_stock_rows
+(one SELECT ... FOR UPDATE, primary-key order, expired holds released first) and changed with
+inventory.services.apply_movements / apply_movement_batch (one ledger movement per row and receipt, the same deltas applied to the
+row, the stock rules checked again). Loyalty points move only through loyalty.services, inside the same transaction as the receipt's stock, so a
+receipt applies in full or not at all. Lock order: stock rows (by pk), then the member row — the same order as an
+order placement that reserves stock and then captures points.
+
+Selling policy at the till (per store and SKU, on the locked row):
+    * A till may sell everything that is physically on hand and not set aside: `on_hand - reserved - unavailable`.
+      That includes the `safety` buffer (only the website must keep off it) and the units online ATP shows.
+    * `reserved` units (held for online checkouts and placed orders) are untouchable by tills: a till sale never
+      takes them, so online promises are never broken by the POS. (orders.services has no "a till took my units"
+      re-route hook — report_short_pick writes the units off itself — so tills do not sell into reservations.)
+    * Selling more than that is the *negative availability* case. If `Store.allow_negative_availability` is off,
+      the receipt is rejected with `insufficient_stock` and writes nothing. If it is on, the sale is recorded in
+      full: the movement takes only what the ledger can give (down to `reserved + unavailable`, never below), the
+      rest is recorded as the line's `shortfall` (and in the movement's note), and the row is flagged
+      `needs_count` so a count reconciles the ledger with the shelf.
+
+Receipts are idempotent by (store, receipt id) — a database unique constraint — plus a hash of their content: the
+same id and content returns the first answer (`duplicate`), the same id with other content is rejected
+(`receipt_id_reused`) and writes nothing. A batch is applied in chunks (one transaction each, see sync_sales);
+within a chunk every receipt is checked before anything of it is written and its points are posted in a savepoint,
+so each receipt applies in full or not at all and one bad receipt never blocks the rest of its batch.
+
+Counts and late receipts. A count says "at `counted_at` there were N units". The adjustment is
+`N - ledger on-hand as of counted_at`, where the as-of ledger places every till sale at its *time of sale* (the
+receipt's `sold_at`) and every other movement at the time it was recorded. So:
+    * a sale made before the count but synced after it was recorded is "late": the count already saw those units
+      gone, so the late sale takes nothing off the ledger (its line records `late_for_count`; points are posted
+      as usual) — nothing is counted twice;
+    * a sale synced before the count but made after `counted_at` stays in the ledger and is not undone by the
+      count — nothing is lost;
+    * a sale made before the count and synced before it is part of the as-of ledger, so the count does not take it
+      again.
+Count lines may carry `expected_on_hand` (the ledger on-hand the till saw): if the ledger has moved since, the whole
+count is refused (`stale_quantity`) and nothing is written. A count that finds fewer units than are reserved plus
+quarantined is refused (`count_below_set_aside`): those reservations must be short-picked first.
+"""
+
+from orders.pos.services.common import MONEY_TENDERS, TENDER_TYPES, till_actor
+from orders.pos.services.counts import CountLine, count_matches, ledger_on_hand_as_of, record_count
+from orders.pos.services.pickups import hand_over_pickup, pickup_at_store
+from orders.pos.services.receipts import goods_receipt_matches, receive_goods
+from orders.pos.services.sales import Outcome, Sale, SaleLine, Tender, _apply_one, apply_sale, sync_sales  # noqa: F401
+from orders.pos.services.transfers import receive_transfer, ship_transfer, transfer_result
+from orders.pos.services.voids import void_receipt
+
+__all__ = [
+    "MONEY_TENDERS", "TENDER_TYPES", "CountLine", "Outcome", "Sale", "SaleLine", "Tender", "apply_sale",
+    "count_matches", "goods_receipt_matches", "hand_over_pickup", "ledger_on_hand_as_of", "pickup_at_store",
+    "receive_goods", "receive_transfer", "record_count", "ship_transfer", "sync_sales", "till_actor",
+    "transfer_result", "void_receipt",
+]
+# _apply_one: the sales bench (bench/pos/run.py) times one receipt's application without the batch around it.
