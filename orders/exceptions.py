@@ -57,11 +57,6 @@ class UnknownPickupStore(DomainError):
     default_message = "Unknown or inactive pickup store."
 
 
-class InvalidPhone(InvalidInput):
-    code = "invalid_phone"
-    default_message = "The phone number is not a valid Vietnamese number."
-
-
 class InvalidShortPick(InvalidInput):
     code = "invalid_short_pick"
     default_message = "Short pick quantities must be between 0 and the quantity on the pick list."
@@ -90,3 +85,7 @@ class RerouteReasonRequired(InvalidInput):
 class RerouteUnserved(Conflict):
     code = "reroute_unserved"
     default_message = "No store can serve this order now; nothing was changed."
+
+
+# One phone normaliser (loyalty.phones) and so one refusal for a bad number, in every channel.
+from loyalty.exceptions import InvalidPhone  # noqa: E402,F401
