@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from inventory.admin import format_vnd
 from inventory.models import Stock, StockImport, StockMovement
@@ -18,6 +18,7 @@ from inventory.services import StockLine, reserve_stock
 from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from o2o.celery import app as celery_app
 from orders.pos import imports
+from orders.pos.imports import applying
 from orders.pos.models import GoodsReceipt, StockCount
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
@@ -312,13 +313,13 @@ def test_a_large_file_goes_through_the_task_with_progress_to_100_percent(
     progress_url = reverse("admin:inventory_stockimport_progress", args=[stock_import.pk])
     assert client.get(progress_url).json()["status"] == "previewed"
     seen = []  # what the progress endpoint answers while the task works through the groups
-    apply_group = imports._apply_group
+    apply_group = applying._apply_group
 
     def watched(stock_import, group):
         seen.append(client.get(progress_url).json()["percent"])
         return apply_group(stock_import, group)
 
-    monkeypatch.setattr(imports, "_apply_group", watched)
+    monkeypatch.setattr(applying, "_apply_group", watched)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = _confirm(client, preview)
     assert len(callbacks) == 1 and response.status_code == 302
@@ -470,7 +471,7 @@ def test_a_count_sent_by_the_till_and_then_imported_is_applied_once(client, chai
     from orders.pos import services as pos
 
     at = datetime(2026, 6, 1, 18, 30, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
-    if at > imports.timezone.now():
+    if at > timezone.now():
         at = at.replace(year=2025)
     pos.record_count(store=chain["a"], count_id="C-7", counted_at=at, content_hash="the till's own hash",
                      lines=[pos.CountLine(sku="AO-THUN-M", counted=8), pos.CountLine(sku="NON-LA", counted=5)])
