@@ -5,7 +5,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from inventory import services
-from inventory.exceptions import InsufficientStock
+from inventory.exceptions import InsufficientStock, InvalidStockChange
 from inventory.models import Reservation, Stock
 from inventory.selectors import reservation_differences, stock_ledger_differences
 from inventory.services import StockLine
@@ -137,7 +137,7 @@ def test_multi_line_carts_racing_till_sales_receipts_and_releases_never_overshoo
                 outcomes.append((op, "ok"))
             except InsufficientStock:
                 outcomes.append((op, "insufficient"))
-            except services.InvalidStockChange:
+            except InvalidStockChange:
                 outcomes.append((op, "refused"))  # a till sale of units promised online: refused, not applied
         return outcomes
 

@@ -1,0 +1,38 @@
+"""Every write to stock, by topic: the ledger's machinery (ledger.py), reservations (reservations.py), adjustments
+(adjustments.py) and bulk loading (loading.py). Nothing else in the project changes Stock, StockMovement or
+Reservation rows.
+
+Each public action opens a transaction, locks the stock rows it touches in one fixed order (by primary key, in a
+single SELECT ... FOR UPDATE), checks the rule against the locked quantities, then appends one movement per row and
+applies the same deltas to the row. The database constraints on Stock are the last line of defence.
+"""
+
+from inventory.services.adjustments import adjust_stock, set_stock_levels
+from inventory.services.ledger import (
+    Pair,
+    StockChange,
+    StockDelta,
+    StockLine,
+    apply_movement_batch,
+    apply_movements,
+    copy_insert,
+    flag_for_count,
+    lock_stock_rows,
+    online_available,
+)
+from inventory.services.loading import load_opening_balances, load_synthetic_stock_postgres
+from inventory.services.reservations import (
+    Hold,
+    commit_reservations,
+    hold_stock,
+    release_expired_holds,
+    release_reservations,
+    reserve_stock,
+)
+
+__all__ = [
+    "Hold", "Pair", "StockChange", "StockDelta", "StockLine", "adjust_stock", "apply_movement_batch",
+    "apply_movements", "commit_reservations", "copy_insert", "flag_for_count", "hold_stock",
+    "load_opening_balances", "load_synthetic_stock_postgres", "lock_stock_rows", "online_available",
+    "release_expired_holds", "release_reservations", "reserve_stock", "set_stock_levels",
+]
