@@ -4,6 +4,9 @@ the sales channel's webhook by a Celery task, signed, in order per aggregate, at
 Dead letters (N failed attempts) stop blocking their aggregate, so later events go on; replaying one (the admin's
 action) sends it again, late; the envelope's `sequence` lets the receiver see that.
 
+Writing several events at once (emit_many) is a fast path beside its ORM twin (o2o/fast_paths.py says why there are
+two), chosen by o2o.fast_paths.use_sql(); tests/platform/test_fast_paths.py runs both on PostgreSQL.
+
 Delivery claims the oldest pending event of each aggregate with FOR UPDATE SKIP LOCKED, so several workers can run
 side by side without sending one aggregate's events out of order; a worker killed mid-delivery leaves its row
 pending (its transaction never commits), and the event goes out again later. Receivers deduplicate by event id.
@@ -25,6 +28,7 @@ from django.utils import timezone
 
 from o2o import prepared, signing
 from o2o.domain_errors import Conflict
+from o2o.fast_paths import use_sql
 from o2o.models import OutboxEvent, SalesChannel
 
 logger = logging.getLogger(__name__)
@@ -64,12 +68,20 @@ def emit_many(events: list[dict[str, Any]]) -> list[OutboxEvent]:
         )
         for e in events
     ]
-    if connection.vendor != "postgresql":  # the SQLite demo: the ORM's insert is fine there
-        for r in rows:
-            r.payload = json.loads(r.payload)
-        created = OutboxEvent.objects.bulk_create(rows)
-        transaction.on_commit(kick_delivery)
-        return created
+    created = _insert_events_sql(rows, now) if use_sql() else _insert_events_orm(rows)
+    transaction.on_commit(kick_delivery)
+    return created
+
+
+def _insert_events_orm(rows: list[OutboxEvent]) -> list[OutboxEvent]:
+    """emit_many's ORM twin (the SQLite demo, and `orm_twins()`): the ORM's insert is fine there."""
+    for r in rows:
+        r.payload = json.loads(r.payload)
+    return OutboxEvent.objects.bulk_create(rows)
+
+
+def _insert_events_sql(rows: list[OutboxEvent], now: datetime) -> list[OutboxEvent]:
+    """emit_many's PostgreSQL twin: one prepared INSERT ... RETURNING id, the payloads cast from their JSON text."""
     params: list[Any] = []
     for r in rows:
         params += [r.event_id, r.topic, r.aggregate, r.channel_id, r.payload, r.status, now]
@@ -86,7 +98,6 @@ def emit_many(events: list[dict[str, Any]]) -> list[OutboxEvent]:
         r.pk = pk
         r.payload = json.loads(r.payload)
         r._state.adding = False
-    transaction.on_commit(kick_delivery)
     return rows
 
 
@@ -148,8 +159,14 @@ class DeliveryRound:
 def _due_heads(now: datetime, limit: int) -> list[OutboxEvent]:
     table = OutboxEvent._meta.db_table
     # The head of each aggregate's pending queue, if due; rows another worker holds are skipped, not waited for.
-    # (SQLite, the demo's embedded database, has one writer at a time and no row locks: no locking clause there.)
-    lock = "FOR UPDATE OF e SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    # A locking clause, not a fast path with an ORM twin: it is what keeps two workers from sending the same event,
+    # so it follows what the database can do (PostgreSQL), not o2o.fast_paths.use_sql(): a worker running the ORM
+    # twins (orm_twins(), the parity tests) on PostgreSQL needs the row lock as much as any other. The statement is
+    # the same portable SQL either way. (SQLite, the demo's embedded database, has one writer at a time and no row
+    # locks: no locking clause there.)
+    features = connection.features
+    skip_locked = features.has_select_for_update_skip_locked and features.has_select_for_update_of
+    lock = "FOR UPDATE OF e SKIP LOCKED" if skip_locked else ""
     return list(
         OutboxEvent.objects.raw(
             f"""
