@@ -55,6 +55,8 @@ class EstimatedCountPaginator(Paginator):
         if not isinstance(queryset, QuerySet):
             return super().count
         exact = queryset.order_by()[: self.exact_limit + 1].count()
+        # Not a fast path with an ORM twin (inventory/fast_paths.py): the estimate is a different answer, which only
+        # PostgreSQL's planner statistics can give; elsewhere the exact count is the answer.
         if exact <= self.exact_limit or connection.vendor != "postgresql":
             return exact if exact <= self.exact_limit else queryset.count()
         return max(exact, self._estimate(queryset))

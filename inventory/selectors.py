@@ -1,33 +1,24 @@
 """Reads of stores and stock: nearby stores, their opening status, availability of a cart, network ATP, audits."""
 
-import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from datetime import time as dtime
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Sum
 from django.utils import timezone
 
+from inventory import fast_paths
 from inventory.exceptions import UnknownSku
+from inventory.fast_paths import (  # noqa: F401 - public here too; defined beside the statement that uses them
+    EARTH_RADIUS_KM,
+    KM_PER_DEGREE_LAT,
+    SERVICES,
+    Interval,
+)
 from inventory.models import OpeningHours, Product, Reservation, Stock, StockMovement, Store
-from o2o import prepared
-
-SERVICES = ("delivery", "pickup", "returns")
-KM_PER_DEGREE_LAT = 111.32
-
-
-class Interval(NamedTuple):
-    """An opening interval as opening_status() reads it, without a model instance."""
-
-    weekday: int
-    opens: dtime
-    closes: dtime
 
 
 @dataclass
@@ -44,12 +35,6 @@ class StoreAvailability:
     nearby: NearbyStore
     available: dict[str, int] = field(default_factory=dict)  # sku -> units sellable online
     serves_whole_cart: bool = False
-
-
-def _bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
-    dlat = radius_km / KM_PER_DEGREE_LAT
-    dlon = radius_km / (KM_PER_DEGREE_LAT * max(math.cos(math.radians(lat)), 0.01))
-    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
 
 
 def opening_status(
@@ -74,20 +59,6 @@ def opening_status(
     return False, None, None
 
 
-EARTH_RADIUS_KM = 6371.009  # geopy's great_circle radius: the same distances as before, and as the router's
-
-
-# Named, not `s.*`: a prepared statement whose result columns changed (a migration adding a column while workers
-# run) would fail with "cached plan must not change result type".
-_STORE_COLUMNS = ", ".join(f"s.{f.column}" for f in Store._meta.concrete_fields)
-
-
-def _in(values: Iterable) -> tuple[str, list]:
-    """`IN (%s, %s, ...)` and its parameters (PostgreSQL and the demo's SQLite alike)."""
-    values = list(values) or [None]
-    return "(" + ", ".join(["%s"] * len(values)) + ")", values
-
-
 def stores_near(
     *,
     lat: float,
@@ -102,87 +73,18 @@ def stores_near(
     delivery radius reaches the point. `using`, here and below: the database alias to read (the website's
     lag-tolerant endpoints pass o2o.replicas' alias; every other caller reads the primary).
 
-    One raw query measures, filters, orders and limits in the database (the bounding box first, so the lat/lon index
-    narrows it): measuring every store of the box in Python (~300 in central HCMC on a 1,000-store chain) and reading
-    the nearest again cost ~10 ms a request, the ORM's compilation of the expression more than the database's work."""
-    south, north, west, east = _bounding_box(lat, lon, radius_km)
-    service_filter = f"AND s.offers_{service}" if service in SERVICES else ""  # a fixed column name, not input
-    delivery_filter = "AND distance_km <= delivery_radius_km" if service == "delivery" else ""
-    postgres = connections[using].vendor == "postgresql"
-    # On PostgreSQL the opening hours of the chosen stores come in the same round trip.
-    # As text, in a fixed order: stores with the same opening pattern get the same string, so each pattern is parsed
-    # and worked out once per call, not once per store.
-    hours_column = f""", (SELECT json_agg(json_build_array(h.weekday, h.opens, h.closes)
-                                   ORDER BY h.weekday, h.opens, h.closes)::text
-                         FROM {OpeningHours._meta.db_table} h WHERE h.store_id = candidates.id) AS hours_json""" if postgres else ""
-    generic_plans = f", {prepared.GENERIC_PLANS} AS generic_plans" if prepared.enabled(using) else ""
-    sql = f"""
-        SELECT *{hours_column}{generic_plans} FROM (
-            SELECT {_STORE_COLUMNS}, 2 * %s * ASIN(SQRT(POWER(SIN((RADIANS(s.lat) - %s) / 2), 2)
-                        + %s * COS(RADIANS(s.lat)) * POWER(SIN((RADIANS(s.lon) - %s) / 2), 2))) AS distance_km
-            FROM {Store._meta.db_table} s
-            WHERE s.is_active AND s.lat BETWEEN %s AND %s AND s.lon BETWEEN %s AND %s {service_filter}
-        ) candidates
-        WHERE distance_km <= %s {delivery_filter}
-        ORDER BY distance_km, id
-        LIMIT %s
-    """
-    params = [EARTH_RADIUS_KM, math.radians(lat), math.cos(math.radians(lat)), math.radians(lon),
-              south, north, west, east, radius_km, limit]
+    One raw query (inventory/fast_paths.py: nearby_stores) measures, filters, orders and limits in the database."""
     at = at or timezone.now()
     statuses: dict[tuple, tuple] = {}  # a chain has a handful of opening patterns: each is worked out once per call
-    if postgres:
-        stores = _prepared_stores(sql, params, using=using)
-        result = []
-        for store in stores:
-            pattern = (store.timezone, store.hours_json)
-            status = statuses.get(pattern)
-            if status is None:
-                intervals = [
-                    Interval(weekday, dtime.fromisoformat(opens), dtime.fromisoformat(closes))
-                    for weekday, opens, closes in json.loads(store.hours_json or "[]")
-                ]
-                status = statuses[pattern] = opening_status(intervals, time_zone=store.timezone, at=at)
-            result.append(NearbyStore(store, round(store.distance_km, 3), *status))
-        return result
-    stores = list(Store.objects.raw(sql, params, using=using))
-    hours = defaultdict(list)
-    if stores:
-        # Plain rows with .weekday/.opens/.closes: opening_status needs no model instances.
-        for interval in OpeningHours.objects.using(using).filter(store_id__in=[s.pk for s in stores]).order_by().values_list(
-            "store_id", "weekday", "opens", "closes", named=True
-        ):
-            hours[interval.store_id].append(interval)
     result = []
-    for store in stores:
-        intervals = hours[store.pk]
-        pattern = (store.timezone, tuple(sorted((i.weekday, i.opens, i.closes) for i in intervals)))
-        status = statuses.get(pattern)
+    for store, pattern, intervals in fast_paths.nearby_stores(
+        lat=lat, lon=lon, radius_km=radius_km, service=service, limit=limit, using=using
+    ):
+        status = statuses.get((store.timezone, pattern))
         if status is None:
-            status = statuses[pattern] = opening_status(intervals, time_zone=store.timezone, at=at)
-        open_now, next_opening, closes_at = status
-        result.append(NearbyStore(store, round(store.distance_km, 3), open_now, next_opening, closes_at))
+            status = statuses[store.timezone, pattern] = opening_status(intervals, time_zone=store.timezone, at=at)
+        result.append(NearbyStore(store, round(store.distance_km, 3), *status))
     return result
-
-
-def _prepared_stores(sql: str, params: list, *, using: str) -> list[Store]:
-    """The rows of the stores query as Store instances (with distance_km and hours_json set), read through a prepared
-    statement: Store.objects.raw would have PostgreSQL plan the statement again on every request."""
-    with prepared.cursor(using) as cursor:
-        cursor.execute(sql, params)
-        names = [column.name for column in cursor.description]
-        rows = cursor.fetchall()
-    concrete = {f.attname for f in Store._meta.concrete_fields}
-    fields = [i for i, name in enumerate(names) if name in concrete]
-    extras = [(i, name) for i, name in enumerate(names) if name not in concrete and name != "generic_plans"]
-    field_names = [names[i] for i in fields]
-    stores = []
-    for row in rows:
-        store = Store.from_db(using, field_names, [row[i] for i in fields])
-        for i, name in extras:
-            setattr(store, name, row[i])
-        stores.append(store)
-    return stores
 
 
 def products_by_sku(skus: Iterable[str], *, using: str = DEFAULT_DB_ALIAS) -> dict[str, Product]:
@@ -198,14 +100,7 @@ def products_by_sku(skus: Iterable[str], *, using: str = DEFAULT_DB_ALIAS) -> di
 def product_ids_by_sku(skus: Iterable[str], *, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
     """Ids of active products by SKU (without building model instances); raises UnknownSku like products_by_sku."""
     skus = set(skus)
-    db = connections[using]
-    with db.cursor() as cursor:
-        if db.vendor == "postgresql":
-            cursor.execute(f"SELECT sku, id FROM {Product._meta.db_table} WHERE sku = ANY(%s) AND is_active ORDER BY sku", [list(skus)])
-        else:
-            marks, params = _in(skus)
-            cursor.execute(f"SELECT sku, id FROM {Product._meta.db_table} WHERE sku IN {marks} AND is_active ORDER BY sku", params)
-        found = dict(cursor.fetchall())
+    found = fast_paths.active_product_ids(skus, using=using)
     missing = skus - found.keys()
     if missing:
         raise UnknownSku(sorted(missing))
@@ -237,29 +132,9 @@ def sellable_online(
     in instead of read in a second round trip."""
     if not store_ids or not product_ids:
         return {}
-    if connections[using].vendor == "postgresql":
-        # Arrays keep the statement text constant, so the driver parses it once per process, not per request.
-        stores_in, store_params = "= ANY(%s)", [list(store_ids)]
-        products_in, product_params = "= ANY(%s)", [list(product_ids)]
-    else:
-        stores_in, store_params = _in(store_ids)
-        products_in, product_params = _in(product_ids)
-        stores_in, products_in = f"IN {stores_in}", f"IN {products_in}"
-    sql = f"""
-        SELECT s.store_id, s.product_id,
-               s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable
-        FROM {Stock._meta.db_table} s
-        LEFT JOIN (
-            SELECT store_id, product_id, SUM(quantity) AS units FROM {Reservation._meta.db_table}
-            WHERE expires_at <= %s AND store_id {stores_in} AND product_id {products_in}
-            GROUP BY store_id, product_id
-        ) r ON r.store_id = s.store_id AND r.product_id = s.product_id
-        WHERE s.store_id {stores_in} AND s.product_id {products_in}
-    """
-    params = [now or timezone.now(), *store_params, *product_params, *store_params, *product_params]
-    with prepared.cursor(using) as cursor:
-        cursor.execute(sql, params)
-        return {(s, p): max(0, units) for s, p, units in cursor.fetchall()}
+    return fast_paths.sellable_online(
+        store_ids=store_ids, product_ids=product_ids, now=now or timezone.now(), using=using
+    )
 
 
 def sellable_online_by_sku(
@@ -269,38 +144,9 @@ def sellable_online_by_sku(
     joined by SKU inside the stock query, as the framework floor does, instead of read in a round trip of their own.
     Every active SKU comes back at least once (the stock join is a LEFT JOIN), so the caller still learns which SKUs
     are unknown. ATP is counted as in sellable_online()."""
-    skus = list(dict.fromkeys(skus))
-    if connections[using].vendor == "postgresql":
-        stores_in, store_params = "= ANY(%s)", [list(store_ids)]
-        skus_in, sku_params = "= ANY(%s)", [skus]
-    else:
-        stores_in, store_params = _in(store_ids)
-        skus_in, sku_params = _in(skus)
-        stores_in, skus_in = f"IN {stores_in}", f"IN {skus_in}"
-    product, stock, reservation = Product._meta.db_table, Stock._meta.db_table, Reservation._meta.db_table
-    sql = f"""
-        SELECT p.sku, p.id, s.store_id,
-               s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable
-        FROM {product} p
-        LEFT JOIN {stock} s ON s.product_id = p.id AND s.store_id {stores_in}
-        LEFT JOIN (
-            SELECT h.store_id, h.product_id, SUM(h.quantity) AS units
-            FROM {reservation} h JOIN {product} hp ON hp.id = h.product_id
-            WHERE h.expires_at <= %s AND h.store_id {stores_in} AND hp.sku {skus_in}
-            GROUP BY h.store_id, h.product_id
-        ) r ON r.store_id = s.store_id AND r.product_id = s.product_id
-        WHERE p.sku {skus_in} AND p.is_active
-    """
-    params = [*store_params, now or timezone.now(), *store_params, *sku_params, *sku_params]
-    found: dict[str, int] = {}
-    atp: dict[tuple[int, str], int] = {}
-    with prepared.cursor(using) as cursor:
-        cursor.execute(sql, params)
-        for sku, product_id, store_id, units in cursor.fetchall():
-            found[sku] = product_id
-            if store_id is not None:
-                atp[store_id, sku] = max(0, units)
-    return found, atp
+    return fast_paths.sellable_online_by_sku(
+        store_ids=store_ids, skus=list(dict.fromkeys(skus)), now=now or timezone.now(), using=using
+    )
 
 
 def cart_availability(

@@ -1,12 +1,13 @@
 """Every write to stock, by topic: the ledger's machinery (ledger.py), reservations (reservations.py), adjustments
 (adjustments.py) and bulk loading (loading.py). Nothing else in the project changes Stock, StockMovement or
-Reservation rows.
+Reservation rows. Their hand-written PostgreSQL statements are in inventory/fast_paths.py, each beside its ORM twin.
 
 Each public action opens a transaction, locks the stock rows it touches in one fixed order (by primary key, in a
 single SELECT ... FOR UPDATE), checks the rule against the locked quantities, then appends one movement per row and
 applies the same deltas to the row. The database constraints on Stock are the last line of defence.
 """
 
+from inventory.fast_paths import copy_insert
 from inventory.services.adjustments import adjust_stock, set_stock_levels
 from inventory.services.ledger import (
     Pair,
@@ -15,7 +16,6 @@ from inventory.services.ledger import (
     StockLine,
     apply_movement_batch,
     apply_movements,
-    copy_insert,
     flag_for_count,
     lock_stock_rows,
     online_available,

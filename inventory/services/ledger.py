@@ -1,20 +1,18 @@
 """The stock ledger's machinery: rows locked in one fixed order, movements appended and applied, checked against
-the stock rules. The public doors here are what the tills (orders.pos) use to write stock."""
+the stock rules. The public doors here are what the tills (orders.pos) use to write stock. The batch writer's
+PostgreSQL statements (and COPY, services.copy_insert) are in inventory/fast_paths.py, beside their ORM twin."""
 
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from inventory.exceptions import (
-    InvalidStockChange,
-)
+from inventory import fast_paths
+from inventory.exceptions import InvalidStockChange
 from inventory.models import MovementReason, Product, Reservation, Stock, StockMovement, Store
 
 Pair = tuple[int, int]  # (store_id, product_id)
@@ -186,56 +184,7 @@ def apply_movement_batch(rows: dict[Pair, Stock], changes: Sequence[StockChange]
                 note=change.note[:300], created_at=now,
             )
         )
-    ids = sorted(totals)
-    if ids and connection.vendor == "postgresql":
-        copy_insert(StockMovement, movements)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Stock._meta.db_table} AS s SET on_hand = s.on_hand + v.on_hand, "
-                "reserved = s.reserved + v.reserved, safety = s.safety + v.safety, "
-                "unavailable = s.unavailable + v.unavailable, updated_at = %s "
-                "FROM UNNEST(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
-                "AS v(id, on_hand, reserved, safety, unavailable) WHERE s.id = v.id",
-                [now, ids, *([getattr(totals[i], f) for i in ids] for f in ("on_hand", "reserved", "safety", "unavailable"))],
-            )
-        return movements
-    for pk in ids:
-        t = totals[pk]
-        Stock.objects.filter(pk=pk).update(
-            on_hand=F("on_hand") + t.on_hand, reserved=F("reserved") + t.reserved, safety=F("safety") + t.safety,
-            unavailable=F("unavailable") + t.unavailable, updated_at=now,
-        )
-    return StockMovement.objects.bulk_create(movements)
-
-
-def copy_insert(model, objs: Sequence, *, with_ids: bool = False) -> None:
-    """Insert many new rows of `model` with PostgreSQL's COPY (a batch of till sales writes thousands of rows;
-    bulk_create spends more time preparing them than the database takes to store them). With `with_ids`, primary
-    keys are taken from the table's sequence first and set on the objects. Same columns and values as bulk_create;
-    no signals (none are used on these tables)."""
-    if not objs:
-        return
-    table = model._meta.db_table
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    if with_ids:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                [table, model._meta.pk.column, len(objs)],
-            )
-            for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
-                obj.pk = pk
-        fields = [model._meta.pk, *fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    # The raw psycopg cursor's errors are wrapped like Django's own (an IntegrityError stays an IntegrityError).
-    with connection.wrap_database_errors, connection.cursor() as cursor, \
-            cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for obj in objs:
-            copy.write_row([
-                json.dumps(getattr(obj, f.attname)) if f.attname in json_fields else getattr(obj, f.attname)
-                for f in fields
-            ])
+    return fast_paths.write_movement_batch(movements, totals, now=now)
 
 
 def _release_expired_on_locked(rows: dict[Pair, Stock], *, now: datetime) -> int:

@@ -3,10 +3,11 @@
 
 from collections.abc import Iterable, Sequence
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from inventory.models import MovementReason, Product, Stock, StockMovement, Store
+from inventory import fast_paths
+from inventory.models import MovementReason, Stock, StockMovement
 from inventory.services.ledger import _pairs_filter
 
 
@@ -74,95 +75,9 @@ def load_synthetic_stock_postgres(
     fail on the unique constraint rather than double-count). As a superuser, and only if the tables carry no
     triggers of their own, the per-row foreign-key triggers are replaced by locking the referenced stores and
     products FOR KEY SHARE up front — the same guarantee (they exist and cannot go away before commit) for two
-    statements instead of four trigger calls per pair, which is most of the cost at 10 M rows."""
-    if connection.vendor != "postgresql":
-        raise RuntimeError("load_synthetic_stock_postgres needs PostgreSQL")
-    stock_table = Stock._meta.db_table
-    movement_table = StockMovement._meta.db_table
-    product_table = Product._meta.db_table
-    store_table = Store._meta.db_table
-    params = {
-        "seed": str(seed),
-        "seed_int": seed % (2**63),
-        "scarce": int(scarce_share * 1000),
-        "store_ids": list(store_ids),
-        "all_products": product_ids is None,
-        "product_ids": list(product_ids or []),
-        "actor": actor,
-    }
-    # Per-store and per-product hashes are computed once; each pair is then mixed with one integer hash.
-    generated = f"""
-        WITH st AS (
-            SELECT s.id, hashtext(%(seed)s || ':s:' || s.code)::bigint AS h
-            FROM {store_table} s WHERE s.id = ANY(%(store_ids)s::bigint[])
-        ), pr AS (
-            SELECT p.id, hashtext(%(seed)s || ':p:' || p.sku)::bigint AS h,
-                   (hashtext(%(seed)s || ':scarce:' || p.sku)::bigint + 2147483648) %% 1000 < %(scarce)s AS scarce
-            FROM {product_table} p
-            WHERE %(all_products)s OR p.id = ANY(%(product_ids)s::bigint[])
-        ), pairs AS (
-            SELECT st.id AS store_id, pr.id AS product_id, pr.scarce,
-                   hashint8extended((st.h << 32) | (pr.h & 4294967295), %(seed_int)s) AS h
-            FROM st CROSS JOIN pr
-        ), generated AS (
-            SELECT store_id, product_id,
-                   CASE WHEN scarce THEN ((h %% 3) + 3) %% 3 ELSE ((h %% 41) + 41) %% 41 END AS on_hand,
-                   (((h >> 32) %% 3) + 3) %% 3 AS safety
-            FROM pairs
-        )"""
-    stock_columns = "store_id, product_id, on_hand, reserved, safety, unavailable, target, needs_count, updated_at"
-    stock_values = "store_id, product_id, on_hand, 0, safety, 0, 20, false, now()"
-    movement_columns = (
-        "store_id, product_id, reason, delta_on_hand, delta_reserved, delta_safety, delta_unavailable, reference, "
-        "idempotency_key, actor, note, created_at"
+    statements instead of four trigger calls per pair, which is most of the cost at 10 M rows.
+
+    The statements are in inventory/fast_paths.py (load_synthetic_stock). PostgreSQL only: RuntimeError elsewhere."""
+    return fast_paths.load_synthetic_stock(
+        store_ids=store_ids, seed=seed, actor=actor, scarce_share=scarce_share, product_ids=product_ids
     )
-    movement_values = (
-        "store_id, product_id, 'opening_balance', on_hand, 0, safety, 0, 'opening balance', NULL, %(actor)s, '', now()"
-    )
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Only this bulk transaction: durability of the batch is not worth a WAL flush wait (see docstring).
-        cursor.execute("SET LOCAL synchronous_commit = off")
-        cursor.execute(
-            """SELECT current_setting('is_superuser') = 'on'
-                      AND NOT EXISTS (SELECT 1 FROM pg_trigger
-                                      WHERE tgrelid IN (%s::regclass, %s::regclass) AND NOT tgisinternal)""",
-            [stock_table, movement_table],
-        )
-        if cursor.fetchone()[0]:
-            cursor.execute(f"SELECT 1 FROM {store_table} WHERE id = ANY(%(store_ids)s::bigint[]) FOR KEY SHARE", params)
-            cursor.execute(
-                f"""SELECT 1 FROM {product_table} WHERE %(all_products)s OR id = ANY(%(product_ids)s::bigint[])
-                    FOR KEY SHARE""",
-                params,
-            )
-            cursor.execute("SET LOCAL session_replication_role = replica")
-        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {stock_table} WHERE store_id = ANY(%(store_ids)s::bigint[]))", params)
-        if not cursor.fetchone()[0]:
-            cursor.execute(
-                f"{generated} INSERT INTO {stock_table} ({stock_columns}) "
-                f"SELECT {stock_values} FROM generated ORDER BY product_id, store_id",
-                params,
-            )
-            created = cursor.rowcount
-            cursor.execute(
-                f"{generated} INSERT INTO {movement_table} ({movement_columns}) "
-                f"SELECT {movement_values} FROM generated WHERE on_hand <> 0 OR safety <> 0 ORDER BY product_id, store_id",
-                params,
-            )
-        else:
-            cursor.execute(
-                f"""{generated}, inserted AS (
-                        INSERT INTO {stock_table} ({stock_columns})
-                        SELECT {stock_values} FROM generated ORDER BY product_id, store_id
-                        ON CONFLICT DO NOTHING
-                        RETURNING store_id, product_id, on_hand, safety
-                    ), moved AS (
-                        INSERT INTO {movement_table} ({movement_columns})
-                        SELECT {movement_values} FROM inserted WHERE on_hand <> 0 OR safety <> 0
-                    )
-                    SELECT count(*) FROM inserted""",
-                params,
-            )
-            created = cursor.fetchone()[0]
-        cursor.execute("SET LOCAL session_replication_role = origin")
-        return created
