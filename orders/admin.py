@@ -115,7 +115,7 @@ class RoutingDecisionInline(ReadOnlyMixin, admin.StackedInline):
         )
 
 
-# The router's notes on each candidate (orders.problem.candidate_summary), as operations read them.
+# The router's notes on each candidate (orders.routing_input.candidate_summary), as operations read them.
 CANDIDATE_NOTES = {
     "chosen": _("chosen"),
     "lacks stock for the whole cart": _("lacks stock for the whole cart"),

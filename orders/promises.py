@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from orders.problem import (
-    Candidate,
+from orders.candidate_stores import Candidate
+from orders.routing import route
+from orders.routing_input import (
     OrderSpec,
     build_problem,
     candidate_summary,
@@ -27,7 +28,6 @@ from orders.problem import (
     ready_time,
     travel_minutes,
 )
-from orders.routing import route
 
 TIER_SLOT_HOURS = {"express_1h": 1, "express_2h": 2, "scheduled": 24, "pickup": 2}
 

@@ -1,8 +1,15 @@
-"""Reads of orders: a channel's orders (list and detail), a store's queue."""
+"""Reads of orders: a channel's orders (list and detail), a store's queue, and what candidate stores can sell and
+have to pick (the ORM readers behind orders.fast_paths)."""
 
-from django.db.models import Prefetch, QuerySet
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
+from django.db.models import F, Prefetch, QuerySet, Sum
+
+from inventory.models import Stock
+from inventory.selectors import expired_hold_quantities
 from o2o.models import SalesChannel
+from orders.candidate_stores import OPEN_LOAD_STATUSES
 from orders.exceptions import OrderNotFound
 from orders.models import OPEN_STATUSES, Fulfillment, FulfillmentLine, Order, OrderLine, PickupCode, RoutingDecision
 
@@ -50,3 +57,32 @@ def store_queue(*, store_id: int) -> QuerySet[Fulfillment]:
 
 def live_pickup(*, code: str) -> PickupCode | None:
     return PickupCode.objects.filter(code=code.strip().upper(), is_live=True).select_related("fulfillment__order").first()
+
+
+def online_stock(*, store_ids: Sequence[int], product_ids: Sequence[int], at: datetime) -> dict[tuple[int, int], int]:
+    """Online ATP (on_hand - reserved - safety - unavailable, live holds only) of the rows that have any, per
+    (store, product). Rows with nothing sellable are filtered out in the database."""
+    rows = Stock.objects.filter(
+        store_id__in=store_ids, product_id__in=product_ids, on_hand__gt=F("safety") + F("unavailable")
+    ).values_list("store_id", "product_id", "on_hand", "reserved", "safety", "unavailable")
+    rows = list(rows)
+    if not rows:
+        return {}
+    expired = expired_hold_quantities(store_ids={r[0] for r in rows}, product_ids=product_ids, now=at)
+    out = {}
+    for s, p, on_hand, reserved, safety, unavailable in rows:
+        units = on_hand - (reserved - expired.get((s, p), 0)) - safety - unavailable
+        if units > 0:
+            out[(s, p)] = units
+    return out
+
+
+def slot_load(*, store_ids: Sequence[int], at: datetime, slot_hours: float) -> dict[int, int]:
+    """Open order lines (assigned or picking) promised before the end of the slot, per store."""
+    until = at + timedelta(hours=slot_hours)
+    return dict(
+        Fulfillment.objects.filter(store_id__in=store_ids, status__in=OPEN_LOAD_STATUSES, promised_by__lt=until)
+        .values_list("store_id")
+        .annotate(n=Sum("line_count"))
+        .values_list("store_id", "n")
+    )

@@ -1,5 +1,13 @@
-import pytest
+import random
+from datetime import time, timedelta
 
+import pytest
+from django.utils import timezone
+
+from inventory import services as stock
+from inventory.exceptions import InsufficientStock
+from inventory.models import OpeningHours, Reservation
+from orders.models import Fulfillment, FulfillmentLine, Order
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 
@@ -28,3 +36,52 @@ def chain(db):
 
 
 CUSTOMER = {"name": "Nguyễn Văn A", "phone": "0901 234 567"}
+
+CENTRE = (10.7769, 106.7009)
+
+
+@pytest.fixture
+def city(channel):
+    """60 stores around District 1 with uneven stock of 6 SKUs: empty, safety stock, units set aside, live and
+    expired holds; a few closed now, a few not delivering or not offering pickup, a few with open orders."""
+    rng = random.Random(42)
+    now = timezone.now()
+    products = [ProductFactory(sku=f"SKU-{i}") for i in range(6)]
+    stores = []
+    for i in range(60):
+        store = StoreFactory(
+            code=f"HCM-{i:03d}", lat=CENTRE[0] + rng.gauss(0, 0.03), lon=CENTRE[1] + rng.gauss(0, 0.03),
+            delivery_radius_km=rng.choice([2, 4, 6]), offers_delivery=rng.random() > 0.1,
+            offers_pickup=rng.random() > 0.2, picking_capacity_per_hour=rng.choice([10, 20]),
+            hours=rng.random() > 0.15,
+        )
+        if not OpeningHours.objects.filter(store=store).exists():  # closed now, opens at 23:59 local time
+            OpeningHours.objects.bulk_create(
+                [OpeningHours(store=store, weekday=d, opens=time(23, 59), closes=time(23, 59, 59)) for d in range(7)]
+            )
+        stores.append(store)
+        for p in products:
+            units = rng.choice([0, 0, 1, 2, 3, 5])
+            if units:
+                put_stock(store, p, units, safety=rng.choice([0, 0, 1]))
+    for i, store in enumerate(stores[::3]):
+        p = products[i % len(products)]
+        try:
+            stock.reserve_stock(lines=[stock.StockLine(store.pk, p.pk, 1)], reference=f"hold-{i}", actor="test",
+                                expires_at=now + timedelta(minutes=10))
+        except InsufficientStock:
+            continue
+        if i % 2:  # expired, not yet cleaned up: its unit counts as sellable again
+            Reservation.objects.filter(reference=f"hold-{i}").update(expires_at=now - timedelta(minutes=1))
+    order = Order.objects.create(
+        number="T-1", channel=channel, customer_name="x", customer_phone="+84901234567", method="delivery",
+        destination_lat=CENTRE[0], destination_lon=CENTRE[1], subtotal_vnd=0, total_vnd=0, created_at=now,
+        updated_at=now,
+    )
+    for store in stores[::5]:
+        f = Fulfillment.objects.create(order=order, store=store, round=1, method="delivery",
+                                       promised_by=now + timedelta(minutes=30), created_at=now, status_changed_at=now,
+                                       line_count=3)
+        FulfillmentLine.objects.bulk_create([FulfillmentLine(fulfillment=f, product=p, qty=1) for p in products[:3]])
+    assert Reservation.objects.filter(expires_at__lt=now).count() >= 3
+    return {"stores": stores, "products": products, "now": now, "rng": rng}

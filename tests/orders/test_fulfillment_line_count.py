@@ -5,7 +5,7 @@ from django.db.models import Count
 
 from orders import services
 from orders.models import Fulfillment
-from orders.problem import slot_load
+from orders.selectors import slot_load
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 from tests.orders.test_services import place

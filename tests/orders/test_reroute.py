@@ -19,6 +19,7 @@ from orders.exceptions import (
     RerouteUnserved,
 )
 from orders.models import Fulfillment, Order, PickupCode, RoutingDecision, RoutingKind
+from orders.services.waves import wave_orders
 from tests.concurrency import run_concurrently
 from tests.conftest import put_stock
 from tests.orders.conftest import BEN_THANH, CUSTOMER
@@ -232,7 +233,7 @@ def test_waves_leave_orders_rerouted_by_hand_alone(channel, chain):
     a = place(channel, {"AO-THUN-M": 1})
     b = place(channel, {"AO-THUN-M": 1})
     services.reroute_order(order=a, reason="leak", actor="staff:lan", avoid_current_stores=True)
-    assert [o.pk for o in services._wave_orders(since=a.created_at)] == [b.pk]
+    assert [o.pk for o in wave_orders(since=a.created_at)] == [b.pk]
 
 
 @pytest.mark.django_db(transaction=True)

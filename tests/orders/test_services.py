@@ -8,6 +8,7 @@ from django.utils import timezone
 from inventory.exceptions import InsufficientStock, UnknownSku
 from inventory.models import MovementReason, Reservation, Stock, StockMovement
 from inventory.selectors import reservation_differences, stock_ledger_differences
+from loyalty.phones import normalize_phone
 from o2o.domain_errors import InvalidInput
 from o2o.models import OutboxEvent
 from orders import services
@@ -50,10 +51,10 @@ def place(channel, lines, **kwargs):
 
 
 def test_normalize_phone():
-    assert services.normalize_phone("0901 234 567") == "+84901234567"
-    assert services.normalize_phone("+84 90 123 4567") == "+84901234567"
+    assert normalize_phone("0901 234 567") == "+84901234567"
+    assert normalize_phone("+84 90 123 4567") == "+84901234567"
     with pytest.raises(InvalidPhone):
-        services.normalize_phone("12345")
+        normalize_phone("12345")
 
 
 def test_quote_offers_express_and_pickup_options(channel, chain):
