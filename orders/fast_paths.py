@@ -44,7 +44,7 @@ from orders.candidate_stores import (
     nearest_first,
 )
 from orders.models import Fulfillment, FulfillmentLine, Order, OrderLine, RoutingDecision
-from orders.selectors import online_stock, slot_load
+from orders.selectors import online_units, slot_load
 
 # --- a cart's products ------------------------------------------------------------------------------------------------
 
@@ -525,10 +525,16 @@ def _stores_with_stock_orm(*, lat, lon, lines, method, at, radius, box, only_sto
         if only_store_ids is None and (distance > radius or (method == "delivery" and distance > s_radius)):
             continue
         found[pk] = candidate_from_store_row(row, distance_km=distance)
-    if found:
-        for (store_id, product_id), units in online_stock(store_ids=list(found), product_ids=list(lines), at=at).items():
-            found[store_id].stock[product_id] = units
-    return found  # stores without units stay: a wave adds back what its own orders hold
+    if not found:
+        return {}
+    units = online_units(store_ids=list(found), product_ids=list(lines), at=at)
+    holding = {store_id for store_id, _ in units}
+    for (store_id, product_id), n in units.items():
+        if n > 0:
+            found[store_id].stock[product_id] = n
+    # As the statement's join: stores with a row above safety stay even without units (a wave adds back what its
+    # own orders hold); stores without one go.
+    return {pk: c for pk, c in found.items() if pk in holding}
 
 
 def hours_and_load(

@@ -59,9 +59,9 @@ def live_pickup(*, code: str) -> PickupCode | None:
     return PickupCode.objects.filter(code=code.strip().upper(), is_live=True).select_related("fulfillment__order").first()
 
 
-def online_stock(*, store_ids: Sequence[int], product_ids: Sequence[int], at: datetime) -> dict[tuple[int, int], int]:
-    """Online ATP (on_hand - reserved - safety - unavailable, live holds only) of the rows that have any, per
-    (store, product). Rows with nothing sellable are filtered out in the database."""
+def online_units(*, store_ids: Sequence[int], product_ids: Sequence[int], at: datetime) -> dict[tuple[int, int], int]:
+    """Online units (on_hand - reserved - safety - unavailable, live holds only) per (store, product), of the stock
+    rows that hold more than their safety and unavailable units; zero or less when holds take them all."""
     rows = Stock.objects.filter(
         store_id__in=store_ids, product_id__in=product_ids, on_hand__gt=F("safety") + F("unavailable")
     ).values_list("store_id", "product_id", "on_hand", "reserved", "safety", "unavailable")
@@ -69,12 +69,10 @@ def online_stock(*, store_ids: Sequence[int], product_ids: Sequence[int], at: da
     if not rows:
         return {}
     expired = expired_hold_quantities(store_ids={r[0] for r in rows}, product_ids=product_ids, now=at)
-    out = {}
-    for s, p, on_hand, reserved, safety, unavailable in rows:
-        units = on_hand - (reserved - expired.get((s, p), 0)) - safety - unavailable
-        if units > 0:
-            out[(s, p)] = units
-    return out
+    return {
+        (s, p): on_hand - (reserved - expired.get((s, p), 0)) - safety - unavailable
+        for s, p, on_hand, reserved, safety, unavailable in rows
+    }
 
 
 def slot_load(*, store_ids: Sequence[int], at: datetime, slot_hours: float) -> dict[int, int]:
