@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""CI: walk the running SQLite demo end to end over HTTP, as its users would, then run both audits on its file.
+
+    .venv/bin/python .ci/demo_walkthrough.py --base-url http://127.0.0.1:18765 \
+        --credentials .demo/credentials-sqlite.json --database-url sqlite:////tmp/x/demo.sqlite3
+
+On SQLite every hand-written PostgreSQL fast path is replaced by its ORM twin (o2o/fast_paths.py); the test suite
+runs on PostgreSQL, so this walk is the twins' end-to-end proof: placement with a points tender, the fulfilment
+state machine, a pickup handover, a till sale with points earned and spent, returns of a receipt and of a web order
+at another store, and `inventory_audit` / `loyalty_audit` on what all that wrote.
+
+Who does what, as in production (the logins and the website key are the ones `manage.py demo` keeps in the
+credentials file):
+  the website      its sales-channel key: stores near, promise, points hold, order
+  operations       the superuser `admin` in the Django admin: issues a POS key for each of the two stores' tills
+                   (Store (POS) API keys > Add; the key is shown once), over HTTP like everything else
+  store staff      `manager.q1` (scoped to HCM-Q1-001) in the admin's store queue: picking, packed, ready for pickup
+  the stores' POS  HCM-Q1-001 hands the pickup over and sells at its till; HCM-Q3-001 takes both returns
+
+Each step prints one line with its key figures. The first failure prints the request, the status and the answer's
+body and exits 1 (2 for bad arguments or an unreadable credentials file). Every idempotency key and receipt id
+carries a run id, so running the walk again on the same database is a new walk, not a replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+from html import unescape
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SELLING_STORE = "HCM-Q1-001"  # the store `manager.q1` works at (the demo's store-staff login)
+RETURNS_STORE = "HCM-Q3-001"  # another store (District 3): what was bought at Q1's till or online comes back here
+PHONE = "0901234567"  # the demo's loyalty member (`manage.py loyalty_demo_member`: 2,000 welcome points)
+ORDER_SKU, ORDER_QTY, ORDER_PRICE = "AT-COT-TRG-M", 2, 199_000  # picked up at Q1; one unit comes back at Q3
+TILL_SKU, TILL_PRICE = "AK-GIO-CAM-L", 499_000  # sold at Q1's till (its price there), returned at Q3's
+ORDER_POINTS = 300  # points held at checkout and paid with the order (30,000 ₫)
+TILL_POINTS = 100  # points tendered at the till (10,000 ₫)
+TIMEOUT = 30  # seconds per request: the demo is Django's runserver on a busy CI machine
+
+
+class WalkFailed(Exception):
+    """A check failed; the message says what was expected, the request and what the server answered."""
+
+
+def describe(response: requests.Response) -> str:
+    """The request and the answer, for a failure message: JSON as sent, an admin page as its text."""
+    request = response.request
+    body = request.body.decode() if isinstance(request.body, bytes) else request.body
+    body = re.sub(r"(password=)[^&]*", r"\1***", body or "")  # the admin login form: no password in CI logs
+    if len(body) > 800:
+        body = body[:800] + "…"
+    text = response.text
+    if "html" in response.headers.get("Content-Type", ""):
+        text = " ".join(unescape(re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", text, flags=re.S)).split())
+    text = text if len(text) <= 3000 else text[:3000] + "…"
+    return (f"\n  request:  {request.method} {request.url}" + (f"\n            {body}" if body else "")
+            + f"\n  answer:   {response.status_code} {text}")
+
+
+def check(condition: bool, message: str, response: requests.Response | None = None) -> None:
+    if not condition:
+        raise WalkFailed(message + (describe(response) if response is not None else ""))
+
+
+def expect(response: requests.Response, status: int, what: str) -> dict:
+    """The answer's JSON body, after checking its status (any other status fails the walk with the body)."""
+    check(response.status_code == status, f"{what}: expected HTTP {status}, got {response.status_code}", response)
+    try:
+        return response.json()
+    except ValueError:
+        raise WalkFailed(f"{what}: the answer is not JSON" + describe(response)) from None
+
+
+def points_for(amount_paid_vnd: int, multiplier: str, vnd_per_point: int = 10_000) -> int:
+    """The earn rule as the README states it (1 point per 10,000 ₫ paid with money, times the tier's multiplier,
+    rounded down), written here independently of loyalty/services/earning.py so the walk can catch a wrong figure."""
+    return int((Decimal(amount_paid_vnd) * Decimal(multiplier) / vnd_per_point).to_integral_value(ROUND_FLOOR))
+
+
+def api_session(key: str) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Api-Key {key}"
+    return session
+
+
+@dataclass
+class Walk:
+    base: str
+    credentials: dict
+    database_url: str
+    run: str = field(default_factory=lambda: datetime.now(UTC).strftime("%H%M%S") + os.urandom(2).hex())
+    web: requests.Session | None = None  # the website (sales-channel key)
+    q1: requests.Session | None = None  # the selling store's till
+    q3: requests.Session | None = None  # the returning store's till
+    state: dict = field(default_factory=dict)  # figures carried from one step to the next
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    # --- helpers that read what a user of the API would read -----------------------------------------------------
+
+    def stock(self, till: requests.Session, sku: str) -> dict:
+        """This store's row for a SKU, as its till sees it (POS stock look-up)."""
+        return expect(till.get(self.url(f"/api/v1/pos/stock/{sku}/"), timeout=TIMEOUT), 200, f"stock of {sku}")
+
+    def balance(self) -> dict:
+        return expect(self.web.get(self.url(f"/api/v1/loyalty/members/{PHONE}/balance/"), timeout=TIMEOUT), 200,
+                      "member balance")
+
+    def multiplier(self) -> str:
+        member = expect(self.web.get(self.url(f"/api/v1/loyalty/members/{PHONE}/"), timeout=TIMEOUT), 200, "member")
+        return member["tier"]["multiplier"]
+
+    def order(self, number: str) -> dict:
+        return expect(self.web.get(self.url(f"/api/v1/orders/{number}/"), timeout=TIMEOUT), 200, f"order {number}")
+
+    def admin_login(self, username: str, password_field: str) -> requests.Session:
+        """A browser's session in the Django admin: the login form with its CSRF token (a cookie and a field)."""
+        admin = requests.Session()
+        login = admin.get(self.url("/admin/login/?next=/admin/"), timeout=TIMEOUT)
+        check(login.status_code == 200 and "csrftoken" in admin.cookies, "the admin login page", login)
+        r = admin.post(self.url("/admin/login/?next=/admin/"), timeout=TIMEOUT, allow_redirects=False,
+                       headers={"Referer": login.url},
+                       data={"username": username, "password": self.credentials[password_field],
+                             "csrfmiddlewaretoken": admin.cookies["csrftoken"], "next": "/admin/"})
+        check(r.status_code == 302, f"log in as {username} (a 200 is the login form again: wrong password?)", r)
+        return admin
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        """A management command on the demo's own database file, as an operator would run it."""
+        env = {**os.environ, "DATABASE_URL": self.database_url}
+        return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    # --- the steps ---------------------------------------------------------------------------------------------------
+
+    def server_and_schema(self) -> str:
+        """The server answers and its OpenAPI schema still has every operation this walk uses: a renamed endpoint
+        fails here with its name rather than as a 404 halfway through."""
+        schema = expect(requests.get(self.url("/api/schema/?format=json"), timeout=TIMEOUT), 200, "OpenAPI schema")
+        used = ["/api/v1/stores/", "/api/v1/promises/", "/api/v1/orders/", "/api/v1/orders/{number}/",
+                "/api/v1/loyalty/redemptions/", "/api/v1/loyalty/members/{phone}/balance/",
+                "/api/v1/pos/pickups/{code}/", "/api/v1/pos/pickups/{code}/handover/", "/api/v1/pos/sales/",
+                "/api/v1/pos/stock/{sku}/", "/api/v1/pos/returns/"]
+        missing = [p for p in used if p not in schema.get("paths", {})]
+        check(not missing, f"the OpenAPI schema lacks {missing}")
+        for name in ("website_api_key", "admin_password", "manager.q1_password"):
+            check(bool(self.credentials.get(name)), f"the credentials file has no {name!r}")
+        self.web = api_session(self.credentials["website_api_key"])
+        return f"{len(schema['paths'])} paths in /api/schema/, the {len(used)} the walk uses among them"
+
+    def store_keys(self) -> str:
+        """A POS key for each store's till, issued by the superuser in the admin (the same StoreApiKey that
+        `manage.py create_store_key` makes, without starting a second Django process beside the server): find the
+        store with the form's autocomplete, save the form, read the key from the one message that shows it."""
+        admin = self.admin_login("admin", "admin_password")
+        add = self.url("/admin/pos/storeapikey/add/")
+        for attr, code in (("q1", SELLING_STORE), ("q3", RETURNS_STORE)):
+            r = admin.get(self.url("/admin/autocomplete/"), timeout=TIMEOUT, params={
+                "app_label": "pos", "model_name": "storeapikey", "field_name": "store", "term": code})
+            found = [s["id"] for s in expect(r, 200, f"store autocomplete for {code}")["results"]
+                     if s["text"].split()[0] == code]
+            check(len(found) == 1, f"the admin finds store {code}", r)
+            r = admin.post(add, timeout=TIMEOUT, headers={"Referer": add},
+                           data={"csrfmiddlewaretoken": admin.cookies["csrftoken"], "name": f"ci-walk-{self.run}",
+                                 "store": found[0], "expiry_date_0": "", "expiry_date_1": "", "_save": "Save"})
+            key = re.search(r"The API key for \S+ is: ([A-Za-z0-9]+\.[A-Za-z0-9]+)", unescape(r.text))
+            check(r.status_code == 200 and key is not None, f"a POS key for {code} shown once after saving", r)
+            setattr(self, attr, api_session(key.group(1)))
+        return f"admin issued POS keys for {SELLING_STORE} and {RETURNS_STORE}"
+
+    def stores_near(self) -> str:
+        """The website's first question: pickup stores near Bến Thành market, nearest first (the old CI check)."""
+        body = expect(self.web.get(self.url("/api/v1/stores/"), timeout=TIMEOUT,
+                                   params={"address": "Chợ Bến Thành, Quận 1", "service": "pickup", "limit": 5}),
+                      200, "stores near Bến Thành")
+        codes = [s["code"] for s in body["stores"]]
+        check(SELLING_STORE in codes, f"{SELLING_STORE} should be among the nearest pickup stores, got {codes}")
+        return f"nearest pickup stores: {', '.join(codes)}"
+
+    def promise(self) -> str:
+        """The checkout's quote for picking the cart up at the selling store."""
+        before = self.stock(self.q1, ORDER_SKU)
+        check(before["available_online"] >= ORDER_QTY,
+              f"{SELLING_STORE} has only {before['available_online']} {ORDER_SKU} online; the walk needs {ORDER_QTY}")
+        r = self.web.post(self.url("/api/v1/promises/"), timeout=TIMEOUT,
+                          json={"pickup_store": SELLING_STORE, "lines": [{"sku": ORDER_SKU, "qty": ORDER_QTY}]})
+        body = expect(r, 201, "promise")
+        option = next((o for o in body["options"] if o["id"] == f"pickup:{SELLING_STORE}"), None)
+        check(option is not None and option["method"] == "pickup", f"no pickup option at {SELLING_STORE}", r)
+        check([(s["store"], s["lines"]) for s in option["shipments"]]
+              == [(SELLING_STORE, [{"sku": ORDER_SKU, "qty": ORDER_QTY}])], "the option should ship the cart from "
+              f"{SELLING_STORE} alone", r)
+        self.state.update(promise=body["id"], option=option["id"], stock_before_order=before)
+        return f"promise {body['id'][:8]}…: {option['id']}, ready by {option['window_end']}"
+
+    def points_hold(self) -> str:
+        """Points as an online tender: the website holds them first, the order captures the hold."""
+        before = self.balance()
+        check(before["available"] >= ORDER_POINTS + TILL_POINTS,
+              f"the demo member has {before['available']} points; the walk spends {ORDER_POINTS + TILL_POINTS}")
+        r = self.web.post(self.url("/api/v1/loyalty/redemptions/"), timeout=TIMEOUT,
+                          headers={"Idempotency-Key": f"walk-{self.run}-hold"},
+                          json={"phone": PHONE, "points": ORDER_POINTS, "reference": f"walk-{self.run}"})
+        hold = expect(r, 201, "points hold")
+        check(hold["status"] == "held" and hold["points"] == ORDER_POINTS, "the hold should be held", r)
+        after = self.balance()
+        expected = (before["available"] - ORDER_POINTS, before["held"] + ORDER_POINTS)
+        check((after["available"], after["held"]) == expected,
+              f"holding {ORDER_POINTS} points: available/held {before['available']}/{before['held']} -> "
+              f"{after['available']}/{after['held']}")
+        self.state.update(hold=hold["id"], balance_at_start=before)
+        return f"hold #{hold['id']}: {ORDER_POINTS} points; available {before['available']} -> {after['available']}"
+
+    def place_order(self) -> str:
+        """Place the pickup order from the promise, paying part with the held points; the replay (same key, same
+        body) must give the same order back and write nothing."""
+        body = {"method": "pickup", "promise": self.state["promise"], "option": self.state["option"],
+                "pickup_store": SELLING_STORE, "payment_state": "paid",
+                "customer": {"name": "Nguyễn Văn An", "phone": PHONE},
+                "lines": [{"sku": ORDER_SKU, "qty": ORDER_QTY}], "loyalty": {"hold_id": self.state["hold"]}}
+        headers = {"Idempotency-Key": f"walk-{self.run}-order"}
+        r = self.web.post(self.url("/api/v1/orders/"), json=body, headers=headers, timeout=TIMEOUT)
+        order = expect(r, 201, "order placement")
+        check(order["status"] == "open" and order["method"] == "pickup", "a placed order is open, for pickup", r)
+        # total_vnd is what the order costs; the points pay part of it, money the rest (orders/loyalty_tender.py).
+        check(order["points_redeemed"] == ORDER_POINTS and order["points_tender_vnd"] == ORDER_POINTS * 100
+              and order["total_vnd"] == order["subtotal_vnd"] == ORDER_QTY * ORDER_PRICE,
+              f"{ORDER_QTY} × {ORDER_PRICE:,} ₫, of which {ORDER_POINTS} points pay {ORDER_POINTS * 100:,} ₫", r)
+        check(len(order["fulfillments"]) == 1, f"one fulfillment (one store, {SELLING_STORE})", r)
+        f = order["fulfillments"][0]
+        check(f["store"]["code"] == SELLING_STORE and f["status"] == "assigned", f"assigned to {SELLING_STORE}", r)
+        check(bool(f["pickup"] and f["pickup"]["code"] and f["pickup"]["is_live"]), "a live pickup code", r)
+        replay = self.web.post(self.url("/api/v1/orders/"), json=body, headers=headers, timeout=TIMEOUT)
+        check(expect(replay, 201, "order replay")["number"] == order["number"], "the replay gives the same order",
+              replay)
+        stock = self.stock(self.q1, ORDER_SKU)
+        before = self.state["stock_before_order"]
+        check(stock["reserved"] == before["reserved"] + ORDER_QTY and stock["on_hand"] == before["on_hand"],
+              f"placing reserves {ORDER_QTY} at {SELLING_STORE} (once): reserved {before['reserved']} -> "
+              f"{stock['reserved']}, on hand {before['on_hand']} -> {stock['on_hand']}")
+        money = order["total_vnd"] - order["points_tender_vnd"]
+        self.state.update(order=order["number"], fulfillment=f["id"], code=f["pickup"]["code"], money=money,
+                          total=order["total_vnd"])
+        return (f"{order['number']}: {order['total_vnd']:,} ₫ = {money:,} ₫ money + {ORDER_POINTS} points; "
+                f"fulfillment #{f['id']} at {SELLING_STORE}, pickup code {f['pickup']['code']}; "
+                f"reserved {before['reserved']} -> {stock['reserved']}; replay: same order")
+
+    def pick_in_admin(self) -> str:
+        """Store staff work their queue in the admin (there is no API for picking): log in as the store's manager,
+        find the order in the queue, and click picking -> packed -> ready for pickup, each one POST of the queue's
+        button with the CSRF token, as the browser sends it."""
+        admin = self.admin_login("manager.q1", "manager.q1_password")
+        queue = admin.get(self.url("/admin/orders/fulfillment/queue/"), timeout=TIMEOUT)
+        check(queue.status_code == 200 and self.state["order"] in queue.text,
+              f"{self.state['order']} in manager.q1's store queue", queue)
+        steps = []
+        for to in ("picking", "packed", "ready_for_pickup"):
+            r = admin.post(self.url(f"/admin/orders/fulfillment/{self.state['fulfillment']}/move/"), timeout=TIMEOUT,
+                           headers={"Referer": queue.url},
+                           data={"to": to, "csrfmiddlewaretoken": admin.cookies["csrftoken"]})
+            # The redirect lands on the queue again, with the admin's message (success, or the refusal's reason).
+            found = re.findall(r'<li class="(?:success|error|warning|info)"[^>]*>(.*?)</li>', r.text, re.S)
+            messages = [unescape(re.sub(r"<[^>]+>", "", m)).strip() for m in found]
+            status = next(f["status"] for f in self.order(self.state["order"])["fulfillments"]
+                          if f["id"] == self.state["fulfillment"])
+            check(r.status_code == 200 and status == to,
+                  f"queue button -> {to}: fulfillment is {status!r}; admin said {messages}", r)
+            steps.append(to)
+        return f"manager.q1 moved #{self.state['fulfillment']}: assigned -> {' -> '.join(steps)}"
+
+    def collect_at_till(self) -> str:
+        """The customer shows the code at the store's till: look it up, hand it over; the stock is committed and the
+        order completes, which earns its (pending) points on the money part."""
+        code, before = self.state["code"], self.balance()
+        multiplier = self.multiplier()
+        r = self.q1.get(self.url(f"/api/v1/pos/pickups/{code}/"), timeout=TIMEOUT)
+        pickup = expect(r, 200, "pickup look-up")
+        check(pickup["order"] == self.state["order"] and pickup["status"] == "ready_for_pickup",
+              "the code finds the order, ready for pickup", r)
+        wrong_store = self.q3.get(self.url(f"/api/v1/pos/pickups/{code}/"), timeout=TIMEOUT)
+        check(wrong_store.status_code == 404, "another store's till must not find the pickup", wrong_store)
+        r = self.q1.post(self.url(f"/api/v1/pos/pickups/{code}/handover/"), timeout=TIMEOUT)
+        check(expect(r, 200, "handover")["status"] == "collected", "handed over: collected", r)
+        order = self.order(self.state["order"])
+        check(order["status"] == "completed" and order["fulfillments"][0]["status"] == "collected",
+              f"the order is completed, its fulfillment collected (got {order['status']}, "
+              f"{order['fulfillments'][0]['status']})")
+        stock, start = self.stock(self.q1, ORDER_SKU), self.state["stock_before_order"]
+        check((stock["on_hand"], stock["reserved"]) == (start["on_hand"] - ORDER_QTY, start["reserved"]),
+              f"collected: on hand {start['on_hand']} -> {stock['on_hand']} (−{ORDER_QTY}), reserved back to "
+              f"{start['reserved']} (is {stock['reserved']})")
+        earned = points_for(self.state["money"], multiplier)
+        after = self.balance()
+        check(after["pending"] == before["pending"] + earned and after["available"] == before["available"],
+              f"completing earns {earned} pending points on {self.state['money']:,} ₫ (×{multiplier}): pending "
+              f"{before['pending']} -> {after['pending']}, available {before['available']} -> {after['available']}")
+        self.state["order_earned"] = earned
+        return (f"{code} handed over at {SELLING_STORE}: order completed; on hand {start['on_hand']} -> "
+                f"{stock['on_hand']}, reserved {stock['reserved']}; +{earned} pending points")
+
+    def till_sale(self) -> str:
+        """A sale at the selling store's till for the member: paid in cash and points. Points are redeemed, and
+        earned on the cash only, available at once; the resend of the same batch is a duplicate that changes
+        nothing."""
+        sku_before, before, multiplier = self.stock(self.q1, TILL_SKU), self.balance(), self.multiplier()
+        check(sku_before["sellable_at_till"] >= 1, f"{SELLING_STORE} has no {TILL_SKU} to sell at its till")
+        price = TILL_PRICE
+        cash = price - TILL_POINTS * 100
+        receipt = {"receipt_id": f"WALK-{self.run}-1", "sold_at": datetime.now(UTC).isoformat(),
+                   "member_phone": PHONE, "lines": [{"sku": TILL_SKU, "qty": 1, "unit_price_vnd": price}],
+                   "tenders": [{"type": "cash", "amount_vnd": cash}, {"type": "points", "points": TILL_POINTS}]}
+        r = self.q1.post(self.url("/api/v1/pos/sales/"), json={"receipts": [receipt]}, timeout=TIMEOUT)
+        [outcome] = expect(r, 200, "sales sync")["results"]
+        check(outcome["status"] == "applied", "the receipt is applied", r)
+        earned = points_for(cash, multiplier)
+        points = outcome["result"]["points"]
+        check((points["earned"], points["redeemed"]) == (earned, TILL_POINTS),
+              f"earned {earned} on {cash:,} ₫ cash (×{multiplier}) and redeemed {TILL_POINTS}", r)
+        after = self.balance()
+        check(after["available"] == before["available"] - TILL_POINTS + earned == points["available"],
+              f"available {before['available']} − {TILL_POINTS} + {earned} should be {after['available']} "
+              f"(the receipt says {points['available']})")
+        replay = self.q1.post(self.url("/api/v1/pos/sales/"), json={"receipts": [receipt]}, timeout=TIMEOUT)
+        check(expect(replay, 200, "sales resend")["results"][0]["status"] == "duplicate", "a resend is a duplicate",
+              replay)
+        check(self.balance()["available"] == after["available"], "a duplicate changes no points")
+        sku_after = self.stock(self.q1, TILL_SKU)
+        check(sku_after["on_hand"] == sku_before["on_hand"] - 1,
+              f"{TILL_SKU} at {SELLING_STORE}: on hand {sku_before['on_hand']} -> {sku_after['on_hand']} (−1, once)")
+        self.state.update(receipt=receipt["receipt_id"], till_earned=earned, cash=cash)
+        return (f"receipt {receipt['receipt_id']}: 1 × {TILL_SKU} {price:,} ₫ = {cash:,} cash + {TILL_POINTS} points; "
+                f"earned {earned}; available {before['available']} -> {after['available']}; resend: duplicate")
+
+    def return_receipt_elsewhere(self) -> str:
+        """The till receipt of Q1 comes back at Q3's till: refunded per tender (cash, and the points given back),
+        the points it earned reversed, the unit back on sale at Q3."""
+        stock_before, before = self.stock(self.q3, TILL_SKU), self.balance()
+        r = self.q3.post(self.url("/api/v1/pos/returns/"), timeout=TIMEOUT,
+                         headers={"Idempotency-Key": f"walk-{self.run}-ret-receipt"},
+                         json={"receipt": {"store": SELLING_STORE, "receipt_id": self.state["receipt"]},
+                               "lines": [{"sku": TILL_SKU, "qty": 1, "condition": "resellable"}], "reason": "CI walk"})
+        ret = expect(r, 201, "till return of the receipt")
+        check(ret["status"] == "refunded" and ret["receiving_store"] == RETURNS_STORE,
+              f"refunded, received at {RETURNS_STORE}", r)
+        refunds = sorted((x["tender"], x["amount_vnd"], x["points"]) for x in ret["refunds"])
+        check(ret["refund_money_vnd"] == self.state["cash"] and ret["points_given_back"] == TILL_POINTS
+              and ret["points_reversed"] == self.state["till_earned"] and ("cash", self.state["cash"], 0) in refunds,
+              f"cash {self.state['cash']:,} ₫ back, {TILL_POINTS} points given back, {self.state['till_earned']} "
+              "reversed", r)
+        after = self.balance()
+        check(after["available"] == before["available"] + TILL_POINTS - self.state["till_earned"],
+              f"available {before['available']} + {TILL_POINTS} − {self.state['till_earned']} should be "
+              f"{after['available']}")
+        stock_after = self.stock(self.q3, TILL_SKU)
+        check(stock_after["on_hand"] == stock_before["on_hand"] + 1
+              and stock_after["unavailable"] == stock_before["unavailable"],
+              f"{TILL_SKU} at {RETURNS_STORE}: on hand {stock_before['on_hand']} -> {stock_after['on_hand']} (+1, "
+              "on sale)")
+        return (f"{ret['number']} at {RETURNS_STORE}: {ret['refund_money_vnd']:,} ₫ cash + {TILL_POINTS} points back, "
+                f"{ret['points_reversed']} reversed; {TILL_SKU} on hand there {stock_before['on_hand']} -> "
+                f"{stock_after['on_hand']}")
+
+    def return_order_elsewhere(self) -> str:
+        """One unit of the collected web order comes back at Q3's till: half the order refunded (online money and
+        points in proportion), half its pending points reversed, the unit on sale at Q3."""
+        stock_before, before = self.stock(self.q3, ORDER_SKU), self.balance()
+        r = self.q3.post(self.url("/api/v1/pos/returns/"), timeout=TIMEOUT,
+                         headers={"Idempotency-Key": f"walk-{self.run}-ret-order"},
+                         json={"order": self.state["order"], "lines": [{"sku": ORDER_SKU, "qty": 1}],
+                               "reason": "CI walk"})
+        ret = expect(r, 201, "till return of the web order")
+        # One of two identical units: half of each part of what was paid (the README's worked example).
+        money, points_back, reversed_ = self.state["money"] // 2, ORDER_POINTS // 2, self.state["order_earned"] // 2
+        check(ret["status"] == "refunded" and ret["receiving_store"] == RETURNS_STORE
+              and ret["refund_vnd"] == self.state["total"] // ORDER_QTY and ret["refund_money_vnd"] == money
+              and ret["points_given_back"] == points_back and ret["points_reversed"] == reversed_,
+              f"refunded at {RETURNS_STORE}: {money:,} ₫ online + {points_back} points, {reversed_} pending "
+              "reversed", r)
+        after = self.balance()
+        check((after["available"], after["pending"]) == (before["available"] + points_back,
+                                                         before["pending"] - reversed_),
+              f"available {before['available']} + {points_back}, pending {before['pending']} − {reversed_}; got "
+              f"{after['available']}, {after['pending']}")
+        stock_after = self.stock(self.q3, ORDER_SKU)
+        check(stock_after["on_hand"] == stock_before["on_hand"] + 1,
+              f"{ORDER_SKU} at {RETURNS_STORE}: on hand {stock_before['on_hand']} -> {stock_after['on_hand']} (+1)")
+        start = self.state["balance_at_start"]
+        return (f"{ret['number']} ({self.state['order']}, 1 of {ORDER_QTY}) at {RETURNS_STORE}: {money:,} ₫ online + "
+                f"{points_back} points back, {reversed_} pending reversed; member's points over the walk: available "
+                f"{start['available']} -> {after['available']}, pending {start['pending']} -> {after['pending']}")
+
+    def audits(self) -> str:
+        """Both ledgers against their rows, on the demo's file, after everything above wrote to it."""
+        with ThreadPoolExecutor(2) as pool:  # both at once (they only read): the step takes as long as the slower
+            done = {name: pool.submit(self.manage, name) for name in ("inventory_audit", "loyalty_audit")}
+        lines = []
+        for name, future in done.items():
+            result = future.result()
+            check(result.returncode == 0, f"{name} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+            lines.append((result.stdout.strip().splitlines() or [f"{name}: (no output)"])[-1])
+        return " | ".join(lines)
+
+
+STEPS = [
+    ("server and schema", Walk.server_and_schema),
+    ("stores near", Walk.stores_near),
+    ("till keys (admin)", Walk.store_keys),
+    ("promise", Walk.promise),
+    ("points hold", Walk.points_hold),
+    ("place order", Walk.place_order),
+    ("pick (admin)", Walk.pick_in_admin),
+    ("collect (till)", Walk.collect_at_till),
+    ("till sale", Walk.till_sale),
+    ("return receipt", Walk.return_receipt_elsewhere),
+    ("return order", Walk.return_order_elsewhere),
+    ("audits", Walk.audits),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:18765")
+    parser.add_argument("--credentials", required=True, type=Path, help="what `manage.py demo` wrote, e.g. "
+                        ".demo/credentials-sqlite.json")
+    parser.add_argument("--database-url", required=True, help="the demo's DATABASE_URL, e.g. sqlite:////tmp/x.sqlite3")
+    args = parser.parse_args()
+    try:
+        credentials = json.loads(args.credentials.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"demo walkthrough: cannot read {args.credentials}: {exc}", file=sys.stderr)
+        return 2
+    walk = Walk(base=args.base_url.rstrip("/"), credentials=credentials, database_url=args.database_url)
+    started = time.monotonic()
+    print(f"demo walkthrough against {walk.base} (run {walk.run})", flush=True)
+    for number, (title, step) in enumerate(STEPS, 1):
+        t0 = time.monotonic()
+        try:
+            summary = step(walk)
+        except WalkFailed as exc:
+            print(f"FAIL {number:2}/{len(STEPS)} {title}: {exc}", flush=True)
+            return 1
+        except requests.RequestException as exc:
+            print(f"FAIL {number:2}/{len(STEPS)} {title}: no answer from the demo server: {exc}", flush=True)
+            return 1
+        except Exception:  # an answer of another shape than the walk knows (a missing field...): say where
+            print(f"FAIL {number:2}/{len(STEPS)} {title}: unexpected error\n{traceback.format_exc()}", flush=True)
+            return 1
+        print(f"ok   {number:2}/{len(STEPS)} {title:<17} {summary} ({time.monotonic() - t0:.1f}s)", flush=True)
+    print(f"demo walkthrough passed in {time.monotonic() - started:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
