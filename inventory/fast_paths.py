@@ -187,8 +187,8 @@ def _reserve_orm(
     apply_movements(rows, [(pair, StockDelta(reserved=qty)) for pair, qty in lines], reason=MovementReason.RESERVE,
                     reference=reference, actor=actor, now=now)
     return Reservation.objects.bulk_create([
-        Reservation(store_id=store_id, product_id=product_id, quantity=qty, reference=reference, expires_at=expires_at,
-                    created_at=now)
+        Reservation(store_id=store_id, product_id=product_id, quantity=qty, reference=reference[:120],
+                    expires_at=expires_at, created_at=now)
         for (store_id, product_id), qty in lines
     ])
 
