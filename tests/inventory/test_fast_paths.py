@@ -58,15 +58,19 @@ def test_every_pair_is_covered():
 
 
 class Chain:
-    """Stores around Bến Thành (one closed now, one inactive, one far away), three SKUs and an inactive one, stock
-    with safety and unavailable units, live holds and holds that expired without being cleaned up yet."""
+    """Stores around Bến Thành (one closed now, one closed at lunch in another time zone, one inactive, one far
+    away), three SKUs and an inactive one, stock with safety and unavailable units, live holds and holds that expired
+    without being cleaned up yet."""
 
     def __init__(self):
         self.at = timezone.now()
         self.later = (self.at + timedelta(days=1)).replace(microsecond=0)  # a hold's expiry the scenarios pass
         self.past = (self.at - timedelta(hours=1)).replace(microsecond=0)
         self.near = StoreFactory(code="PX-NEAR", lat=10.7743, lon=106.7038)  # ~0.7 km
-        self.mid = StoreFactory(code="PX-MID", lat=10.7835, lon=106.6870, offers_delivery=False)  # ~1.7 km
+        self.mid = StoreFactory(code="PX-MID", lat=10.7835, lon=106.6870, offers_delivery=False,  # ~1.7 km
+                                timezone="Asia/Bangkok", hours=False)  # closed at lunch, every day
+        OpeningHours.objects.bulk_create([OpeningHours(store=self.mid, weekday=d, opens=o, closes=e) for d in range(7)
+                                          for o, e in ((time(13), time(23, 59, 59)), (time(0), time(11, 30)))])
         self.closed = StoreFactory(code="PX-CLOSED", lat=10.7800, lon=106.6990, hours=False)  # ~1 km, closed now
         OpeningHours.objects.create(store=self.closed, weekday=(self.at.weekday() + 2) % 7, opens=time(8),
                                     closes=time(12))
@@ -81,6 +85,7 @@ class Chain:
             (self.mid, self.shirt, 2, 0), (self.mid, self.hat, 5, 1), (self.closed, self.shirt, 6, 0),
             (self.closed, self.hat, 1, 0), (self.far, self.shirt, 9, 0), (self.far, self.bag, 7, 3),
             (self.inactive, self.shirt, 50, 0), (self.hanoi, self.shirt, 5, 0), (self.near, self.gone, 5, 0),
+            (self.hanoi, self.hat, 1, 3),  # more safety than stock: nothing to sell, not less than nothing
         ]:
             put_stock(store, product, on_hand, safety=safety)
         services.adjust_stock(store=self.near, product=self.bag, reason=MovementReason.DAMAGE, actor="t", unavailable=1)
@@ -464,7 +469,8 @@ def test_both_twins_answer_and_write_the_same(name, chain, spy):
     if name == "reads":
         answers = {a[0]: a[2] for a in sql["answers"]}
         assert [s[1]["code"] for s in answers["stores near, None"]] == ["PX-NEAR", "PX-CLOSED", "PX-MID", "PX-FAR"]
-        assert [s[4] for s in answers["stores near, None"]] == [True, False, True, True]  # open now
+        open_now = {s[1]["code"]: s[4] for s in answers["stores near, None"]}
+        assert (open_now["PX-NEAR"], open_now["PX-CLOSED"], open_now["PX-FAR"]) == (True, False, True)
         assert answers["network ATP, before"]["PX-SHIRT"] != answers["network ATP, after"]["PX-SHIRT"]
 
 
