@@ -175,8 +175,8 @@ def _reserve_orm(
     wanted: dict[_Pair, int], *, reference: str, actor: str, expires_at: datetime | None, now: datetime
 ) -> list[Reservation]:
     """The general path, on the ledger's machinery: lock the rows (releasing their expired holds), check, apply."""
-    # Imported here, not at the top: inventory.services.ledger imports this module (for the batch writer below), so
-    # this module loads while inventory.services is still loading.
+    # Imported here, not at the top: inventory.services imports this module while it loads (the ledger's batch
+    # writer, copy_insert), so importing it from the top of this module would be circular.
     from inventory.services.ledger import StockDelta, _shortage_details, apply_movements, lock_stock_rows
 
     rows = lock_stock_rows(wanted.keys(), now=now)

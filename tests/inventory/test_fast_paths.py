@@ -37,7 +37,10 @@ from o2o.fast_paths import orm_twins, use_sql
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="both twins run on PostgreSQL only (SQLite: the ORM's)"),
+]
 
 BEN_THANH = {"lat": 10.7725, "lon": 106.6980}
 
