@@ -32,6 +32,9 @@ POINTS_CHANGED = "points.changed"  # outbox topic, aggregate "member:<id>", writ
 
 MEMBER_COLUMNS = ("id", "phone", "tier", "available", "held", "pending", "shortfall", "merged_into_id")
 LOTS_PAGE = 8  # lots read with the lock: enough for nearly every spend; ledger._pick_lots reads on if not
+# How many merges a lock follows from the member it is given to the live one, in every twin. merge_members flattens
+# chains (one merge at most); longer ones are older data or a cycle: InvalidMerge, naming the member reached.
+MERGE_HOPS = 4
 
 _M = Member._meta.db_table
 
@@ -88,7 +91,7 @@ def lock_member(member: Member | int) -> Member:
     partial instance: never saved). Locking a merged member's row on the way is harmless: nothing writes to it."""
     lock_row = _lock_member_row_sql if use_sql() else _lock_member_row_orm
     member_id = _pk(member)
-    for _ in range(5):
+    for _ in range(MERGE_HOPS + 1):
         row = lock_row(member_id)
         if row is None:
             raise Member.DoesNotExist(f"member {member_id}")
@@ -129,8 +132,11 @@ def lock_member_to_spend(member: Member | int) -> tuple[Member, list[tuple[int, 
 def _lock_member_to_spend_sql(member: Member | int) -> tuple[Member, list[tuple[int, int]]]:
     member_id = _pk(member)
     cols = ", ".join(f"m.{c}" for c in MEMBER_COLUMNS)
+    hops = 0
     with cursor() as cur:
-        for _ in range(6):
+        # Each merged member's row is read once, the live one at most twice (again if it changed while we waited
+        # for its lock: the lock is ours then, the second read is current).
+        for _ in range(MERGE_HOPS + 3):
             cur.execute(
                 f"SELECT {cols}, {_CURRENT}, {_lots_page_sql('m.id', '0')}, {_GENERIC_PLANS} FROM {_M} m "
                 "WHERE m.id = %s FOR UPDATE",
@@ -142,6 +148,9 @@ def _lock_member_to_spend_sql(member: Member | int) -> tuple[Member, list[tuple[
             locked = _member(row[: len(MEMBER_COLUMNS)])
             if locked.merged_into_id is not None:
                 member_id = locked.merged_into_id
+                hops += 1
+                if hops > MERGE_HOPS:  # as far as lock_member follows, and no further
+                    break
             elif row[-2]:
                 return locked, [(lot, n) for lot, n in (row[-1] or [])]
     raise _too_deep(member_id)
@@ -422,8 +431,9 @@ def _lock_earning_sql(earning_id: int, key: str | None) -> tuple[Member, Posting
     )
     target = None  # the earning's member, or the member it was merged into
     n = len(MEMBER_COLUMNS)
+    hops = 0
     with cursor() as cur:
-        for _ in range(6):
+        for _ in range(MERGE_HOPS + 3):  # as in _lock_member_to_spend_sql
             cur.execute(sql, [key or None, target, earning_id])
             row = _locked_row(cur)
             if row is None:
@@ -431,6 +441,9 @@ def _lock_earning_sql(earning_id: int, key: str | None) -> tuple[Member, Posting
             m = _member(row[:n])
             if m.merged_into_id is not None:
                 target = m.merged_into_id
+                hops += 1
+                if hops > MERGE_HOPS:  # as far as lock_member follows (the ORM twin), and no further
+                    break
                 continue
             if not row[n]:
                 continue  # another posting for this member committed while we waited: read again, under our lock
