@@ -23,7 +23,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,7 +37,10 @@ from o2o.fast_paths import orm_twins, use_sql
 from o2o.models import OutboxEvent
 from tests.factories import SalesChannelFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="both twins run on PostgreSQL only (SQLite: the ORM's)"),
+]
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 T0 = datetime(2024, 1, 10, 10, 0, tzinfo=HCM)  # every time a scenario passes is fixed, long before the clock's

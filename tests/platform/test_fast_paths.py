@@ -24,7 +24,10 @@ from o2o.domain_errors import Conflict, DomainError
 from o2o.fast_paths import orm_twins, use_sql
 from o2o.models import IdempotencyRecord, OutboxEvent, SalesChannel
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="both twins run on PostgreSQL only (SQLite: the ORM's)"),
+]
 
 TWINS = {idempotency: ("_store_answer",), outbox: ("_insert_events",)}
 
