@@ -6,7 +6,8 @@ runs them (the `_<name>_sql` twins) and once inside `orm_twins()` (the `_<name>_
 transaction rolled back at the end, so both start from the same rows and use the same phones and idempotency keys.
 Then it compares, field by field:
 
-    answers   what each call returned (postings, holds, counts) or the error it raised (type, code, details)
+    answers   what each call returned (postings, holds, counts) or the error it raised (type, code, details,
+              message)
     rows      every member (counters, merges), posting, entry, lot, hold, hold allocation and outbox event
 
 with ids replaced by their rank in their table (sequences are not rolled back, and the SQL twin of a hold draws an
