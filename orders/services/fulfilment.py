@@ -62,6 +62,16 @@ def lock_order(order_id: int) -> Order:
     return Order.objects.select_for_update(of=("self",)).select_related("channel").get(pk=order_id)
 
 
+def lock_fulfillment(fulfillment: Fulfillment | int) -> tuple[Order, Fulfillment]:
+    """Lock a fulfillment's order, then the fulfillment (the fixed lock order); FulfillmentNotFound (404)."""
+    fid = fulfillment.pk if isinstance(fulfillment, Fulfillment) else fulfillment
+    order_id = Fulfillment.objects.filter(pk=fid).values_list("order_id", flat=True).first()
+    if order_id is None:
+        raise FulfillmentNotFound(details={"fulfillment": fid})
+    order = lock_order(order_id)
+    return order, Fulfillment.objects.select_for_update(of=("self",)).select_related("store").get(pk=fid)
+
+
 def retire_pickup_code(fulfillment: Fulfillment) -> None:
     PickupCode.objects.filter(fulfillment=fulfillment, is_live=True).update(is_live=False)
 
@@ -113,12 +123,7 @@ def transition_fulfillment(
     release it; returned_to_store (after delivery_failed, once the goods are physically back) brings them back on
     hand at the store."""
     now = timezone.now()
-    fid = fulfillment.pk if isinstance(fulfillment, Fulfillment) else fulfillment
-    order_id = Fulfillment.objects.filter(pk=fid).values_list("order_id", flat=True).first()
-    if order_id is None:
-        raise FulfillmentNotFound(details={"fulfillment": fid})
-    order = lock_order(order_id)
-    f = Fulfillment.objects.select_for_update(of=("self",)).select_related("store").get(pk=fid)
+    order, f = lock_fulfillment(fulfillment)
     if to not in allowed_transitions(f):
         raise InvalidTransition(
             f"A {f.method} fulfillment cannot go from {f.status} to {to}.",

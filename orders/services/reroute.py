@@ -18,7 +18,6 @@ from o2o.outbox import emit
 from orders import promises, routing_input
 from orders.candidate_stores import Candidate
 from orders.exceptions import (
-    FulfillmentNotFound,
     InvalidShortPick,
     InvalidTransition,
     OrderNotFound,
@@ -42,6 +41,7 @@ from orders.models import (
 from orders.services.cart import Cart
 from orders.services.fulfilment import (
     fulfillment_units,
+    lock_fulfillment,
     lock_order,
     retire_pickup_code,
     set_status,
@@ -66,12 +66,7 @@ def report_short_pick(*, fulfillment: Fulfillment | int, found: dict[int, int], 
     (delivery orders; a pickup order stays at its store, so its missing units are reported unfulfilled).
     Returns the new fulfillments."""
     now = timezone.now()
-    fid = fulfillment.pk if isinstance(fulfillment, Fulfillment) else fulfillment
-    order_id = Fulfillment.objects.filter(pk=fid).values_list("order_id", flat=True).first()
-    if order_id is None:
-        raise FulfillmentNotFound(details={"fulfillment": fid})
-    order = lock_order(order_id)
-    f = Fulfillment.objects.select_for_update(of=("self",)).select_related("store").get(pk=fid)
+    order, f = lock_fulfillment(fulfillment)
     if f.status not in (S.ASSIGNED, S.PICKING):
         raise InvalidTransition(
             "Short picks are reported while picking.", details={"fulfillment": f.pk, "status": f.status}
