@@ -107,7 +107,12 @@ class Stock(models.Model):
     safety = models.BigIntegerField(default=0)
     unavailable = models.BigIntegerField(default=0)
     target = models.BigIntegerField(default=0, help_text="The level the store wants to hold (replenishment, returns routing).")
-    needs_count = models.BooleanField(default=False, help_text="A till sold more than the ledger had: count this SKU.")
+    shortfall = models.BigIntegerField(
+        default=0, db_default=0,
+        help_text="Units the shop floor sold or sent away beyond what the ledger had on hand: the event is recorded in "
+        "full, the row waits for a count (needs_count), and online ATP is zero until the count reconciles it.",
+    )
+    needs_count = models.BooleanField(default=False, help_text="The ledger lost track of the shelf: count this SKU.")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -124,6 +129,9 @@ class Stock(models.Model):
             models.CheckConstraint(
                 condition=Q(on_hand__gte=F("reserved") + F("unavailable")), name="stock_set_aside_within_on_hand"
             ),
+            models.CheckConstraint(condition=Q(shortfall__gte=0), name="stock_shortfall_nonnegative"),
+            # Below zero is a fact that waits for a count, never a silent state.
+            models.CheckConstraint(condition=Q(shortfall=0) | Q(needs_count=True), name="stock_shortfall_needs_count"),
         ]
         indexes = [
             models.Index(fields=["store", "product"], name="stock_store_product_idx"),
@@ -136,7 +144,10 @@ class Stock(models.Model):
 
     @property
     def available(self) -> int:
-        """Online ATP, not counting holds that expired but were not yet cleaned up (selectors do that)."""
+        """Online ATP, not counting holds that expired but were not yet cleaned up (selectors do that); zero while
+        a shortfall waits for its count."""
+        if self.shortfall:
+            return 0
         return max(0, self.on_hand - self.reserved - self.safety - self.unavailable)
 
 
@@ -171,6 +182,7 @@ class StockMovement(models.Model):
     delta_reserved = models.BigIntegerField(default=0)
     delta_safety = models.BigIntegerField(default=0)
     delta_unavailable = models.BigIntegerField(default=0)
+    delta_shortfall = models.BigIntegerField(default=0, db_default=0)
     reference = models.CharField(max_length=120, blank=True, help_text="Order, receipt, count, ...")  # see Meta
     # NULL, not "", for "no key": the unique constraint in Meta must not treat every keyless movement as one key.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
@@ -192,7 +204,7 @@ class StockMovement(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["idempotency_key"], name="movement_idempotency_key_unique"),
             models.CheckConstraint(
-                condition=~Q(delta_on_hand=0, delta_reserved=0, delta_safety=0, delta_unavailable=0),
+                condition=~Q(delta_on_hand=0, delta_reserved=0, delta_safety=0, delta_unavailable=0, delta_shortfall=0),
                 name="movement_changes_something",
             ),
         ]
@@ -214,6 +226,8 @@ class Reservation(models.Model):
     quantity = models.PositiveIntegerField()
     reference = models.CharField(max_length=120, db_index=True, help_text="What holds it: 'hold:<id>', 'fulfillment:<id>'.")
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The website whose checkout hold this is: told when a store event takes the hold's units.
+    channel = models.ForeignKey("o2o.SalesChannel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -227,6 +241,50 @@ class Reservation(models.Model):
 
     def is_live(self, now=None) -> bool:
         return self.expires_at is None or self.expires_at > (now or timezone.now())
+
+
+class EventKind(models.TextChoices):
+    """The physical events at a store that may take units the ledger had set aside for someone."""
+
+    SALE = "sale", _("Till sale")
+    COUNT = "count", _("Stock count")
+    DAMAGE = "damage", _("Goods found damaged")
+    TRANSFER = "transfer", _("Transfer shipped")
+
+
+class TakenReservation(models.Model):
+    """Units a physical event at a store (a till sale, a count, goods found damaged, a transfer shipped) took from a
+    reservation, because the shop floor had no other units to give.
+
+    The reservation shrinks in the same transaction as the event's movement (inventory.services.ShopFloor); its holder
+    (a checkout hold's website, a placed order's fulfilment) is reconciled from this row right after, in the same
+    request (orders.services.store_events), and `reconciled_at` says when and `outcome` how. A row without
+    `reconciled_at` is a re-route still pending: the periodic task takes it up if the flow that wrote it could not
+    finish. Append-only but for those two columns."""
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="+")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    reference = models.CharField(max_length=120, db_index=True, help_text="The reservation's: 'hold:<id>', 'fulfillment:<id>'.")
+    units = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    cause = models.CharField(max_length=120, help_text="The event: its ledger reference, e.g. 'pos:HCM-Q1-001:R-0042'.")
+    channel = models.ForeignKey("o2o.SalesChannel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("reservation taken by a store event")
+        verbose_name_plural = _("reservations taken by store events")
+        constraints = [models.CheckConstraint(condition=Q(units__gt=0), name="taken_reservation_units_positive")]
+        indexes = [
+            # The periodic task's look for pending re-routes: few rows, never a scan of the history.
+            models.Index(fields=["created_at"], condition=Q(reconciled_at__isnull=True), name="taken_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cause} took {self.units} × {self.product_id} of {self.reference}"
 
 
 class StockImport(models.Model):
