@@ -168,9 +168,10 @@ class StoreCityFilter(admin.SimpleListFilter):
 
 
 class LowStockFilter(admin.SimpleListFilter):
-    """Rows below the store's target: on hand, or sellable online (on hand less reserved, safety and unavailable),
-    under Stock.target. Computed in SQL on the stock row, so holds that expired but were not yet released still
-    count as reserved: the list errs toward showing a row, never hides one that is low."""
+    """Rows below the store's target: on hand, or sellable online (on hand less reserved, safety and unavailable; none
+    while a shortfall waits for a count), under Stock.target. Computed in SQL on the stock row, so holds that expired
+    but were not yet released still count as reserved: the list errs toward showing a row, never hides one that is
+    low."""
 
     title = _("against target")
     parameter_name = "low"
@@ -184,7 +185,9 @@ class LowStockFilter(admin.SimpleListFilter):
             return queryset.filter(on_hand_low, target__gt=0)
         if self.value() == "online":
             atp = F("on_hand") - F("reserved") - F("safety") - F("unavailable")
-            return queryset.alias(atp=atp).filter(on_hand_low | Q(atp__lt=F("target")), target__gt=0)
+            return queryset.alias(atp=atp).filter(
+                on_hand_low | Q(atp__lt=F("target")) | Q(shortfall__gt=0), target__gt=0
+            )
         return queryset
 
 
@@ -280,7 +283,7 @@ class StoreAdmin(StoreScopedAdmin, admin.ModelAdmin):
         "stock_link",
     )
     list_display_links = ("code", "name")
-    list_filter = ("city", StoreServiceFilter, "is_active", "allow_negative_availability")
+    list_filter = ("city", StoreServiceFilter, "is_active")
     search_fields = ("code", "name", "address")
     inlines = [OpeningHoursInline]
     readonly_fields = ("stock_link",)
@@ -296,7 +299,6 @@ class StoreAdmin(StoreScopedAdmin, admin.ModelAdmin):
                     "offers_returns",
                     "delivery_radius_km",
                     "picking_capacity_per_hour",
-                    "allow_negative_availability",
                 )
             },
         ),
@@ -369,7 +371,8 @@ class StockResource(resources.ModelResource):
 
     class Meta:
         model = Stock
-        fields = ("store", "sku", "on_hand", "reserved", "safety", "unavailable", "target", "needs_count", "updated_at")
+        fields = ("store", "sku", "on_hand", "reserved", "safety", "unavailable", "shortfall", "target", "needs_count",
+                  "updated_at")
         export_order = fields
 
 
@@ -380,7 +383,7 @@ class StockMovementResource(resources.ModelResource):
     class Meta:
         model = StockMovement
         fields = ("created_at", "store", "sku", "reason", "delta_on_hand", "delta_reserved", "delta_safety",
-                  "delta_unavailable", "reference", "actor")
+                  "delta_unavailable", "delta_shortfall", "reference", "actor")
         export_order = fields
 
 
@@ -396,6 +399,7 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
         "reserved",
         "safety",
         "unavailable",
+        "shortfall",
         "available_online",
         "target",
         "needs_count",
@@ -415,6 +419,7 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
         "reserved",
         "safety",
         "unavailable",
+        "shortfall",
         "available_online",
         "target",
         "needs_count",
@@ -550,6 +555,7 @@ class StockMovementAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
         "delta_reserved",
         "delta_safety",
         "delta_unavailable",
+        "delta_shortfall",
         "reference",
         "actor",
     )

@@ -6,15 +6,16 @@ and `_<name>_orm`, the same on any database (the SQLite demo; the parity tests f
 `o2o.fast_paths.orm_twins()`). Both give the same answer and write the same rows: tests/inventory/test_fast_paths.py
 runs each pair on PostgreSQL on the same inputs. A chooser adds no query to the PostgreSQL path.
 
-    reserve                  a cart's units set aside, all lines or none: a lock statement, then one that checks
-                             every line and writes; its twin is the general path (lock the rows, release their
+    reserve                  a cart's units set aside, all lines or none (none from a row with a shortfall): a lock
+                             statement, then one that checks every line and writes; its twin is the general path (lock the rows, release their
                              expired holds into the ledger, check, apply), which also takes the statement's carts
                              whose rows carry expired holds
     write_movement_batch     a till batch's movements and row totals: COPY, one UPDATE; bulk_create, UPDATE per row
     nearby_stores            the active stores near a point and their opening hours: one prepared statement, hours as
                              JSON; the same statement through Store.objects.raw, then the hours
     active_product_ids       ids of active products by SKU: arrays (= ANY, a constant text); IN lists, any database
-    sellable_online          online ATP per (store, product), live holds only: the same statement, arrays or lists
+    sellable_online          online ATP per (store, product), live holds only, 0 on a row with a shortfall: the
+                             same statement, arrays or lists
     sellable_online_by_sku   the same with the products joined in by SKU
 
 PostgreSQL only, with no twin:
@@ -32,7 +33,7 @@ each twin reads that connection, and the choice is made for it (`use_sql(using)`
 import json
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from datetime import datetime
 from datetime import time as dtime
 from typing import TYPE_CHECKING, NamedTuple
@@ -55,28 +56,32 @@ _Pair = tuple[int, int]  # (store_id, product_id): inventory.services.Pair
 
 
 def reserve(wanted: dict[_Pair, int], *, reference: str, actor: str, expires_at: datetime | None,
-            now: datetime) -> list[Reservation]:
+            now: datetime, channel_id: int | None = None) -> list[Reservation]:
     """Set `wanted` units aside under `reference` (services.reserve_stock checked and merged the lines): raise
-    `reserved`, append a reserve movement per row, insert the reservations, in (store, product) order. All lines or
-    none: raises InsufficientStock listing every short line (on_hand - reserved - safety - unavailable, live holds
-    only), having written nothing.
+    `reserved`, append a reserve movement per row, insert the reservations (with `channel_id`, the website of a
+    checkout hold), in (store, product) order. All lines or none: raises InsufficientStock listing every short line
+    (on_hand - reserved - safety - unavailable, live holds only; 0 on a row whose shortfall waits for a count),
+    having written nothing.
 
     On PostgreSQL one statement that writes nothing unless every line can be served, so it needs no savepoint of its
     own and a refusal leaves the caller's transaction usable; rows carrying expired holds (which must first be
     released into the ledger) take the general path, the ORM twin."""
     if use_sql():
-        outcome = _reserve_sql(wanted, reference=reference, actor=actor, expires_at=expires_at, now=now)
+        outcome = _reserve_sql(wanted, reference=reference, actor=actor, expires_at=expires_at, now=now,
+                               channel_id=channel_id)
         if isinstance(outcome, list):
             return outcome
         if outcome is not None:  # nothing was written; raised outside the twin's atomic block, as said above
             from inventory.services.ledger import _shortage_details  # here, not at the top: see _reserve_orm
 
             raise InsufficientStock(_shortage_details(wanted, outcome))
-    return _reserve_orm(wanted, reference=reference, actor=actor, expires_at=expires_at, now=now)
+    return _reserve_orm(wanted, reference=reference, actor=actor, expires_at=expires_at, now=now,
+                        channel_id=channel_id)
 
 
 def _reserve_sql(
-    wanted: dict[_Pair, int], *, reference: str, actor: str, expires_at: datetime | None, now: datetime
+    wanted: dict[_Pair, int], *, reference: str, actor: str, expires_at: datetime | None, now: datetime,
+    channel_id: int | None,
 ) -> list[Reservation] | dict[_Pair, Stock] | None:
     """reserve in one round trip after the lock: lock the rows in primary-key order (FOR UPDATE returns their latest
     committed quantities), check every line, and only if all can be served raise `reserved`, append the movements
@@ -95,6 +100,7 @@ def _reserve_sql(
         "reason": MovementReason.RESERVE.value,
         "reference": reference[:120],
         "actor": actor[:150],
+        "channel": channel_id,
     }
     stock_t, movement_t, hold_t = Stock._meta.db_table, StockMovement._meta.db_table, Reservation._meta.db_table
     sql = f"""
@@ -102,33 +108,36 @@ def _reserve_sql(
             SELECT * FROM unnest(%(stores)s::bigint[], %(products)s::bigint[], %(qty)s::bigint[])
                 AS w(store_id, product_id, qty)
         ), locked AS MATERIALIZED (
-            SELECT st.id, st.store_id, st.product_id, st.on_hand, st.reserved, st.safety, st.unavailable
+            SELECT st.id, st.store_id, st.product_id, st.on_hand, st.reserved, st.safety, st.unavailable, st.shortfall
             FROM {stock_t} st JOIN wanted w ON w.store_id = st.store_id AND w.product_id = st.product_id
             ORDER BY st.id
             FOR UPDATE OF st
         ), checked AS MATERIALIZED (
-            SELECT w.store_id, w.product_id, w.qty, l.id, l.on_hand, l.reserved, l.safety, l.unavailable,
+            SELECT w.store_id, w.product_id, w.qty, l.id, l.on_hand, l.reserved, l.safety, l.unavailable, l.shortfall,
                    (SELECT count(*) FROM {hold_t} h
                     WHERE h.product_id = w.product_id AND h.store_id = w.store_id AND h.expires_at <= %(now)s) AS expired
             FROM wanted w LEFT JOIN locked l ON l.store_id = w.store_id AND l.product_id = w.product_id
         ), verdict AS MATERIALIZED (
-            SELECT bool_and(id IS NOT NULL AND expired = 0
+            SELECT bool_and(id IS NOT NULL AND expired = 0 AND shortfall = 0
                             AND on_hand - reserved - safety - unavailable >= qty) AS ok FROM checked
         ), raised AS (
             UPDATE {stock_t} st SET reserved = st.reserved + c.qty, updated_at = %(now)s
             FROM checked c, verdict v WHERE v.ok AND st.id = c.id
         ), moved AS (
             INSERT INTO {movement_t} (store_id, product_id, reason, delta_on_hand, delta_reserved, delta_safety,
-                                      delta_unavailable, reference, idempotency_key, actor, note, created_at)
-            SELECT c.store_id, c.product_id, %(reason)s, 0, c.qty, 0, 0, %(reference)s, NULL, %(actor)s, '', %(now)s
+                                      delta_unavailable, delta_shortfall, reference, idempotency_key, actor, note,
+                                      created_at)
+            SELECT c.store_id, c.product_id, %(reason)s, 0, c.qty, 0, 0, 0, %(reference)s, NULL, %(actor)s, '', %(now)s
             FROM checked c, verdict v WHERE v.ok ORDER BY c.store_id, c.product_id
         ), held AS (
-            INSERT INTO {hold_t} (store_id, product_id, quantity, reference, expires_at, created_at)
-            SELECT c.store_id, c.product_id, c.qty, %(reference)s, %(expires_at)s::timestamptz, %(now)s::timestamptz
+            INSERT INTO {hold_t} (store_id, product_id, quantity, reference, expires_at, channel_id, created_at)
+            SELECT c.store_id, c.product_id, c.qty, %(reference)s, %(expires_at)s::timestamptz, %(channel)s::bigint,
+                   %(now)s::timestamptz
             FROM checked c, verdict v WHERE v.ok ORDER BY c.store_id, c.product_id
             RETURNING id, store_id, product_id
         )
-        SELECT c.store_id, c.product_id, c.id, c.on_hand, c.reserved, c.safety, c.unavailable, c.expired, v.ok, h.id
+        SELECT c.store_id, c.product_id, c.id, c.on_hand, c.reserved, c.safety, c.unavailable, c.shortfall, c.expired,
+               v.ok, h.id
         FROM checked c CROSS JOIN verdict v
         LEFT JOIN held h ON h.store_id = c.store_id AND h.product_id = c.product_id
         ORDER BY c.store_id, c.product_id
@@ -148,12 +157,12 @@ def _reserve_sql(
         )
         cursor.execute(sql, params)
         result = cursor.fetchall()
-    if result[0][8]:
+    if result[0][9]:
         held = []
         for store_id, product_id, *_, hold_id in result:
             hold = Reservation(
                 pk=hold_id, store_id=store_id, product_id=product_id, quantity=wanted[(store_id, product_id)],
-                reference=reference[:120], expires_at=expires_at, created_at=now,
+                reference=reference[:120], expires_at=expires_at, channel_id=channel_id, created_at=now,
             )
             hold._state.adding, hold._state.db = False, connection.alias
             held.append(hold)
@@ -163,16 +172,17 @@ def _reserve_sql(
     return {
         (store_id, product_id): Stock(
             pk=stock_id, store_id=store_id, product_id=product_id, on_hand=on_hand, reserved=reserved, safety=safety,
-            unavailable=unavailable,
+            unavailable=unavailable, shortfall=shortfall,
         )
-        for store_id, product_id, stock_id, on_hand, reserved, safety, unavailable, *_ in result
+        for store_id, product_id, stock_id, on_hand, reserved, safety, unavailable, shortfall, *_ in result
         if stock_id is not None
     }
 
 
 @transaction.atomic
 def _reserve_orm(
-    wanted: dict[_Pair, int], *, reference: str, actor: str, expires_at: datetime | None, now: datetime
+    wanted: dict[_Pair, int], *, reference: str, actor: str, expires_at: datetime | None, now: datetime,
+    channel_id: int | None,
 ) -> list[Reservation]:
     """The general path, on the ledger's machinery: lock the rows (releasing their expired holds), check, apply."""
     # Imported here, not at the top: inventory.services imports this module while it loads (the ledger's batch
@@ -188,7 +198,7 @@ def _reserve_orm(
                     reference=reference, actor=actor, now=now)
     return Reservation.objects.bulk_create([
         Reservation(store_id=store_id, product_id=product_id, quantity=qty, reference=reference[:120],
-                    expires_at=expires_at, created_at=now)
+                    expires_at=expires_at, channel_id=channel_id, created_at=now)
         for (store_id, product_id), qty in lines
     ])
 
@@ -196,38 +206,45 @@ def _reserve_orm(
 # --- the till batch writer ------------------------------------------------------------------------------------------
 
 
-def write_movement_batch(movements: list[StockMovement], totals: dict[int, "StockDelta"], *,
+def write_movement_batch(movements: list[StockMovement], totals: dict[int, "StockDelta"], *, flagged: Collection[int] = (),
                          now: datetime) -> list[StockMovement]:
-    """Insert a batch's new movements and add each locked stock row's `totals` (by Stock id) to it, once per row.
-    Returns the movements (with primary keys from the ORM twin only: nothing reads them)."""
+    """Insert a batch's new movements and add each locked stock row's `totals` (by Stock id) to it, once per row,
+    flagging the rows in `flagged` (a change gave them a shortfall) for a count in the same UPDATE. Returns the
+    movements (with primary keys from the ORM twin only: nothing reads them)."""
     if totals and use_sql():
-        return _write_movement_batch_sql(movements, totals, now=now)
-    return _write_movement_batch_orm(movements, totals, now=now)
+        return _write_movement_batch_sql(movements, totals, flagged=flagged, now=now)
+    return _write_movement_batch_orm(movements, totals, flagged=flagged, now=now)
+
+
+_TOTALS = ("on_hand", "reserved", "safety", "unavailable", "shortfall")
 
 
 def _write_movement_batch_sql(movements: list[StockMovement], totals: dict[int, "StockDelta"], *,
-                              now: datetime) -> list[StockMovement]:
+                              flagged: Collection[int], now: datetime) -> list[StockMovement]:
     ids = sorted(totals)
-    copy_insert(StockMovement, movements)
+    copy_insert(StockMovement, movements)  # every concrete column of the movement, delta_shortfall included
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Stock._meta.db_table} AS s SET on_hand = s.on_hand + v.on_hand, "
             "reserved = s.reserved + v.reserved, safety = s.safety + v.safety, "
-            "unavailable = s.unavailable + v.unavailable, updated_at = %s "
-            "FROM UNNEST(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
-            "AS v(id, on_hand, reserved, safety, unavailable) WHERE s.id = v.id",
-            [now, ids, *([getattr(totals[i], f) for i in ids] for f in ("on_hand", "reserved", "safety", "unavailable"))],
+            "unavailable = s.unavailable + v.unavailable, shortfall = s.shortfall + v.shortfall, "
+            "needs_count = s.needs_count OR v.flag, updated_at = %s "
+            "FROM UNNEST(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+            "%s::boolean[]) AS v(id, on_hand, reserved, safety, unavailable, shortfall, flag) WHERE s.id = v.id",
+            [now, ids, *([getattr(totals[i], f) for i in ids] for f in _TOTALS), [i in flagged for i in ids]],
         )
     return movements
 
 
 def _write_movement_batch_orm(movements: list[StockMovement], totals: dict[int, "StockDelta"], *,
-                              now: datetime) -> list[StockMovement]:
+                              flagged: Collection[int], now: datetime) -> list[StockMovement]:
     for pk in sorted(totals):
         t = totals[pk]
+        flag = {"needs_count": True} if pk in flagged else {}
         Stock.objects.filter(pk=pk).update(
             on_hand=F("on_hand") + t.on_hand, reserved=F("reserved") + t.reserved, safety=F("safety") + t.safety,
-            unavailable=F("unavailable") + t.unavailable, updated_at=now,
+            unavailable=F("unavailable") + t.unavailable, shortfall=F("shortfall") + t.shortfall, updated_at=now,
+            **flag,
         )
     return StockMovement.objects.bulk_create(movements)
 
@@ -505,7 +522,7 @@ def sellable_online(
     *, store_ids: Sequence[int], product_ids: Sequence[int], now: datetime, using: str
 ) -> dict[tuple[int, int], int]:
     """Online ATP per (store, product) with a stock row: on_hand - reserved - safety - unavailable, counting only live
-    holds (at least 0). One query: the units of expired holds still counted in `reserved` (until the clean-up releases
+    holds (at least 0; 0 while the row's shortfall waits for a count). One query: the units of expired holds still counted in `reserved` (until the clean-up releases
     them) are joined in instead of read in a second round trip. Both lists non-empty."""
     twin = _sellable_online_sql if use_sql(using) else _sellable_online_orm
     return twin(store_ids=store_ids, product_ids=product_ids, now=now, using=using)
@@ -514,7 +531,8 @@ def sellable_online(
 def _sellable_online_statement(stores_in: str, products_in: str) -> str:
     return f"""
         SELECT s.store_id, s.product_id,
-               s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable
+               CASE WHEN s.shortfall > 0 THEN 0
+                    ELSE s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable END
         FROM {Stock._meta.db_table} s
         LEFT JOIN (
             SELECT store_id, product_id, SUM(quantity) AS units FROM {Reservation._meta.db_table}
@@ -563,7 +581,8 @@ def _sellable_online_by_sku_statement(stores_in: str, skus_in: str) -> str:
     product, stock, reservation = Product._meta.db_table, Stock._meta.db_table, Reservation._meta.db_table
     return f"""
         SELECT p.sku, p.id, s.store_id,
-               s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable
+               CASE WHEN s.shortfall > 0 THEN 0
+                    ELSE s.on_hand - (s.reserved - COALESCE(r.units, 0)) - s.safety - s.unavailable END
         FROM {product} p
         LEFT JOIN {stock} s ON s.product_id = p.id AND s.store_id {stores_in}
         LEFT JOIN (

@@ -30,10 +30,6 @@ class Store(models.Model):
     offers_returns = models.BooleanField("accepts returns", default=True)
     delivery_radius_km = models.FloatField(default=8.0, validators=[MinValueValidator(0)])
     picking_capacity_per_hour = models.PositiveIntegerField(default=30, help_text="Order lines the staff can pick per hour.")
-    allow_negative_availability = models.BooleanField(
-        default=False,
-        help_text="Tills may sell more than the ledger says is on hand (the sale is kept and the SKU flagged for a count).",
-    )
     is_active = models.BooleanField(default=True, db_index=True)
 
     class Meta:

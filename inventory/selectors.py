@@ -127,9 +127,9 @@ def expired_hold_quantities(
 def sellable_online(
     *, store_ids: Sequence[int], product_ids: Sequence[int], now: datetime | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> dict[tuple[int, int], int]:
-    """Online ATP per (store, product): on_hand - reserved - safety - unavailable, counting only live holds.
-    One query: the units of expired holds still counted in `reserved` (until the clean-up releases them) are joined
-    in instead of read in a second round trip."""
+    """Online ATP per (store, product): on_hand - reserved - safety - unavailable, counting only live holds, and 0
+    while the row's shortfall waits for a count. One query: the units of expired holds still counted in `reserved`
+    (until the clean-up releases them) are joined in instead of read in a second round trip."""
     if not store_ids or not product_ids:
         return {}
     return fast_paths.sellable_online(
@@ -190,18 +190,20 @@ def network_atp(
     *, skus: Sequence[str], channel_service: str | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> dict[str, dict[str, int]]:
     """Network-wide online ATP per SKU over active stores (optionally only stores offering a service), with the
-    number of stores that have at least one unit."""
+    number of stores that have at least one unit. A row whose shortfall waits for a count adds nothing."""
     products = products_by_sku(skus, using=using)
     by_pk = {p.pk: sku for sku, p in products.items()}
     stores = Store.objects.using(using).filter(is_active=True)
     if channel_service in SERVICES:
         stores = stores.filter(**{f"offers_{channel_service}": True})
     rows = Stock.objects.using(using).filter(product_id__in=by_pk.keys(), store__in=stores).values_list(
-        "store_id", "product_id", "on_hand", "reserved", "safety", "unavailable"
+        "store_id", "product_id", "on_hand", "reserved", "safety", "unavailable", "shortfall"
     )
     expired = expired_hold_quantities(store_ids=None, product_ids=by_pk.keys(), using=using)
     totals = {sku: {"atp": 0, "stores": 0} for sku in products}
-    for s, p, on_hand, reserved, safety, unavailable in rows:
+    for s, p, on_hand, reserved, safety, unavailable, shortfall in rows:
+        if shortfall > 0:
+            continue
         units = max(0, on_hand - (reserved - expired.get((s, p), 0)) - safety - unavailable)
         if units:
             totals[by_pk[p]]["atp"] += units
@@ -212,39 +214,44 @@ def network_atp(
 # --- audit ---------------------------------------------------------------------------------------------------------
 
 
+STATES = ("on_hand", "reserved", "safety", "unavailable", "shortfall")  # every stored state, each a sum of deltas
+
+
 @dataclass
 class LedgerDifference:
+    """A stock row whose stored states (in STATES order) differ from the sums of its movements' deltas."""
+
     store_id: int
     product_id: int
-    stored: tuple[int, int, int, int]
-    ledger: tuple[int, int, int, int]
+    stored: tuple[int, int, int, int, int]
+    ledger: tuple[int, int, int, int, int]
 
 
 def stock_ledger_differences(*, limit: int | None = None) -> list[LedgerDifference]:
-    """Stock rows whose quantities differ from the sum of their movements (and movements with no stock row).
-    One grouped query over the whole ledger, so it runs in seconds on millions of rows."""
+    """Stock rows whose quantities (on_hand, reserved, safety, unavailable, shortfall) differ from the sum of their
+    movements (and movements with no stock row). One grouped query over the whole ledger, so it runs in seconds on
+    millions of rows."""
     stock = Stock._meta.db_table
     movement = StockMovement._meta.db_table
+    stored = ", ".join(f"COALESCE(s.{state}, 0)" for state in STATES)
+    summed = ", ".join(f"COALESCE(m.{state}, 0)" for state in STATES)
+    sums = ", ".join(f"SUM(delta_{state}) AS {state}" for state in STATES)
+    differs = "\n           OR ".join(f"COALESCE(s.{state}, 0) <> COALESCE(m.{state}, 0)" for state in STATES)
     sql = f"""
-        SELECT COALESCE(s.store_id, m.store_id), COALESCE(s.product_id, m.product_id),
-               COALESCE(s.on_hand, 0), COALESCE(s.reserved, 0), COALESCE(s.safety, 0), COALESCE(s.unavailable, 0),
-               COALESCE(m.on_hand, 0), COALESCE(m.reserved, 0), COALESCE(m.safety, 0), COALESCE(m.unavailable, 0)
+        SELECT COALESCE(s.store_id, m.store_id), COALESCE(s.product_id, m.product_id), {stored}, {summed}
         FROM {stock} s
         FULL OUTER JOIN (
-            SELECT store_id, product_id, SUM(delta_on_hand) AS on_hand, SUM(delta_reserved) AS reserved,
-                   SUM(delta_safety) AS safety, SUM(delta_unavailable) AS unavailable
+            SELECT store_id, product_id, {sums}
             FROM {movement} GROUP BY store_id, product_id
         ) m ON m.store_id = s.store_id AND m.product_id = s.product_id
-        WHERE COALESCE(s.on_hand, 0) <> COALESCE(m.on_hand, 0)
-           OR COALESCE(s.reserved, 0) <> COALESCE(m.reserved, 0)
-           OR COALESCE(s.safety, 0) <> COALESCE(m.safety, 0)
-           OR COALESCE(s.unavailable, 0) <> COALESCE(m.unavailable, 0)
+        WHERE {differs}
     """
     if limit:
         sql += f" LIMIT {int(limit)}"
+    n = len(STATES)
     with connection.cursor() as cursor:
         cursor.execute(sql)
-        return [LedgerDifference(r[0], r[1], tuple(r[2:6]), tuple(r[6:10])) for r in cursor.fetchall()]
+        return [LedgerDifference(r[0], r[1], tuple(r[2:2 + n]), tuple(r[2 + n:2 + 2 * n])) for r in cursor.fetchall()]
 
 
 def reservation_differences(*, limit: int | None = None) -> list[tuple[int, int, int, int]]:

@@ -270,6 +270,8 @@ O2O_PICKUP_OPTIONS = int(os.environ.get("O2O_PICKUP_OPTIONS", "5"))
 O2O_EXPRESS_1H_RADIUS_KM = float(os.environ.get("O2O_EXPRESS_1H_RADIUS_KM", "4"))
 O2O_PICK_MINUTES = int(os.environ.get("O2O_PICK_MINUTES", "15"))  # picking and packing one order
 O2O_COURIER_KMH = float(os.environ.get("O2O_COURIER_KMH", "18"))  # motorbike courier in city traffic
+# A pickup that lost units to a store event offers the customer a change; unanswered after this, "keep" is applied.
+O2O_CHANGE_OFFER_TTL_MINUTES = int(os.environ.get("O2O_CHANGE_OFFER_TTL_MINUTES", "120"))
 CELERY_BEAT_SCHEDULE.update(
     {
         "orders-route-wave": {"task": "orders.tasks.route_wave", "schedule": timedelta(seconds=O2O_WAVE_WINDOW_SECONDS)},
@@ -278,6 +280,12 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": timedelta(minutes=15),
         },
         "orders-purge-expired-promises": {"task": "orders.tasks.purge_expired_promises", "schedule": timedelta(hours=1)},
+        # Store events' takes left pending (the POS reconciles its own right after its commit), and unanswered offers.
+        "orders-reconcile-taken-reservations": {
+            "task": "orders.tasks.reconcile_taken_reservations",
+            "schedule": timedelta(minutes=1),
+        },
+        "orders-expire-change-offers": {"task": "orders.tasks.expire_change_offers", "schedule": timedelta(minutes=1)},
     }
 )
 

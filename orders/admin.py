@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from inventory.admin import StoreFilter, format_vnd
+from inventory.models import Stock, TakenReservation
 from inventory.staff.scope import ALL, StoreScopedAdmin, restrict, scoped_stores, store_ids_for
 from o2o.domain_errors import DomainError
 from orders import board, services
@@ -235,6 +236,8 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
             "subtitle": None,
             "original": order,
             "decisions": self._decision_rows(request, order),
+            "change_offers": list(order.change_offers.select_related("fulfillment__store").order_by("pk")),
+            "taken": self._taken_rows(order),
             "form": form if may_reroute and (refusal is None or form.is_bound) else None,
             "may_reroute": may_reroute,
             "refusal": refusal.message if refusal is not None else None,
@@ -273,6 +276,14 @@ class OrderAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
                 request, text % {"order": order.number, "old": ", ".join(result.from_stores), "stores": stores},
                 messages.SUCCESS,
             )
+
+    def _taken_rows(self, order: Order) -> list[TakenReservation]:
+        """What store events took from this order's fulfillments (inventory's TakenReservation rows, by the
+        reservation reference), with how each was reconciled."""
+        references = [f"fulfillment:{pk}" for pk in order.fulfillments.values_list("pk", flat=True)]
+        return list(
+            TakenReservation.objects.filter(reference__in=references).select_related("store", "product").order_by("pk")
+        )
 
     def _decision_rows(self, request: HttpRequest, order: Order) -> list[dict]:
         """Each decision with the fulfillments it produced: an applied decision opens the next routing round
@@ -453,6 +464,7 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
             "queue": queue,
             "now": now,
             "limit": QUEUE_LIMIT,
+            "to_count": self._rows_to_count(stores, store_id),
         }
         request.current_app = self.admin_site.name
         response = TemplateResponse(request, "admin/orders/fulfillment/queue.html", context)
@@ -460,6 +472,17 @@ class FulfillmentAdmin(StoreScopedAdmin, ReadOnlyMixin, admin.ModelAdmin):
         # Times in the store's own time zone when one store is shown (the site's otherwise).
         with timezone.override(ZoneInfo(shown[0].timezone) if shown else timezone.get_current_timezone()):
             return response.render()
+
+    def _rows_to_count(self, stores: list, store_id: str) -> list[Stock]:
+        """The shown store's stock rows waiting for a count (the ledger lost track of the shelf: a till sold or a
+        transfer sent more than it had, the shortfall; online they sell nothing until counted), so staff know what
+        to count. Every store of the viewer's when none is picked."""
+        ids = [s.pk for s in stores if str(s.pk) == store_id] or [s.pk for s in stores]
+        return list(
+            Stock.objects.filter(store_id__in=ids, needs_count=True)
+            .select_related("store", "product")
+            .order_by("-shortfall", "store__code", "product__sku")[:QUEUE_LIMIT]
+        )
 
     def move_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """One click in the queue: one transition through orders.services, by this staff member."""

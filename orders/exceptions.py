@@ -87,5 +87,26 @@ class RerouteUnserved(Conflict):
     default_message = "No store can serve this order now; nothing was changed."
 
 
+class ChangeOfferNotFound(NotFound):
+    code = "change_offer_not_found"
+    default_message = "No such change offer for this order."
+
+
+class ChangeOfferNotOpen(Conflict):
+    code = "change_offer_not_open"
+    default_message = "This change offer is no longer open (answered, expired or replaced by a later one)."
+
+
+class UnknownChangeOption(DomainError):
+    code = "unknown_change_option"
+    status = 422
+    default_message = "Choose one of the change offer's options."
+
+
+class ChangeOptionUnavailable(Conflict):
+    code = "change_option_unavailable"
+    default_message = "The store of this option can no longer serve the whole order; choose another option."
+
+
 # One phone normaliser (loyalty.phones) and so one refusal for a bad number, in every channel.
 from loyalty.exceptions import InvalidPhone  # noqa: E402,F401

@@ -319,7 +319,8 @@ def _nearest_candidates_sql(
     nearest stores holding any of it, among which the k nearest partial ones are taken (they only matter for
     splits). In central Ho Chi Minh City a point reaches ~400 stores: looking up each one's stock for the cart was
     most of a placement's database time, and reading the ~1,000 rows back a large part of its Python time. Opening
-    hours and the slot's load come in the same statement, for the chosen stores only.
+    hours and the slot's load come in the same statement, for the chosen stores only. A row whose shortfall waits
+    for a count sells nothing online: read as absent, as stores_with_stock and online_units read it.
 
     The nearest-first reading relies on the plan keeping the order of `reach` through the lateral join (a sort would
     make PostgreSQL read every store, with the same answer); tests/orders/test_candidates_fast_path.py checks both
@@ -380,7 +381,7 @@ def _nearest_candidates_sql(
                         JOIN unnest(%(pids)s::bigint[], %(qtys)s::bigint[]) AS w (product_id, qty)
                           ON w.product_id = st.product_id
                         WHERE st.store_id = reach.id AND st.product_id = ANY(%(pids)s::bigint[])
-                          AND st.on_hand > st.safety + st.unavailable
+                          AND st.on_hand > st.safety + st.unavailable AND st.shortfall = 0
                     ) u
                     WHERE u.units > 0
                 ) a
@@ -449,7 +450,8 @@ def _stores_with_stock_sql(
 ) -> dict[int, Candidate]:
     """One query: stores in the box and within reach (great circle computed in SQL) joined to their sellable stock
     rows for the cart, with the units of expired holds (still counted in `reserved` until the cleanup releases them)
-    added back per row, so only live holds count."""
+    added back per row, so only live holds count. A row whose shortfall waits for a count sells nothing online and
+    is left out, as a row without units above safety is."""
     south, north, west, east = box
     store_table, stock_table = Store._meta.db_table, Stock._meta.db_table
     hold_table = Reservation._meta.db_table
@@ -486,7 +488,7 @@ def _stores_with_stock_sql(
                    WHERE h.product_id = st.product_id AND h.store_id = st.store_id AND h.expires_at <= %(at)s
                ), 0) ELSE 0 END AS units
         FROM d JOIN {stock_table} st ON st.store_id = d.id AND st.product_id = ANY(%(pids)s)
-        WHERE {reach} AND st.on_hand > st.safety + st.unavailable
+        WHERE {reach} AND st.on_hand > st.safety + st.unavailable AND st.shortfall = 0
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -248,6 +248,7 @@ class RoutingKind(models.TextChoices):
     REROUTE = "reroute", _("Re-route after a short pick")
     WAVE = "wave", _("Wave re-optimisation")
     MANUAL = "manual", _("Re-routed by staff")
+    STORE_EVENT = "store_event", _("Re-routed after a store event")
 
 
 class RoutingDecision(models.Model):
@@ -262,6 +263,10 @@ class RoutingDecision(models.Model):
     reason = models.TextField(blank=True)
     solve_ms = models.FloatField(default=0)
     applied = models.BooleanField(default=True)
+    # The physical event that made this decision necessary (a store_event decision): its ledger reference, e.g.
+    # 'pos:HCM-Q1-001:R-0042', as on inventory's TakenReservation. A database default too: during a deploy,
+    # processes still running the code from before this column insert without it.
+    cause = models.CharField(max_length=120, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -269,6 +274,54 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.order_id}"
+
+
+class ChangeOfferStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    ACCEPTED = "accepted", _("Accepted")
+    EXPIRED = "expired", _("Expired unanswered (kept what is left)")
+    SUPERSEDED = "superseded", _("Superseded by a later offer")
+
+
+class ChangeOffer(models.Model):
+    """A pickup order lost units to a store event (a till sale, a count, damage, a transfer) at its store: pickup
+    orders stay where the customer chose, so the customer is offered a change instead of a silent re-route.
+
+    `options` ([{id, kind, ...}]): `move` (the whole order to the nearest other pickup store that can serve it now,
+    with its ready-by time), `keep` (what is left; the missing units unfulfilled), `cancel`. The customer's answer
+    (orders.services.accept_change_offer), or `keep` at `expires_at` (expire_change_offers), is applied once."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="change_offers")
+    fulfillment = models.ForeignKey(Fulfillment, on_delete=models.CASCADE, related_name="change_offers")
+    cause = models.CharField(max_length=120, help_text="The store event's ledger reference, e.g. 'pos:HCM-Q1-001:R-0042'.")
+    event_kind = models.CharField(max_length=16, blank=True, help_text="sale, count, damage or transfer.")
+    missing = models.JSONField(default=list, help_text="[{sku, qty}]: the units the event took from this pickup.")
+    options = models.JSONField(help_text="[{id, kind, store, store_name, distance_km, ready_by, lines, missing}]")
+    status = models.CharField(max_length=16, choices=ChangeOfferStatus.choices, default=ChangeOfferStatus.OPEN)
+    chosen = models.CharField(max_length=16, blank=True, help_text="The option applied: move, keep or cancel.")
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("change offer")
+        verbose_name_plural = _("change offers")
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ChangeOfferStatus.values), name="change_offer_status_valid"),
+            # One open offer per fulfilment: a later event supersedes the earlier offer, carrying its missing units.
+            models.UniqueConstraint(
+                fields=["fulfillment"], condition=Q(status="open"), name="change_offer_one_open_per_fulfillment"
+            ),
+        ]
+        indexes = [
+            # The expiry task's look: open offers by expiry, never a scan of the history.
+            models.Index(fields=["expires_at"], condition=Q(status="open"), name="change_offer_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"offer {self.pk} of {self.order_id} ({self.status})"
 
 
 class Promise(models.Model):

@@ -11,7 +11,17 @@ from inventory.selectors import expired_hold_quantities
 from o2o.models import SalesChannel
 from orders.candidate_stores import OPEN_LOAD_STATUSES
 from orders.exceptions import OrderNotFound
-from orders.models import OPEN_STATUSES, Fulfillment, FulfillmentLine, Order, OrderLine, PickupCode, RoutingDecision
+from orders.models import (
+    OPEN_STATUSES,
+    ChangeOffer,
+    ChangeOfferStatus,
+    Fulfillment,
+    FulfillmentLine,
+    Order,
+    OrderLine,
+    PickupCode,
+    RoutingDecision,
+)
 
 
 def _with_details(queryset: QuerySet[Order]) -> QuerySet[Order]:
@@ -35,10 +45,17 @@ def orders_of_channel(*, channel: SalesChannel, status: str | None = None) -> Qu
 
 
 def order_for_channel(*, channel: SalesChannel, number: str, with_decisions: bool = True) -> Order:
-    """One of the channel's orders; another channel's order is simply not found (404)."""
+    """One of the channel's orders; another channel's order is simply not found (404). `with_decisions`: with its
+    routing decisions and its open change offers (`open_change_offers`), as the order detail shows them."""
     queryset = _with_details(Order.objects.filter(channel=channel, number=number))
     if with_decisions:
-        queryset = queryset.prefetch_related(Prefetch("routing_decisions", queryset=RoutingDecision.objects.order_by("id")))
+        queryset = queryset.prefetch_related(
+            Prefetch("routing_decisions", queryset=RoutingDecision.objects.order_by("id")),
+            Prefetch(
+                "change_offers", queryset=ChangeOffer.objects.filter(status=ChangeOfferStatus.OPEN).order_by("id"),
+                to_attr="open_change_offers",
+            ),
+        )
     order = queryset.first()
     if order is None:
         raise OrderNotFound(details={"order": number})
@@ -61,9 +78,11 @@ def live_pickup(*, code: str) -> PickupCode | None:
 
 def online_units(*, store_ids: Sequence[int], product_ids: Sequence[int], at: datetime) -> dict[tuple[int, int], int]:
     """Online units (on_hand - reserved - safety - unavailable, live holds only) per (store, product), of the stock
-    rows that hold more than their safety and unavailable units; zero or less when holds take them all."""
+    rows that hold more than their safety and unavailable units; zero or less when holds take them all. A row whose
+    shortfall waits for a count (a store event took more than the ledger had) sells nothing online: left out, as if
+    it had nothing above safety."""
     rows = Stock.objects.filter(
-        store_id__in=store_ids, product_id__in=product_ids, on_hand__gt=F("safety") + F("unavailable")
+        store_id__in=store_ids, product_id__in=product_ids, on_hand__gt=F("safety") + F("unavailable"), shortfall=0
     ).values_list("store_id", "product_id", "on_hand", "reserved", "safety", "unavailable")
     rows = list(rows)
     if not rows:

@@ -19,3 +19,14 @@ def release_uncollected_pickups() -> int:
 @shared_task(name="orders.tasks.purge_expired_promises")
 def purge_expired_promises() -> int:
     return services.purge_expired_promises()
+
+
+@shared_task(name="orders.tasks.reconcile_taken_reservations")
+def reconcile_taken_reservations() -> int:
+    """Store events' takes that the flow which recorded them did not reconcile (orders.services.store_events)."""
+    return len(services.reconcile_taken())
+
+
+@shared_task(name="orders.tasks.expire_change_offers")
+def expire_change_offers() -> int:
+    return services.expire_change_offers()

@@ -128,6 +128,7 @@ class HoldsView(APIView):
                 quantities={products[sku]: qty for sku, qty in q["lines"].items()},
                 ttl_seconds=q["ttl_seconds"],
                 actor=_actor(request),
+                channel=request.auth.channel,  # the website holding them, told if a store event takes them
             )
             out = {
                 "reference": hold.reference,

@@ -1,5 +1,6 @@
 """Every write to stock, by topic: the ledger's machinery (ledger.py), reservations (reservations.py), adjustments
-(adjustments.py) and bulk loading (loading.py). Nothing else in the project changes Stock, StockMovement or
+(adjustments.py), bulk loading (loading.py) and the shop floor (shop_floor.py: physical events that take reserved
+units, never refused for stock). Nothing else in the project changes Stock, StockMovement or
 Reservation rows. Their hand-written PostgreSQL statements are in inventory/fast_paths.py, each beside its ORM twin.
 
 Each public action opens a transaction, locks the stock rows it touches in one fixed order (by primary key, in a
@@ -29,9 +30,10 @@ from inventory.services.reservations import (
     release_reservations,
     reserve_stock,
 )
+from inventory.services.shop_floor import FloorTake, ShopFloor, Takeable
 
 __all__ = [
-    "Hold", "Pair", "StockChange", "StockDelta", "StockLine", "adjust_stock", "apply_movement_batch",
+    "FloorTake", "Hold", "Pair", "ShopFloor", "Takeable", "StockChange", "StockDelta", "StockLine", "adjust_stock", "apply_movement_batch",
     "apply_movements", "commit_reservations", "copy_insert", "flag_for_count", "hold_stock",
     "load_opening_balances", "load_synthetic_stock_postgres", "lock_stock_rows", "online_available",
     "release_expired_holds", "release_reservations", "reserve_stock", "set_stock_levels",

@@ -9,7 +9,7 @@ from inventory.exceptions import (
     StaleStockQuantity,
 )
 from inventory.models import MovementReason, Product, Stock, StockMovement, Store
-from inventory.services.ledger import StockDelta, apply_movements, lock_stock_rows
+from inventory.services.ledger import StockDelta, apply_movements, flag_for_count, lock_stock_rows
 
 
 @transaction.atomic
@@ -76,7 +76,12 @@ def set_stock_levels(
     note: str = "",
 ) -> StockMovement | None:
     """Set absolute levels (a count, a new safety stock). `expected_on_hand` makes it a compare-and-set: refused
-    with StaleStockQuantity when the ledger has moved since the caller looked. Returns None if nothing changed."""
+    with StaleStockQuantity when the ledger has moved since the caller looked. Returns None if nothing changed.
+
+    A new `on_hand` is what someone counted on the shelf, so it also settles what the ledger had lost track of: the
+    row's shortfall goes back to zero in the same movement, and its needs-count flag is cleared. (A count below the
+    units reserved or quarantined is refused here, InvalidStockChange: the tills' counts take such units through
+    ShopFloor, whose caller re-routes their holders.)"""
     for name, value in (("on_hand", on_hand), ("safety", safety), ("target", target)):
         if value is not None and (not isinstance(value, int) or value < 0):
             raise InvalidStockChange(f"{name} must be a whole number ≥ 0.")
@@ -90,10 +95,16 @@ def set_stock_levels(
     delta = StockDelta(
         on_hand=(on_hand - row.on_hand) if on_hand is not None else 0,
         safety=(safety - row.safety) if safety is not None else 0,
+        shortfall=-row.shortfall if on_hand is not None else 0,
     )
+    counted = on_hand is not None and row.needs_count
     if delta.is_zero():
+        if counted:
+            flag_for_count(store_id=store.pk, product_ids=[product.pk], flagged=False)
         return None
-    if delta.on_hand == 0 and reason == MovementReason.COUNT:
+    if delta.on_hand == 0 and delta.shortfall == 0 and reason == MovementReason.COUNT:
         reason = MovementReason.SAFETY_CHANGE
     (movement,) = apply_movements(rows, [(pair, delta)], reason=reason, reference=reference, actor=actor, note=note)
+    if counted:
+        flag_for_count(store_id=store.pk, product_ids=[product.pk], flagged=False)
     return movement

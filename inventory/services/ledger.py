@@ -29,22 +29,61 @@ class StockLine:
 
 @dataclass
 class StockDelta:
+    """The change of each state of one stock row (a movement's deltas). `shortfall`: units an event took beyond what
+    the ledger had on hand (a till sale, a transfer shipped); a positive one flags the row for a count."""
+
     on_hand: int = 0
     reserved: int = 0
     safety: int = 0
     unavailable: int = 0
+    shortfall: int = 0
 
     def is_zero(self) -> bool:
-        return not (self.on_hand or self.reserved or self.safety or self.unavailable)
+        return not (self.on_hand or self.reserved or self.safety or self.unavailable or self.shortfall)
+
+    def add(self, other: "StockDelta") -> None:
+        """Add `other`'s deltas to these (a batch's total per row)."""
+        self.on_hand += other.on_hand
+        self.reserved += other.reserved
+        self.safety += other.safety
+        self.unavailable += other.unavailable
+        self.shortfall += other.shortfall
+
+
+def _apply_to_row(row: Stock, delta: StockDelta) -> bool:
+    """Add `delta` to the locked row object; whether the row still keeps the stock rules (every state >= 0, the
+    units set aside within on hand). A positive shortfall flags the row for a count (the database demands it)."""
+    row.on_hand += delta.on_hand
+    row.reserved += delta.reserved
+    row.safety += delta.safety
+    row.unavailable += delta.unavailable
+    row.shortfall += delta.shortfall
+    if delta.shortfall > 0:
+        row.needs_count = True
+    return (
+        min(row.on_hand, row.reserved, row.safety, row.unavailable, row.shortfall) >= 0
+        and row.reserved + row.unavailable <= row.on_hand
+    )
 
 
 def flag_for_count(*, store_id: int, product_ids: Iterable[int], flagged: bool = True) -> int:
     """Mark (or, after a count, clear) the rows whose ledger a till could not follow: a sale took more than the
-    ledger had, so only a count can say what is on the shelf. The flag is advice to staff, not stock: no movement."""
-    return Stock.objects.filter(store_id=store_id, product_id__in=list(product_ids)).update(needs_count=flagged)
+    ledger had, so only a count can say what is on the shelf. The flag is advice to staff, not stock: no movement.
+
+    Clearing leaves a row with a shortfall flagged: only a count movement that takes the shortfall back to zero
+    (StockDelta(shortfall=-row.shortfall)) reconciles it, and it must come first. Returns the rows changed."""
+    rows = Stock.objects.filter(store_id=store_id, product_id__in=list(product_ids))
+    if not flagged:
+        rows = rows.filter(shortfall=0)
+    return rows.update(needs_count=flagged)
 
 
 def online_available(row: Stock) -> int:
+    """What the website may still sell of a locked row (may be below zero: safety over what is left): on_hand -
+    reserved - safety - unavailable, and nothing at all while a shortfall waits for its count. The row's
+    `reserved` counts every hold on it: lock_stock_rows released the expired ones first."""
+    if row.shortfall > 0:
+        return 0
     return row.on_hand - row.reserved - row.safety - row.unavailable
 
 
@@ -96,11 +135,7 @@ def apply_movements(
         if delta.is_zero():
             continue
         row = rows[pair]
-        row.on_hand += delta.on_hand
-        row.reserved += delta.reserved
-        row.safety += delta.safety
-        row.unavailable += delta.unavailable
-        if min(row.on_hand, row.reserved, row.safety, row.unavailable) < 0 or row.reserved + row.unavailable > row.on_hand:
+        if not _apply_to_row(row, delta):
             raise InvalidStockChange(
                 details={
                     "store_id": pair[0],
@@ -110,15 +145,20 @@ def apply_movements(
                         "reserved": row.reserved,
                         "safety": row.safety,
                         "unavailable": row.unavailable,
+                        "shortfall": row.shortfall,
                     },
                 }
             )
+        # A positive shortfall flags the row in the same UPDATE: the database refuses a shortfall without the flag.
+        flag = {"needs_count": True} if delta.shortfall > 0 else {}
         Stock.objects.filter(pk=row.pk).update(
             on_hand=F("on_hand") + delta.on_hand,
             reserved=F("reserved") + delta.reserved,
             safety=F("safety") + delta.safety,
             unavailable=F("unavailable") + delta.unavailable,
+            shortfall=F("shortfall") + delta.shortfall,
             updated_at=now,
+            **flag,
         )
         key = None
         if idempotency_key:
@@ -132,6 +172,7 @@ def apply_movements(
                 delta_reserved=delta.reserved,
                 delta_safety=delta.safety,
                 delta_unavailable=delta.unavailable,
+                delta_shortfall=delta.shortfall,
                 reference=reference[:120],
                 idempotency_key=key,
                 actor=actor[:150],
@@ -157,34 +198,30 @@ def apply_movement_batch(rows: dict[Pair, Stock], changes: Sequence[StockChange]
                 now: datetime) -> list[StockMovement]:
     """apply_movements for many references at once (a batch of till sales): one movement per change, the rules checked after
     each change in order, and each touched row written once — one UPDATE for all of them on PostgreSQL — instead of
-    once per movement. Rows must come from lock_stock_rows."""
+    once per movement. A row that any change gave a positive shortfall is flagged for a count in that UPDATE, as
+    apply_movements does. Rows must come from lock_stock_rows."""
     totals: dict[int, StockDelta] = {}
+    flagged: set[int] = set()
     movements = []
     for change in changes:
         delta = change.delta
         if delta.is_zero():
             continue
         row = rows[change.pair]
-        row.on_hand += delta.on_hand
-        row.reserved += delta.reserved
-        row.safety += delta.safety
-        row.unavailable += delta.unavailable
-        if min(row.on_hand, row.reserved, row.safety, row.unavailable) < 0 or row.reserved + row.unavailable > row.on_hand:
+        if not _apply_to_row(row, delta):
             raise InvalidStockChange(details={"store_id": change.pair[0], "product_id": change.pair[1]})
-        total = totals.setdefault(row.pk, StockDelta())
-        total.on_hand += delta.on_hand
-        total.reserved += delta.reserved
-        total.safety += delta.safety
-        total.unavailable += delta.unavailable
+        totals.setdefault(row.pk, StockDelta()).add(delta)
+        if delta.shortfall > 0:
+            flagged.add(row.pk)
         movements.append(
             StockMovement(
                 store_id=change.pair[0], product_id=change.pair[1], reason=reason, delta_on_hand=delta.on_hand,
                 delta_reserved=delta.reserved, delta_safety=delta.safety, delta_unavailable=delta.unavailable,
-                reference=change.reference[:120], idempotency_key=change.idempotency_key, actor=actor[:150],
-                note=change.note[:300], created_at=now,
+                delta_shortfall=delta.shortfall, reference=change.reference[:120],
+                idempotency_key=change.idempotency_key, actor=actor[:150], note=change.note[:300], created_at=now,
             )
         )
-    return fast_paths.write_movement_batch(movements, totals, now=now)
+    return fast_paths.write_movement_batch(movements, totals, flagged=flagged, now=now)
 
 
 def _release_expired_on_locked(rows: dict[Pair, Stock], *, now: datetime) -> int:

@@ -22,6 +22,7 @@ from inventory.services.ledger import (
     apply_movements,
     lock_stock_rows,
 )
+from o2o.models import SalesChannel
 
 
 def reserve_stock(
@@ -30,11 +31,13 @@ def reserve_stock(
     reference: str,
     actor: str,
     expires_at: datetime | None = None,
+    channel: SalesChannel | None = None,
 ) -> list[Reservation]:
-    """Set units aside for a checkout hold (with `expires_at`) or an order (without). All lines or none.
+    """Set units aside for a checkout hold (with `expires_at`) or an order (without). All lines or none. `channel`:
+    the website whose checkout hold this is (Reservation.channel), told when a store event takes the hold's units.
 
     Raises InsufficientStock listing every short line when any store cannot spare the units online
-    (on_hand - reserved - safety - unavailable, live holds only).
+    (on_hand - reserved - safety - unavailable, live holds only; nothing while the row's shortfall waits for a count).
 
     On PostgreSQL this is one statement that writes nothing unless every line can be served, so it needs no
     savepoint of its own and a refusal leaves the caller's transaction usable; rows carrying expired holds (which
@@ -47,7 +50,8 @@ def reserve_stock(
     wanted = _merge_lines(lines)
     if not wanted:
         raise InvalidStockChange("Nothing to reserve.")
-    return fast_paths.reserve(wanted, reference=reference, actor=actor, expires_at=expires_at, now=now)
+    return fast_paths.reserve(wanted, reference=reference, actor=actor, expires_at=expires_at, now=now,
+                              channel_id=channel.pk if channel is not None else None)
 
 
 def _lock_reservations(reference: str, *, now: datetime) -> tuple[dict[Pair, Stock], list[Reservation]]:
@@ -149,8 +153,11 @@ class Hold:
     reservations: list[Reservation]
 
 
-def hold_stock(*, store: Store, quantities: dict[Product, int], ttl_seconds: int, actor: str) -> Hold:
-    """A checkout hold: units set aside at one store until `ttl_seconds` from now, then back on sale by themselves."""
+def hold_stock(
+    *, store: Store, quantities: dict[Product, int], ttl_seconds: int, actor: str, channel: SalesChannel | None = None
+) -> Hold:
+    """A checkout hold: units set aside at one store until `ttl_seconds` from now, then back on sale by themselves.
+    `channel`: the website holding them (stored on each reservation; a store event that takes them tells it)."""
     import uuid
 
     if ttl_seconds <= 0:
@@ -162,5 +169,6 @@ def hold_stock(*, store: Store, quantities: dict[Product, int], ttl_seconds: int
         reference=reference,
         actor=actor,
         expires_at=expires_at,
+        channel=channel,
     )
     return Hold(reference, expires_at, reservations)

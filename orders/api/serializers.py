@@ -11,7 +11,7 @@ from rest_framework import serializers
 # plain_json_number: FloatField's rules for a JSON number, shared with the availability endpoint's fast reader.
 from inventory.api.serializers import CartLineInput, plain_cart_lines
 from inventory.api.serializers import plain_json_number as _float
-from orders.models import Method, OrderStatus, PaymentState
+from orders.models import ChangeOfferStatus, Method, OrderStatus, PaymentState
 
 
 def _merge_lines(lines):
@@ -315,8 +315,51 @@ def placed_order_payload(placed: Any) -> dict:
     }
 
 
+class ChangeOptionOutput(serializers.Serializer):
+    id = serializers.CharField(help_text="Pass it as `option` to accept: move, keep or cancel")
+    kind = serializers.ChoiceField(choices=["move", "keep", "cancel"])
+    store = serializers.CharField(allow_null=True, help_text="Where the customer collects (move, keep)")
+    store_name = serializers.CharField(allow_blank=True)
+    distance_km = serializers.FloatField(allow_null=True, help_text="From the store the customer chose (move)")
+    ready_by = serializers.DateTimeField(allow_null=True)
+    lines = ShipmentLineOutput(many=True, help_text="What the customer collects")
+    missing = ShipmentLineOutput(many=True, help_text="Units the order no longer gets (keep, cancel)")
+
+
+class ChangeOfferOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ChangeOfferStatus.choices)
+    cause = serializers.CharField(help_text="The store event, e.g. pos:HCM-Q1-001:R-0042")
+    event = serializers.CharField(source="event_kind", help_text="sale, count, damage or transfer")
+    missing = ShipmentLineOutput(many=True, help_text="The units the store event took from this pickup")
+    options = ChangeOptionOutput(many=True)
+    chosen = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(help_text="Unanswered by then: keep what is left")
+
+
 class OrderDetailOutput(OrderOutput):
     routing = RoutingDecisionOutput(many=True, source="routing_decisions.all")
+    change_offers = serializers.SerializerMethodField(
+        help_text="Open offers to the customer after a store event took units of a pickup: answer one with "
+        "POST /api/v1/orders/{number}/change-offers/{id}/accept/."
+    )
+
+    @extend_schema_field(ChangeOfferOutput(many=True))
+    def get_change_offers(self, order):
+        offers = getattr(order, "open_change_offers", None)
+        if offers is None:
+            offers = order.change_offers.filter(status=ChangeOfferStatus.OPEN).order_by("pk")
+        return [represent(ChangeOfferOutput, offer) for offer in offers]
+
+
+class ChangeOfferAcceptInput(serializers.Serializer):
+    option = serializers.CharField(max_length=16, help_text="One of the offer's option ids: move, keep or cancel")
+
+
+class ChangeOfferAcceptOutput(serializers.Serializer):
+    offer = ChangeOfferOutput()
+    order = OrderDetailOutput()
 
 
 class CancelInput(serializers.Serializer):

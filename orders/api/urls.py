@@ -7,4 +7,8 @@ urlpatterns = [
     path("orders/", views.OrdersView.as_view(), name="orders"),
     path("orders/<str:number>/", views.OrderDetailView.as_view(), name="order-detail"),
     path("orders/<str:number>/cancel/", views.OrderCancelView.as_view(), name="order-cancel"),
+    path(
+        "orders/<str:number>/change-offers/<int:offer>/accept/", views.ChangeOfferAcceptView.as_view(),
+        name="order-change-offer-accept",
+    ),
 ]

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inventory.exceptions import InsufficientStock
 from inventory.geocoding import locate
 from o2o.idempotency import run_once
 from o2o.pagination import StrictLimitOffsetPagination
@@ -97,8 +98,10 @@ class OrdersView(APIView):
             **ERRORS,
             404: OpenApiResponse(description="promise_not_found, address_not_found"),
             409: OpenApiResponse(
-                description="insufficient_stock (stock moved), promise_expired, redemption_not_held (points hold "
-                "voided, expired or already used)"
+                description="insufficient_stock (stock moved; placed from a promise, `details.fresh_promise` is a "
+                "new promise quoted now for the same cart and destination, as POST /promises/ answers it, or null "
+                "with `details.fresh_promise_unavailable` saying why), promise_expired, redemption_not_held (points "
+                "hold voided, expired or already used)"
             ),
             422: OpenApiResponse(
                 description="unknown_sku, pickup_not_offered, out_of_delivery_area, promise_mismatch, "
@@ -131,12 +134,24 @@ class OrdersView(APIView):
             )
             return status.HTTP_201_CREATED, io.represent(io.OrderOutput, placed)
 
-        code, payload, _ = run_once(
-            scope=f"channel:{request.auth.channel_id}:orders.place",
-            key=request.headers.get("Idempotency-Key"),
-            payload=request.data,
-            action=action,
-        )
+        try:
+            code, payload, _ = run_once(
+                scope=f"channel:{request.auth.channel_id}:orders.place",
+                key=request.headers.get("Idempotency-Key"),
+                payload=request.data,
+                action=action,
+            )
+        except InsufficientStock as exc:
+            if q.get("promise"):
+                # The promised units are gone (a store event, a faster order): quoted again now, outside the
+                # placement's rolled-back transaction, so the website can show the customer what is possible.
+                fresh, why = services.requote(
+                    channel=request.auth.channel, promise_id=q["promise"], allow_split=q["allow_split"]
+                )
+                exc.details["fresh_promise"] = io.PromiseOutput(fresh).data if fresh is not None else None
+                if fresh is None:
+                    exc.details["fresh_promise_unavailable"] = why
+            raise
         return Response(payload, status=code)
 
 
@@ -170,3 +185,49 @@ class OrderCancelView(APIView):
         services.cancel_order(order=order, actor=_actor(request), reason=body.validated_data["reason"])
         order = selectors.order_for_channel(channel=request.auth.channel, number=number, with_decisions=False)
         return Response(io.OrderOutput(order).data)
+
+
+class ChangeOfferAcceptView(APIView):
+    @extend_schema(
+        operation_id="order_change_offer_accept",
+        summary="Answer a change offer: move the pickup, keep what is left, or cancel",
+        description=(
+            "A store event (a till sale, a count, damaged goods, a transfer) took units of a pickup order at its "
+            "store; the order detail lists the open offer (`change_offers`) and the `order.change_offered` event "
+            "carried it. `move`: the whole order is picked up at the offered store instead (new pickup code); "
+            "`keep`: what is left, the missing units unfulfilled; `cancel`: the order is cancelled. Needs an "
+            "`Idempotency-Key` header: the same key and body returns the first answer."
+        ),
+        parameters=[IDEMPOTENCY_HEADER],
+        request=io.ChangeOfferAcceptInput,
+        responses={
+            200: io.ChangeOfferAcceptOutput,
+            **ERRORS,
+            404: OpenApiResponse(description="order_not_found, change_offer_not_found"),
+            409: OpenApiResponse(
+                description="change_offer_not_open (answered, expired, replaced, or the pickup was collected), "
+                "change_option_unavailable (the offered store can no longer serve the whole order)"
+            ),
+            422: OpenApiResponse(description="unknown_change_option, idempotency_key_reused"),
+        },
+    )
+    def post(self, request: Request, number: str, offer: int) -> Response:
+        body = io.ChangeOfferAcceptInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        channel = request.auth.channel
+
+        def action():
+            order = selectors.order_for_channel(channel=channel, number=number, with_decisions=False)
+            accepted = services.accept_change_offer(
+                order=order, offer=offer, option=body.validated_data["option"], actor=_actor(request)
+            )
+            detail = selectors.order_for_channel(channel=channel, number=number)
+            return status.HTTP_200_OK, io.ChangeOfferAcceptOutput({"offer": accepted, "order": detail}).data
+
+        code, payload, _ = run_once(
+            scope=f"channel:{request.auth.channel_id}:orders.change_offer",
+            key=request.headers.get("Idempotency-Key"),
+            payload={"order": number, "offer": offer, "body": request.data},
+            action=action,
+        )
+        return Response(payload, status=code)

@@ -53,14 +53,6 @@ class CountNotFound(NotFound):
     default_message = "No stock count with this id at this store."
 
 
-class CountBelowSetAside(Conflict):
-    """A count finds fewer units than are reserved for online orders or quarantined: those must be re-routed or
-    written off first (short pick, damage release), then the count can be sent again."""
-
-    code = "count_below_set_aside"
-    default_message = "Counted fewer units than are reserved or quarantined at this store."
-
-
 class TransferNotFound(NotFound):
     code = "transfer_not_found"
     default_message = "No transfer with this id for this store."

@@ -211,6 +211,29 @@ class GoodsReceipt(models.Model):
         return f"{self.store_id}/{self.receipt_id}"
 
 
+class DamageReport(models.Model):
+    """Goods a store found damaged on its shelf, booked at the till: the units go to quarantine (unavailable), taken
+    from reserved units when the shelf had no others (inventory.services.ShopFloor), and the online orders that held
+    them are re-routed at once (orders.services.store_events)."""
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="damage_reports")
+    report_id = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64)
+    note = models.CharField(max_length=300, blank=True)
+    reported_at = models.DateTimeField(default=timezone.now)
+    lines = models.JSONField(default=list, help_text="[{sku, qty}]")
+    result = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name = _("damage report")
+        verbose_name_plural = _("damage reports")
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["store", "report_id"], name="damage_report_unique_per_store")]
+
+    def __str__(self) -> str:
+        return f"{self.store_id}/{self.report_id}"
+
+
 class StockTransfer(models.Model):
     """Goods shipped from one store to another. Shipped units are off the sender's on-hand and in transit until the
     receiver books what arrived; a difference is recorded per line as a discrepancy."""

@@ -1,6 +1,8 @@
 """Every write of the orders app, by topic: quotes (checkout promises), placement, plans (applying a routed plan:
 fulfillments, reservations, pickup codes, the routing decision), fulfilment (the state machine and the order status
-that follows it), cancel, reroute (short picks and staff re-routes) and waves. cart.py reads the input they share.
+that follows it), cancel, reroute (short picks and staff re-routes), waves, and store_events (reconciling online
+commitments with what a store event took: holds told, fulfillments re-routed, pickups offered a change). cart.py
+reads the input they share.
 
 Stock moves only through inventory.services, one reservation reference per fulfillment (`fulfillment:<id>`):
 reserved at placement, committed when goods leave the store (handed to the courier, collected), released on cancel,
@@ -17,13 +19,21 @@ from orders.services.cart import Cart, load_cart
 from orders.services.fulfilment import EVENTS, allowed_transitions, release_uncollected_pickups, transition_fulfillment
 from orders.services.placement import PlacedFulfillment, PlacedOrder, PlacedStore, place_order
 from orders.services.plans import PlannedOrder, PlannedShipment
-from orders.services.quotes import purge_expired_promises, quote_promise
+from orders.services.quotes import purge_expired_promises, quote_promise, requote
 from orders.services.reroute import RerouteResult, report_short_pick, reroute_order, reroute_refusal
+from orders.services.store_events import (
+    Reconciled,
+    accept_change_offer,
+    expire_change_offers,
+    reconcile_taken,
+    takeable,
+)
 from orders.services.waves import WaveResult, route_wave
 
 __all__ = [
     "EVENTS", "Cart", "PlacedFulfillment", "PlacedOrder", "PlacedStore", "PlannedOrder", "PlannedShipment",
-    "RerouteResult", "WaveResult", "allowed_transitions", "cancel_order", "load_cart", "place_order",
-    "purge_expired_promises", "quote_promise", "release_uncollected_pickups", "report_short_pick", "reroute_order",
-    "reroute_refusal", "route_wave", "transition_fulfillment",
+    "Reconciled", "RerouteResult", "WaveResult", "accept_change_offer", "allowed_transitions", "cancel_order",
+    "expire_change_offers", "load_cart", "place_order", "purge_expired_promises", "quote_promise", "reconcile_taken",
+    "release_uncollected_pickups", "report_short_pick", "requote", "reroute_order", "reroute_refusal", "route_wave",
+    "takeable", "transition_fulfillment",
 ]

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from inventory import services as stock
-from inventory.models import MovementReason, Product
+from inventory.models import MovementReason, Product, Reservation
 from o2o.outbox import emit
 from orders import loyalty_tender
 from orders.exceptions import (
@@ -113,6 +113,22 @@ def fulfillment_units(f: Fulfillment) -> dict[int, int]:
     return {line.product_id: line.units for line in f.lines.all() if line.units > 0}
 
 
+def committable_units(f: Fulfillment) -> dict[int, int]:
+    """What leaving the store commits: the units handed over, but never more than the reservation still holds. A
+    store event may have taken reserved units from a fulfillment that was packed meanwhile (the race
+    orders.services.store_events records): the goods in the bag are real, the event already took their units off
+    the ledger's on hand, so only what is still reserved goes now, and the count the event asked for settles the
+    shelf."""
+    reserved = dict(
+        Reservation.objects.filter(reference=f.reference)
+        .values("product_id")
+        .annotate(n=Sum("quantity"))
+        .values_list("product_id", "n")
+    )
+    units = {pid: min(qty, reserved.get(pid, 0)) for pid, qty in fulfillment_units(f).items()}
+    return {pid: qty for pid, qty in units.items() if qty > 0}
+
+
 @transaction.atomic
 def transition_fulfillment(
     *, fulfillment: Fulfillment | int, to: str, actor: str, courier_name: str = "", courier_tracking: str = ""
@@ -135,7 +151,7 @@ def transition_fulfillment(
     elif to == S.READY_FOR_PICKUP:
         extra["ready_at"] = now
     elif to in (S.HANDED_TO_COURIER, S.COLLECTED):
-        units = fulfillment_units(f)
+        units = committable_units(f)
         if units:
             stock.commit_reservations(reference=f.reference, actor=actor, quantities=units, note=to)
         stock.release_reservations(reference=f.reference, actor=actor, note="left over after commit")

@@ -119,7 +119,11 @@ def create_fulfillments(
     return created
 
 
-def record_decision(*, order: Order, kind: str, decision: dict, now: datetime) -> RoutingDecision:
+def record_decision(
+    *, order: Order, kind: str, decision: dict, now: datetime, cause: str = "", applied: bool = True
+) -> RoutingDecision:
+    """Store a routing decision. `cause`: the store event behind it (its ledger reference), if any; `applied`:
+    False for a decision that moved nothing (nothing to re-route to, a change offered to the customer)."""
     problem = decision.get("problem", {})
     return RoutingDecision.objects.create(
         order=order,
@@ -130,6 +134,8 @@ def record_decision(*, order: Order, kind: str, decision: dict, now: datetime) -
         candidates=decision.get("candidates", []),
         reason=decision.get("reason", ""),
         solve_ms=decision.get("solve_ms", 0) or 0,
+        applied=applied,
+        cause=cause[:120],
         created_at=now,
     )
 

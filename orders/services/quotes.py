@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from o2o.domain_errors import InvalidInput
+from o2o.domain_errors import DomainError, InvalidInput
 from o2o.models import SalesChannel
 from orders import promises, routing_input
 from orders.exceptions import (
@@ -88,6 +88,24 @@ def quote_promise(
         created_at=at,
         expires_at=at + timedelta(seconds=settings.O2O_PROMISE_TTL_SECONDS),
     )
+
+
+def requote(*, channel: SalesChannel, promise_id, allow_split: bool = True) -> tuple[Promise | None, str]:
+    """A fresh promise for the cart and destination (or pickup store) of an earlier one of the channel's, quoted now:
+    what an order placed from the earlier promise gets when its units are gone (a store event took them, another
+    order was faster). (None, why) when no option can be given now."""
+    earlier = Promise.objects.filter(pk=promise_id, channel=channel).select_related("pickup_store").first()
+    if earlier is None:
+        return None, "The promise is unknown."
+    try:
+        fresh = quote_promise(
+            channel=channel, lines=earlier.cart, lat=earlier.destination_lat, lon=earlier.destination_lon,
+            address=earlier.destination_address,
+            pickup_store_code=earlier.pickup_store.code if earlier.pickup_store else None, allow_split=allow_split,
+        )
+    except DomainError as exc:
+        return None, exc.message
+    return fresh, ""
 
 
 def purge_expired_promises(*, older_than: timedelta = timedelta(days=1)) -> int:

@@ -81,12 +81,9 @@ def report_short_pick(*, fulfillment: Fulfillment | int, found: dict[int, int], 
             missing[pid] = line.units - units
     if not missing:
         return []
-    for pid, short in missing.items():
-        FulfillmentLine.objects.filter(pk=lines[pid].pk).update(picked_qty=lines[pid].units - short)
-        lines[pid].picked_qty = lines[pid].units - short
     # The reservation shrinks to what was found: release, then reserve the found units again (same reference).
+    keep = {pid: line.units - missing.get(pid, 0) for pid, line in lines.items() if line.units > missing.get(pid, 0)}
     stock.release_reservations(reference=f.reference, actor=actor, note="short pick")
-    keep = {pid: line.units for pid, line in lines.items() if line.units > 0}
     if keep:
         stock.reserve_stock(
             lines=[stock.StockLine(f.store_id, pid, qty) for pid, qty in sorted(keep.items())],
@@ -102,17 +99,62 @@ def report_short_pick(*, fulfillment: Fulfillment | int, found: dict[int, int], 
             log.warning("short pick on %s: could not write off %s × %s", f.reference, short, pid)
     if f.status == S.ASSIGNED:
         set_status(f, S.PICKING, now=now)
-    if not keep:
+    return shrink_and_reroute(order=order, fulfillment=f, lines=lines, missing=missing, actor=actor, now=now).fulfillments
+
+
+@dataclass
+class Rerouted:
+    """What shrink_and_reroute did: the fulfillments it created at other stores (none when nothing could take the
+    units: they are unfulfilled), the decision it recorded, whether the source fulfillment was left with nothing
+    (cancelled), and whether the promise moved (a new fulfillment promised later than the one it replaces)."""
+
+    fulfillments: list[Fulfillment]
+    decision: RoutingDecision
+    cancelled: bool = False
+    promise_moved: bool = False
+
+
+def shrink_and_reroute(
+    *,
+    order: Order,
+    fulfillment: Fulfillment,
+    lines: dict[int, FulfillmentLine],
+    missing: dict[int, int],
+    actor: str,
+    now: datetime,
+    kind: str = RoutingKind.REROUTE,
+    cause: str = "",
+    why: str = "",
+) -> Rerouted:
+    """What a short pick and a store event that took a fulfillment's units share, once the fulfillment's
+    reservation holds only what its store can still hand over: its lines (`lines`, product_id -> line) shrink by
+    `missing` (picked_qty, the units it will hand over), a fulfillment left with nothing is cancelled, and the
+    missing units are re-routed with the same router from `now` (other stores, split if the order allows; a pickup
+    order stays at its store, its missing units unfulfilled). `kind`, `cause` and `why` (a sentence naming the event)
+    go on the decision and the events. The caller holds the order's lock, then the fulfillment's."""
+    f = fulfillment
+    for pid, short in sorted(missing.items()):
+        line = lines[pid]
+        line.picked_qty = line.units - short
+        FulfillmentLine.objects.filter(pk=line.pk).update(picked_qty=line.picked_qty)
+    cancelled = not any(line.units > 0 for line in lines.values())
+    if cancelled:
+        stock.release_reservations(reference=f.reference, actor=actor, note="nothing left to pick")  # 0 if none
         set_status(f, S.CANCELLED, now=now)
         retire_pickup_code(f)
-    created = _reroute(order=order, lines=missing, exclude_store_ids={f.store_id}, actor=actor, now=now, source=f)
+    result = _reroute(
+        order=order, lines=missing, exclude_store_ids={f.store_id}, actor=actor, now=now, source=f, kind=kind,
+        cause=cause, why=why,
+    )
+    result.cancelled = cancelled
     sync_order_status(order, now=now)
-    return created
+    return result
 
 
 def _reroute(
-    *, order: Order, lines: dict[int, int], exclude_store_ids: set[int], actor: str, now: datetime, source: Fulfillment
-) -> list[Fulfillment]:
+    *, order: Order, lines: dict[int, int], exclude_store_ids: set[int], actor: str, now: datetime, source: Fulfillment,
+    kind: str = RoutingKind.REROUTE, cause: str = "", why: str = "",
+) -> Rerouted:
     skus = dict(Product.objects.filter(pk__in=lines).values_list("pk", "sku"))
     cart = Cart(lines, skus, {})
     served = []
@@ -126,35 +168,57 @@ def _reroute(
             lines=lines, candidates=candidates, skus=skus, lat=order.destination_lat, lon=order.destination_lon,
             allow_split=order.allow_split, at=now,
         )
-    created: list[Fulfillment] = []
     if served:
-        planned = planned_from_routed(served[0], cart=cart)
+        routed = served[0]
+        planned = planned_from_routed(routed, cart=cart)
+        # The promise kept where possible: when every new parcel can arrive by the time promised before (its
+        # store's ready time, then the ride), the customer's time stands; otherwise the new window's end.
+        arrive = max(
+            routing_input.ready_time(s.candidate, at=now)
+            + timedelta(minutes=routing_input.travel_minutes(s.candidate.distance_km))
+            for s in routed.shipments
+        )
+        if arrive <= source.promised_by:
+            planned.promised_by = source.promised_by
         check_planned(planned)
         round_no = (order.fulfillments.aggregate(m=Max("round"))["m"] or 0) + 1
         created = create_fulfillments(order=order, planned=planned, round_no=round_no, actor=actor, now=now)
-        decision = record_decision(order=order, kind=RoutingKind.REROUTE, decision=planned.decision, now=now)
+        decision = dict(planned.decision)
+        if why:
+            decision["reason"] = f"{why} {decision.get('reason', '')}".strip()
+        record = record_decision(order=order, kind=kind, decision=decision, now=now, cause=cause)
+        codes = {s.store_id: s.code for s in planned.shipments}
+        promised_by = max(f.promised_by for f in created)
+        moved = promised_by > source.promised_by
         emit(
             topic="order.rerouted", aggregate=order.aggregate, channel=order.channel,
             payload={
-                "order": order.number, "from_store": source.store.code,
-                "fulfillments": [{"id": f.pk, "store_id": f.store_id, "promised_by": f.promised_by} for f in created],
-                "reason": decision.reason,
+                "order": order.number, "kind": str(kind), "cause": cause, "from_store": source.store.code,
+                "fulfillments": [
+                    {"id": f.pk, "store_id": f.store_id, "store": codes.get(f.store_id), "promised_by": f.promised_by}
+                    for f in created
+                ],
+                "reason": record.reason,
+                # The customer is told when the promise moves: the latest new parcel against the one replaced.
+                "promised_by_before": source.promised_by, "promised_by": promised_by, "promise_moved": moved,
             },
         )
-    else:
-        for pid, qty in lines.items():
-            OrderLine.objects.filter(order=order, product_id=pid).update(unfulfilled_qty=F("unfulfilled_qty") + qty)
-        reason = "pickup orders stay at their store" if order.method == Method.PICKUP else "no other store can serve"
-        RoutingDecision.objects.create(
-            order=order, kind=RoutingKind.REROUTE, plan_status="unserved", problem={}, plan={},
-            candidates=[], reason=f"Short lines not re-routed: {reason}.", applied=False, created_at=now,
-        )
-        emit(
-            topic="order.lines_unfulfilled", aggregate=order.aggregate, channel=order.channel,
-            payload={"order": order.number, "lines": [{"sku": skus[p], "qty": q} for p, q in lines.items()],
-                     "reason": reason},
-        )
-    return created
+        return Rerouted(fulfillments=created, decision=record, promise_moved=moved)
+    for pid, qty in lines.items():
+        OrderLine.objects.filter(order=order, product_id=pid).update(unfulfilled_qty=F("unfulfilled_qty") + qty)
+    reason = "pickup orders stay at their store" if order.method == Method.PICKUP else "no other store can serve"
+    what = "Short lines" if kind == RoutingKind.REROUTE else "The units taken"
+    record = RoutingDecision.objects.create(
+        order=order, kind=kind, plan_status="unserved", problem={}, plan={},
+        candidates=routing_input.candidate_summary(candidates, lines=lines, skus=skus, slot_hours=2, chosen=set()),
+        reason=f"{why} {what} not re-routed: {reason}.".strip(), applied=False, cause=cause[:120], created_at=now,
+    )
+    emit(
+        topic="order.lines_unfulfilled", aggregate=order.aggregate, channel=order.channel,
+        payload={"order": order.number, "lines": [{"sku": skus[p], "qty": q} for p, q in lines.items()],
+                 "reason": reason, "cause": cause},
+    )
+    return Rerouted(fulfillments=[], decision=record)
 
 
 @dataclass

@@ -97,9 +97,12 @@ def route_wave(*, now: datetime | None = None, window_seconds: int | None = None
     for order in orders:
         merged: dict[int, int] = defaultdict(int)
         for f in current[order.pk]:
+            # What the fulfillment will hand over (and holds): a store event may have shrunk an assigned one.
             for line in f.lines.all():
-                merged[line.product_id] += line.qty
-                held_stock[(f.store_id, line.product_id)] += line.qty
+                if line.units <= 0:
+                    continue
+                merged[line.product_id] += line.units
+                held_stock[(f.store_id, line.product_id)] += line.units
                 held_lines[f.store_id] += 1
         order_lines[order.pk] = dict(merged)
     all_pids = {pid for lines in order_lines.values() for pid in lines}
@@ -149,7 +152,9 @@ def route_wave(*, now: datetime | None = None, window_seconds: int | None = None
         old_set = set()
         codes = dict(Store.objects.filter(pk__in=[f.store_id for f in current[order.pk]]).values_list("pk", "code"))
         for f in current[order.pk]:
-            old_set.add((codes[f.store_id], tuple(sorted((skus[line.product_id], line.qty) for line in f.lines.all()))))
+            old_set.add((codes[f.store_id], tuple(sorted(
+                (skus[line.product_id], line.units) for line in f.lines.all() if line.units > 0
+            ))))
         if new_set == old_set:
             continue
         shipments = [

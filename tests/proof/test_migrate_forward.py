@@ -15,7 +15,8 @@ keep their inventory_* tables. This test proves it on real PostgreSQL, with real
 4. the CURRENT manage.py then migrates it: the migration succeeds, `makemigrations --check` finds nothing, both
    audits (`inventory_audit`, `loyalty_audit`) pass; every relation that existed keeps its OID and its relfilenode
    (nothing recreated, nothing rewritten: no rows copied), every table keeps its row count (only django_migrations
-   grows, by the migrations applied), the moved tables keep their columns, constraints and indexes, and the moved
+   grows, by the migrations applied, and django_content_type / auth_permission by the rows of models added since,
+   whose tables are new), the moved tables keep their columns, constraints and indexes, and the moved
    models' content types keep their ids (so the permissions groups hold stay attached);
 5. the CURRENT code works on the old rows (migrate_forward_check.py): the old POS keys authenticate (bound to their
    store), what the old code booked is a replay for the new code, the old partly refunded receipt is refunded to
@@ -234,8 +235,12 @@ def _snapshot(database_url: str) -> dict:
                 "WHERE app_label IN ('inventory', 'pos') AND model = ANY(%s)", (MOVED_MODELS,))
         }
         applied = {f"{app}.{name}" for app, name in conn.execute("SELECT app, name FROM django_migrations")}
+        every_content_type = {(app, model): pk for pk, app, model in conn.execute(
+            "SELECT id, app_label, model FROM django_content_type")}
+        permissions = {(ct, codename) for ct, codename in conn.execute(
+            "SELECT content_type_id, codename FROM auth_permission")}
     return {"relations": relations, "rows": rows, "defined": defined, "content_types": content_types,
-            "applied": applied}
+            "applied": applied, "every_content_type": every_content_type, "permissions": permissions}
 
 
 # --- the proof -------------------------------------------------------------------------------------------------------
@@ -284,8 +289,21 @@ def test_a_database_of_35a9c31_migrates_forward_in_place(old_tree, scratch_datab
     assert not changed, f"relations recreated or rewritten by the forward migration (before, after): {changed}"
     created = sorted(set(after["relations"]) - set(before["relations"]))  # printed; the moved models use old ones (below)
     # no rows copied, none lost: every table keeps its rows; django_migrations records what was applied
+    # Models added since the old commit get their content type and four permissions from post_migrate, nothing else;
+    # every content type and permission that existed keeps its id.
+    new_models = {key: pk for key, pk in after["every_content_type"].items() if key not in before["every_content_type"]}
+    assert all(before["every_content_type"][key] == pk for key, pk in after["every_content_type"].items()
+               if key in before["every_content_type"]), "a content type changed its id"
+    new_permissions = after["permissions"] - before["permissions"]
+    assert before["permissions"] <= after["permissions"], "permissions lost by the forward migration"
+    assert {ct for ct, _ in new_permissions} <= set(new_models.values()), (
+        f"permissions added for models that existed before: {new_permissions}")
+    assert len(new_permissions) == 4 * len(new_models), (new_models, new_permissions)
+    for (app, model) in new_models:
+        assert any(name.startswith(f"{app}_") for name in created), f"{app}.{model} is new but no table was created"
+    grown_by_new_models = {"django_content_type": len(new_models), "auth_permission": len(new_permissions)}
     counts = {t: (n, after["rows"][t]) for t, n in before["rows"].items()
-              if t != "django_migrations" and n != after["rows"][t]}
+              if t != "django_migrations" and n + grown_by_new_models.get(t, 0) != after["rows"][t]}
     assert not counts, f"row counts changed by the forward migration (before, after): {counts}"
     assert after["rows"]["django_migrations"] == before["rows"]["django_migrations"] + len(applied_now)
     redefined = {t: (d, after["defined"].get(t)) for t, d in before["defined"].items() if after["defined"].get(t) != d}

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inventory.selectors import reservation_differences, stock_ledger_differences
+from inventory.selectors import STATES, reservation_differences, stock_ledger_differences
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         reserved = reservation_differences()
         for diff in ledger[:show]:
             self.stdout.write(
-                f"store {diff.store_id} product {diff.product_id}: stored (on_hand, reserved, safety, unavailable)="
+                f"store {diff.store_id} product {diff.product_id}: stored ({', '.join(STATES)})="
                 f"{diff.stored} ledger={diff.ledger}"
             )
         for store_id, product_id, stored, held in reserved[:show]:

@@ -26,6 +26,7 @@ RECEIPT_RESULT = {
         {"sku": "NON-LA-01", "qty": 1, "shortfall": 0, "late_for_count": False},
     ],
     "needs_count": False,
+    "taken_from_online": [],
     "points": {"member": "+84901234567", "earned": 45, "redeemed": 100, "available": 245},
 }
 SALES_REQUEST = {
@@ -135,3 +136,9 @@ def response(name: str, value, status: int = 200) -> OpenApiExample:
 
 def not_found(value: dict | None = None) -> OpenApiExample:
     return response("Another store's id (or none)", value or NOT_FOUND, 404)
+DAMAGE_REQUEST = {"report_id": "DMG-000017", "lines": [{"sku": "NON-LA-01", "qty": 2}], "note": "crushed in the aisle"}
+DAMAGE_RESULT = {
+    "report_id": "DMG-000017", "reported_at": "2025-06-01T10:12:00+07:00", "note": "crushed in the aisle",
+    "lines": [{"sku": "NON-LA-01", "qty": 2, "quarantined": 2, "taken_from_online": 1, "shortfall": 0}],
+    "needs_count": False,
+}

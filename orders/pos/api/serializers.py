@@ -99,12 +99,22 @@ class PointsResult(serializers.Serializer):
     available = serializers.IntegerField()
 
 
+class QtyLineOutput(serializers.Serializer):
+    sku = serializers.CharField()
+    qty = serializers.IntegerField()
+
+
 class ReceiptResult(serializers.Serializer):
     receipt_id = serializers.CharField()
     sold_at = serializers.DateTimeField()
     total_vnd = serializers.IntegerField()
     lines = ReceiptLineResult(many=True)
-    needs_count = serializers.BooleanField()
+    needs_count = serializers.BooleanField(help_text="A line sold beyond what the ledger had: the row waits for a count")
+    taken_from_online = QtyLineOutput(
+        many=True, required=False,
+        help_text="Units the sale took from online checkouts and orders at this store (they were re-routed at once, "
+        "the websites told). Absent on receipts recorded before this existed.",
+    )
     points = PointsResult(allow_null=True)
 
 
@@ -114,8 +124,8 @@ class ReceiptOutcome(serializers.Serializer):
     result = ReceiptResult(required=False, help_text="applied / duplicate: the first answer")
     reason = serializers.CharField(
         required=False,
-        help_text="rejected: invalid, unknown_sku, insufficient_stock, receipt_id_reused, tender_mismatch, "
-        "member_required, invalid_phone, insufficient_points",
+        help_text="rejected (invalid as data, never for stock): invalid, unknown_sku, receipt_id_reused, "
+        "tender_mismatch, member_required, invalid_phone, insufficient_points",
     )
     message = serializers.CharField(required=False)
     details = serializers.DictField(required=False)
@@ -230,6 +240,33 @@ class GoodsReceiptOutput(serializers.Serializer):
     source = serializers.CharField()
     received_at = serializers.DateTimeField()
     lines = QtyLineInput(many=True)
+
+
+class DamageReportInput(serializers.Serializer):
+    report_id = client_id("The till's id for this report: unique per store, the idempotency key")
+    lines = QtyLineInput(many=True, allow_empty=False, max_length=1000)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="",
+                                 help_text="What was found, e.g. 'crushed boxes'")
+
+    def validate_lines(self, lines):
+        return _unique_skus(lines)
+
+
+class DamageLineOutput(serializers.Serializer):
+    sku = serializers.CharField()
+    qty = serializers.IntegerField()
+    quarantined = serializers.IntegerField(help_text="Units moved to quarantine (unavailable)")
+    taken_from_online = serializers.IntegerField(help_text="Of those, units taken from online reservations: their "
+                                                 "orders were re-routed and the websites told")
+    shortfall = serializers.IntegerField(help_text="Units the ledger did not have at all: the row waits for a count")
+
+
+class DamageReportOutput(serializers.Serializer):
+    report_id = serializers.CharField()
+    reported_at = serializers.DateTimeField()
+    note = serializers.CharField()
+    lines = DamageLineOutput(many=True)
+    needs_count = serializers.BooleanField()
 
 
 class TransferInput(serializers.Serializer):

@@ -28,6 +28,7 @@ urlpatterns = [
     path("counts/<cid:count_id>/", views.CountDetailView.as_view(), name="pos-count"),
     path("goods-receipts/", views.GoodsReceiptsView.as_view(), name="pos-goods-receipts"),
     path("goods-receipts/<cid:receipt_id>/", views.GoodsReceiptDetailView.as_view(), name="pos-goods-receipt"),
+    path("damage/", views.DamageReportsView.as_view(), name="pos-damage"),
     path("transfers/", views.TransfersView.as_view(), name="pos-transfers"),
     path("transfers/<int:pk>/", views.TransferDetailView.as_view(), name="pos-transfer"),
     path("transfers/<int:pk>/receive/", views.TransferReceiveView.as_view(), name="pos-transfer-receive"),

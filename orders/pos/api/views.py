@@ -174,7 +174,7 @@ class CountsView(PosView):
         request=io.CountInput,
         responses={
             201: io.CountOutput, 200: io.CountOutput, **ERRORS, **REUSED,
-            409: OpenApiResponse(description="`stale_quantity`, `count_below_set_aside`"),
+            409: OpenApiResponse(description="`stale_quantity`"),
         },
         examples=[
             ex.request("Two SKUs counted, one with the quantity the till showed", ex.COUNT_REQUEST),
@@ -235,6 +235,31 @@ class GoodsReceiptDetailView(PosView):
         return Response(selectors.goods_receipt_for_store(store=self.store, receipt_id=receipt_id).result)
 
 
+class DamageReportsView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_damage_report",
+        summary="Goods found damaged on the shelf",
+        description="The units go to quarantine (unavailable): free ones first, then units reserved for online "
+        "checkouts and orders (those are re-routed at once, the websites told), the rest a shortfall that flags the "
+        "row for a count. Never refused for stock. Idempotent per report id: 201 when booked, 200 for a replay.",
+        request=io.DamageReportInput,
+        responses={201: io.DamageReportOutput, 200: io.DamageReportOutput, **ERRORS, **REUSED},
+        examples=[
+            ex.request("Two hats crushed", ex.DAMAGE_REQUEST),
+            ex.response("Quarantined; one unit was held for an online order", ex.DAMAGE_RESULT, 201),
+            ex.response("The same report again", ex.DAMAGE_RESULT, 200),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        q = _validated(io.DamageReportInput, request.data)
+        result, replayed = services.report_damage(
+            store=self.store, report_id=q["report_id"], lines={line["sku"]: line["qty"] for line in q["lines"]},
+            content_hash=request_fingerprint(request.data), note=q["note"], till=self.till,
+        )
+        return _answer(result, replayed)
+
+
 class TransfersView(PosView):
     @extend_schema(
         tags=TAG, operation_id="pos_transfers_in_transit", summary="Transfers to or from this store still in transit",
@@ -249,12 +274,13 @@ class TransfersView(PosView):
         tags=TAG,
         operation_id="pos_transfer_ship",
         summary="Ship units to another store",
-        description="On hand down here (never into reserved or quarantined units: 409 `insufficient_stock`); the "
-        "units are in transit until the destination receives them. Idempotent per transfer id (201 / 200 replay).",
+        description="The goods have left: recorded as shipped, never refused for stock. On hand down here by the "
+        "units free at the till, then by units reserved for online orders (re-routed at once), the rest a shortfall "
+        "(the row flagged for a count); in transit until the destination receives them. Idempotent per transfer id "
+        "(201 / 200 replay).",
         request=io.TransferInput,
         responses={
             201: io.TransferOutput, 200: io.TransferOutput, **ERRORS, **REUSED,
-            409: OpenApiResponse(description="`insufficient_stock`"),
         },
         examples=[
             ex.request("Rebalance", ex.TRANSFER_REQUEST),

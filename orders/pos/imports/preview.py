@@ -349,7 +349,7 @@ def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product
             )
         for line in group.lines:
             pid = products[line.sku].pk
-            _on_hand, reserved, unavailable = rows.get((group.store.pk, pid), (0, 0, 0))
+            # a count below what is set aside is recorded too (it takes from the reservations): no issue to show
             on_hand = running.get((group.store.pk, pid), 0)
             line.on_hand = on_hand
             if kind == StockImport.Kind.GOODS_RECEIPTS:
@@ -365,13 +365,3 @@ def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product
                         line.row,
                     )
             line.on_hand_after = running[(group.store.pk, pid)] = on_hand + line.change
-            if kind == StockImport.Kind.COUNTS and line.on_hand_after < max(reserved + unavailable, 0):
-                group.fail(
-                    "count_below_set_aside",
-                    _(
-                        "%(sku)s: the count would leave %(after)d on hand, less than the "
-                        "%(set_aside)d reserved or quarantined."
-                    )
-                    % {"sku": line.sku, "after": line.on_hand_after, "set_aside": reserved + unavailable},
-                    line.row,
-                )

@@ -1,5 +1,5 @@
 """Every POS write, by topic: till sales (sales.py), voids (voids.py), stock counts (counts.py), goods receipts
-(receipts.py), transfers (transfers.py) and pickup handovers (pickups.py). Refunds of a till's own receipts go
+(receipts.py), transfers (transfers.py), damage found on the shelf (damage.py) and pickup handovers (pickups.py). Refunds of a till's own receipts go
 through the one refund door, orders.returns.services.refund_till_receipt.
 
 Stock moves only through the stock service's own mechanism: the rows are locked with inventory.services.lock_stock_rows
@@ -9,17 +9,20 @@ row, the stock rules checked again). Loyalty points move only through loyalty.se
 receipt applies in full or not at all. Lock order: stock rows (by pk), then the member row — the same order as an
 order placement that reserves stock and then captures points.
 
-Selling policy at the till (per store and SKU, on the locked row):
-    * A till may sell everything that is physically on hand and not set aside: `on_hand - reserved - unavailable`.
-      That includes the `safety` buffer (only the website must keep off it) and the units online ATP shows.
-    * `reserved` units (held for online checkouts and placed orders) are untouchable by tills: a till sale never
-      takes them, so online promises are never broken by the POS. (orders.services has no "a till took my units"
-      re-route hook — report_short_pick writes the units off itself — so tills do not sell into reservations.)
-    * Selling more than that is the *negative availability* case. If `Store.allow_negative_availability` is off,
-      the receipt is rejected with `insufficient_stock` and writes nothing. If it is on, the sale is recorded in
-      full: the movement takes only what the ledger can give (down to `reserved + unavailable`, never below), the
-      rest is recorded as the line's `shortfall` (and in the movement's note), and the row is flagged
-      `needs_count` so a count reconciles the ledger with the shelf.
+Selling policy at the till (per store and SKU, on the locked row): the shop floor is the truth (issue #18). A
+receipt is refused only when it is invalid as data (unknown SKU, tenders that do not add up, a reused id with other
+content, a points tender the member cannot pay), never for stock:
+    * the units free at the till come first: `on_hand - reserved - unavailable`, the `safety` buffer included (only
+      the website keeps off it);
+    * then units reserved for online checkouts and placed orders at this store (inventory.services.ShopFloor, in
+      orders.services.takeable's order: checkout holds newest first, then fulfilments assigned, then picking; never
+      packed ones): the reservations shrink in the sale's transaction, one TakenReservation per (reservation,
+      receipt), and right after the commit, in the same request, orders.services.reconcile_taken re-routes the
+      fulfilments, offers pickup customers a change and tells the websites whose holds shrank (the periodic task
+      takes up whatever could not finish);
+    * what even those cannot cover is beyond the ledger: the movement records it as `delta_shortfall`, the row's
+      `shortfall` rises and it is flagged `needs_count` (its online ATP is 0 until a count), the line records its
+      `shortfall`.
 
 Receipts are idempotent by (store, receipt id) — a database unique constraint — plus a hash of their content: the
 same id and content returns the first answer (`duplicate`), the same id with other content is rejected
@@ -39,11 +42,14 @@ receipt's `sold_at`) and every other movement at the time it was recorded. So:
       again.
 Count lines may carry `expected_on_hand` (the ledger on-hand the till saw): if the ledger has moved since, the whole
 count is refused (`stale_quantity`) and nothing is written. A count that finds fewer units than are reserved plus
-quarantined is refused (`count_below_set_aside`): those reservations must be short-picked first.
+quarantined takes the difference from the reservations, as a sale does (their holders re-routed), then from the
+quarantine; units still reserved for packed orders (in their bags, not on the shelf) stay. A count also settles the
+row's shortfall: see counts.py.
 """
 
 from orders.pos.services.common import MONEY_TENDERS, TENDER_TYPES, till_actor
 from orders.pos.services.counts import CountLine, count_matches, ledger_on_hand_as_of, record_count
+from orders.pos.services.damage import report_damage
 from orders.pos.services.pickups import hand_over_pickup, pickup_at_store
 from orders.pos.services.receipts import goods_receipt_matches, receive_goods
 from orders.pos.services.sales import Outcome, Sale, SaleLine, Tender, _apply_one, apply_sale, sync_sales  # noqa: F401
@@ -53,7 +59,7 @@ from orders.pos.services.voids import void_receipt
 __all__ = [
     "MONEY_TENDERS", "TENDER_TYPES", "CountLine", "Outcome", "Sale", "SaleLine", "Tender", "apply_sale",
     "count_matches", "goods_receipt_matches", "hand_over_pickup", "ledger_on_hand_as_of", "pickup_at_store",
-    "receive_goods", "receive_transfer", "record_count", "ship_transfer", "sync_sales", "till_actor",
+    "receive_goods", "receive_transfer", "record_count", "report_damage", "ship_transfer", "sync_sales", "till_actor",
     "transfer_result", "void_receipt",
 ]
 # _apply_one: the sales bench (bench/pos/run.py) times one receipt's application without the batch around it.

@@ -11,23 +11,23 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from inventory.exceptions import StaleStockQuantity
-from inventory.models import MovementReason, StockMovement, Store
+from inventory.models import EventKind, MovementReason, StockMovement, Store
 from inventory.services import (
+    ShopFloor,
     StockDelta,
     apply_movements,
     flag_for_count,
 )
 from o2o.domain_errors import InvalidInput
-from orders.pos.exceptions import (
-    CountBelowSetAside,
-    ReceiptIdReused,
-)
+from orders.pos.exceptions import ReceiptIdReused
 from orders.pos.models import (
     StockCount,
     StockCountLine,
+    TillReceipt,
     TillReceiptLine,
 )
 from orders.pos.services.common import _lock_rows, _products_for, till_actor
+from orders.services import reconcile_taken, takeable
 
 
 @dataclass(frozen=True)
@@ -73,14 +73,44 @@ def count_matches(count: StockCount, *, counted_at: datetime, lines: list[CountL
     return booked == sorted((line.sku, line.counted) for line in lines)
 
 
-@transaction.atomic
+def shortfall_sold_after(*, store: Store, product_ids, at: datetime) -> dict[int, int]:
+    """Units sold beyond the ledger (receipt lines' shortfall) by sales made after `at`, not voided, per product:
+    a count at `at` still had them on the shelf."""
+    return dict(
+        TillReceiptLine.objects.filter(
+            receipt__store_id=store.pk, product_id__in=list(product_ids), receipt__sold_at__gt=at, shortfall__gt=0
+        )
+        .exclude(receipt__status=TillReceipt.Status.VOIDED)
+        .values("product_id")
+        .annotate(n=Sum("shortfall"))
+        .values_list("product_id", "n")
+    )
+
+
 def record_count(
     *, store: Store, count_id: str, counted_at: datetime, lines: list[CountLine], content_hash: str, till: str = "",
     actor: str | None = None,
 ) -> tuple[dict, bool]:
-    """Apply a cycle count: per SKU, `counted - ledger on-hand as of counted_at` becomes a count movement, and the
-    SKU's needs-count flag is cleared. All lines or none. Returns (result, replayed). `actor` (e.g. "staff:lan" for
-    an admin import) replaces the till as the ledger's actor."""
+    """Apply a cycle count: per SKU, `counted - ledger on-hand as of counted_at` becomes a count movement, the row's
+    shortfall is settled and its needs-count flag cleared. All lines or none. Returns (result, replayed). `actor`
+    (e.g. "staff:lan" for an admin import) replaces the till as the ledger's actor.
+
+    The shelf is the truth (issue #18): a count below what is reserved and quarantined is recorded, not refused.
+    The units missing come out of the reservations first (in orders.services.takeable's order; their holders are
+    reconciled right after the commit, as after a till sale), then out of the quarantine; units still reserved for
+    packed orders are in their bags, not on the shelf, and stay on hand for them (`kept_for_packed`)."""
+    taken: list[int] = []
+    out = _record_count(store=store, count_id=count_id, counted_at=counted_at, lines=lines,
+                        content_hash=content_hash, till=till, actor=actor, taken=taken)
+    reconcile_taken(ids=taken)
+    return out
+
+
+@transaction.atomic
+def _record_count(
+    *, store: Store, count_id: str, counted_at: datetime, lines: list[CountLine], content_hash: str, till: str,
+    actor: str | None, taken: list[int],
+) -> tuple[dict, bool]:
     now = timezone.now()
     actor = actor or till_actor(store, till)
     first = StockCount.objects.filter(store=store, count_id=count_id).first()
@@ -98,25 +128,39 @@ def record_count(
         if first.content_hash != content_hash and not count_matches(first, counted_at=counted_at, lines=lines):
             raise ReceiptIdReused(details={"count_id": count_id})
         return first.result, True
-    as_of = ledger_on_hand_as_of(store=store, product_ids=[p.pk for p in products.values()], at=counted_at)
-    stale, below, changes, out = [], [], [], []
+    pids = [p.pk for p in products.values()]
+    as_of = ledger_on_hand_as_of(store=store, product_ids=pids, at=counted_at)
+    sold_after = shortfall_sold_after(store=store, product_ids=pids, at=counted_at)
+    floor = ShopFloor(rows, takeable=takeable)
+    cause = f"count:{store.code}:{count_id}"
+    stale, changes, out = [], [], []
     for line in lines:
         pid = products[line.sku].pk
         row = rows[(store.pk, pid)]
         if line.expected_on_hand is not None and line.expected_on_hand != row.on_hand:
             stale.append({"sku": line.sku, "expected_on_hand": line.expected_on_hand, "on_hand": row.on_hand})
-        adjustment = line.counted - as_of[pid]
-        after = row.on_hand + adjustment
-        if after < row.reserved + row.unavailable or after < 0:
-            below.append({"sku": line.sku, "counted": line.counted, "on_hand_after": after, "reserved": row.reserved,
-                          "unavailable": row.unavailable})
-        changes.append(((store.pk, pid), StockDelta(on_hand=adjustment)))
+        # What is on the shelf now: what was counted, moved by everything recorded since counted_at, less what
+        # sales made after the count sold beyond the ledger (the shelf had those units at counted_at).
+        after = row.on_hand + line.counted - as_of[pid] - sold_after.get(pid, 0)
+        shortfall = max(0, -after)  # still more sold than counted: the ledger cannot follow yet
+        after = max(0, after)
+        from_reserved = from_quarantine = kept_for_packed = 0
+        missing = row.reserved + row.unavailable - after
+        if missing > 0:
+            take = floor.take((store.pk, pid), min(missing, row.reserved), cause=cause, use_free=False)
+            from_reserved = take.reserved
+            from_quarantine = min(missing - from_reserved, row.unavailable)
+            kept_for_packed = missing - from_reserved - from_quarantine
+            after += kept_for_packed
+        delta = StockDelta(on_hand=after - row.on_hand, reserved=-from_reserved, unavailable=-from_quarantine,
+                           shortfall=shortfall - row.shortfall)
+        changes.append(((store.pk, pid), delta))
         out.append({"sku": line.sku, "counted": line.counted, "ledger_as_of": as_of[pid], "on_hand_before": row.on_hand,
-                    "adjustment": adjustment, "on_hand_after": after})
+                    "adjustment": delta.on_hand, "on_hand_after": after, "taken_from_online": from_reserved,
+                    "from_quarantine": from_quarantine, "kept_for_packed": kept_for_packed,
+                    "shortfall_before": row.shortfall, "shortfall_after": shortfall})
     if stale:
         raise StaleStockQuantity(details={"lines": stale})
-    if below:
-        raise CountBelowSetAside(details={"lines": below})
     try:
         with transaction.atomic():
             count = StockCount.objects.create(
@@ -124,13 +168,14 @@ def record_count(
             )
     except IntegrityError:
         raise ReceiptIdReused(details={"count_id": count_id}) from None
-    apply_movements(rows, changes, reason=MovementReason.COUNT, reference=f"count:{store.code}:{count_id}", actor=actor,
-           note=f"counted at {counted_at.isoformat()}", now=now)
+    apply_movements(rows, changes, reason=MovementReason.COUNT, reference=cause, actor=actor,
+                    note=f"counted at {counted_at.isoformat()}", now=now)
+    taken.extend(floor.write(kind=EventKind.COUNT, actor=actor))
     StockCountLine.objects.bulk_create(
         [StockCountLine(count=count, product=products[o["sku"]], counted=o["counted"], ledger_as_of=o["ledger_as_of"],
                         adjustment=o["adjustment"]) for o in out]
     )
-    flag_for_count(store_id=store.pk, product_ids=[p.pk for p in products.values()], flagged=False)
+    flag_for_count(store_id=store.pk, product_ids=pids, flagged=False)  # rows left with a shortfall stay flagged
     result = {"count_id": count_id, "counted_at": counted_at.isoformat(), "lines": out}
     StockCount.objects.filter(pk=count.pk).update(result=result)
     return result, False

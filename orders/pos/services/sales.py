@@ -10,13 +10,13 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from inventory.exceptions import InsufficientStock, UnknownSku
-from inventory.models import MovementReason, Product, Store
+from inventory.exceptions import UnknownSku
+from inventory.models import EventKind, MovementReason, Product, Store
 from inventory.services import (
+    FloorTake,
+    ShopFloor,
     StockChange,
-    StockDelta,
     apply_movement_batch,
-    flag_for_count,
 )
 from loyalty import conf as loyalty_conf
 from loyalty import services as loyalty
@@ -34,7 +34,8 @@ from orders.pos.models import (
     TillReceipt,
     TillReceiptLine,
 )
-from orders.pos.services.common import MONEY_TENDERS, _lock_rows, _source, _till_sellable, till_actor
+from orders.pos.services.common import MONEY_TENDERS, _lock_rows, _source, till_actor
+from orders.services import reconcile_taken, takeable
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,21 @@ def sync_sales(*, store: Store, sales: list[Sale | Outcome], till: str = "") -> 
     size = max(1, settings.POS_SYNC_CHUNK_RECEIPTS)
     for start in range(0, len(pending), size):
         chunk = pending[start:start + size]
+        taken: list[int] = []
         try:
             with transaction.atomic():
-                answers = _apply_chunk(store=store, chunk=chunk, till=till, products=products, known=known)
+                answers = _apply_chunk(store=store, chunk=chunk, till=till, products=products, known=known,
+                                       taken=taken)
         except DatabaseError:
-            answers = {index: _apply_one(store=store, sale=sale, till=till, products=products, known=known)
+            taken = []
+            answers = {index: _apply_one(store=store, sale=sale, till=till, products=products, known=known,
+                                         taken=taken)
                        for index, sale in chunk}
         for index, outcome in answers.items():
             outcomes[index] = outcome
+        # The online commitments the chunk took, reconciled in this request right after its commit (each holder in
+        # a transaction of its own; what fails stays pending for the periodic task).
+        reconcile_taken(ids=taken)
     return outcomes  # type: ignore[return-value]
 
 
@@ -185,37 +193,46 @@ def _late_counts(store: Store, product_ids, since: datetime) -> LateCounts:
 
 @dataclass
 class _Plan:
-    taken: dict[int, int]  # units the sale takes off the ledger's on-hand, per product
+    takes: dict[int, FloorTake]  # per product: what the sale took of the ledger (free, reserved, beyond)
     late: dict[int, int]  # product -> the first count that already saw this sale
-    short: list[dict]  # products sold beyond what the till may sell (negative availability)
+    short: list[dict]  # products sold beyond what the ledger had on hand at all (a shortfall, count needed)
+
+    @property
+    def took(self) -> dict[int, int]:
+        """Units off the ledger's on hand per product (free and reserved; not the shortfall)."""
+        return {pid: t.free + t.reserved for pid, t in self.takes.items()}
+
+
+def sale_reference(store: Store, receipt_id: str) -> str:
+    """The sale's ledger reference: its movements', and the cause on every reservation it takes."""
+    return f"pos:{store.code}:{receipt_id}"
 
 
 def _plan_sale(
-    *, store: Store, sale: Sale, per_product: dict[int, int], products: dict[str, Product], sellable, late_counts: LateCounts
+    *, store: Store, sale: Sale, per_product: dict[int, int], products: dict[str, Product], floor: ShopFloor,
+    late_counts: LateCounts,
 ) -> _Plan:
-    """What a receipt takes from each locked row (`sellable(pid)`: what the till may still sell of it). Raises
-    InsufficientStock when the store's policy refuses negative availability."""
+    """What a receipt takes from each locked row: a sale that happened is never refused for stock. Units free at
+    the till first, then units reserved for online checkouts and orders (the shop floor takes them; their holders
+    are reconciled after the commit), then beyond the ledger (a shortfall: the row is flagged for a count)."""
     late = {}
     for pid in per_product:
         seen_by = [pk for counted_at, pk in late_counts.get(pid, ()) if counted_at >= sale.sold_at]
         if seen_by:
             late[pid] = min(seen_by)
-    taken: dict[int, int] = {}
+    takes: dict[int, FloorTake] = {}
     short: list[dict] = []
+    cause = sale_reference(store, sale.receipt_id)
+    skus = {p.pk: sku for sku, p in products.items()}
     for pid, qty in sorted(per_product.items()):
         if pid in late:  # the count saw these units gone: taking them again would count them twice
-            taken[pid] = 0
             continue
-        can = max(0, sellable(pid))
-        taken[pid] = min(qty, can)
-        if qty > can:
-            short.append({"product_id": pid, "requested": qty, "sellable_at_till": can})
-    if short and not store.allow_negative_availability:
-        skus = {p.pk: sku for sku, p in products.items()}
-        for entry in short:
-            entry.update(store=store.code, sku=skus[entry["product_id"]])
-        raise InsufficientStock(short, "The till sold more than the store has on hand and not reserved.")
-    return _Plan(taken=taken, late=late, short=short)
+        take = floor.take((store.pk, pid), qty, cause=cause)
+        takes[pid] = take
+        if take.beyond:
+            short.append({"product_id": pid, "sku": skus.get(pid), "requested": qty,
+                          "on_ledger": take.free + take.reserved, "shortfall": take.beyond})
+    return _Plan(takes=takes, late=late, short=short)
 
 
 def _build_receipt(
@@ -225,19 +242,19 @@ def _build_receipt(
     """The receipt row, its lines (receipt not yet set), its result and its stock movements — unsaved."""
     note = ""
     if plan.short:
-        note = "shortfall (negative availability, count needed): " + ", ".join(
-            f"{e['product_id']}×{e['requested'] - e['sellable_at_till']}" for e in plan.short
+        note = "shortfall (sold beyond the ledger, count needed): " + ", ".join(
+            f"{e['sku']}×{e['shortfall']}" for e in plan.short
         )
-    reference = f"pos:{store.code}:{sale.receipt_id}"
-    moving = [(pid, qty) for pid, qty in sorted(plan.taken.items()) if qty]
+    reference = sale_reference(store, sale.receipt_id)
+    moving = [(pid, take) for pid, take in sorted(plan.takes.items()) if take.units]
     changes = [
         StockChange(
-            pair=(store.pk, pid), delta=StockDelta(on_hand=-qty), reference=reference, note=note,
+            pair=(store.pk, pid), delta=take.leaving(), reference=reference, note=note,
             idempotency_key=f"pos:{store.pk}:{sale.receipt_id}:sale" + (f"#{n}" if len(moving) > 1 else ""),
         )
-        for n, (pid, qty) in enumerate(moving)
+        for n, (pid, take) in enumerate(moving)
     ]
-    remaining = dict(plan.taken)
+    remaining = defaultdict(int, plan.took)  # a product a count already saw took nothing
     lines, out_lines = [], []
     for line in sale.lines:
         pid = products[line.sku].pk
@@ -256,12 +273,16 @@ def _build_receipt(
     redeem_id = points.pop("_redeem_id", None) if points else None
     if points:
         points.pop("_member_id", None)
+    skus = {p.pk: sku for sku, p in products.items()}
     result = {
         "receipt_id": sale.receipt_id,
         "sold_at": sale.sold_at.isoformat(),
         "total_vnd": sale.total_vnd,
         "lines": out_lines,
         "needs_count": bool(plan.short),
+        # Units the sale took from online checkouts and orders at this store: their holders are re-routed or told.
+        "taken_from_online": [{"sku": skus[pid], "qty": t.reserved} for pid, t in sorted(plan.takes.items())
+                              if t.reserved],
         "points": points,
     }
     receipt = TillReceipt(
@@ -282,9 +303,10 @@ def _e164(phone: str) -> str | None:
 
 def _apply_chunk(
     *, store: Store, chunk: list[tuple[int, Sale]], till: str, products: dict[str, Product],
-    known: dict[str, tuple[str, dict]],
+    known: dict[str, tuple[str, dict]], taken: list[int],
 ) -> dict[int, Outcome]:
-    """One transaction for a chunk of receipts (see sync_sales). Adds what it applied to `known` on success."""
+    """One transaction for a chunk of receipts (see sync_sales). Adds what it applied to `known`, and the ids of the
+    reservations it took (TakenReservation) to `taken`, on success."""
     now = timezone.now()
     actor = till_actor(store, till)
     out: dict[int, Outcome] = {}
@@ -297,7 +319,8 @@ def _apply_chunk(
     if not checked:
         return out
     pids = {pid for _, _, per_product in checked for pid in per_product}
-    rows = _lock_rows(store, pids, now=now, create_missing=store.allow_negative_availability)
+    rows = _lock_rows(store, pids, now=now, create_missing=True)
+    floor = ShopFloor(rows, takeable=takeable)
     # Under the row locks: a concurrent resend of these receipts has committed or will wait for this chunk.
     first = {
         rid: (content_hash, result)
@@ -309,21 +332,18 @@ def _apply_chunk(
     members = loyalty.lock_members_for_phones({sale.member_phone for _, sale, _ in checked if sale.member_phone})
     # A member's balance is read once at the end of the chunk, unless the member comes back in a later receipt.
     unread: dict[int, dict] = {}
-    used: dict[int, int] = defaultdict(int)
     seen: dict[str, tuple[str, dict]] = {}
     receipts: list[tuple[TillReceipt, list[TillReceiptLine]]] = []
     changes: list[StockChange] = []
-    flagged: set[int] = set()
     for index, sale, per_product in checked:
         prior = first.get(sale.receipt_id) or seen.get(sale.receipt_id) or known.get(sale.receipt_id)
         if prior is not None:
             out[index] = _replayed(sale, *prior)
             continue
+        plan = _plan_sale(
+            store=store, sale=sale, per_product=per_product, products=products, late_counts=late_counts, floor=floor,
+        )
         try:
-            plan = _plan_sale(
-                store=store, sale=sale, per_product=per_product, products=products, late_counts=late_counts,
-                sellable=lambda pid: _till_sellable(rows.get((store.pk, pid))) - used[pid],
-            )
             points = None
             if sale.member_phone:
                 phone = _e164(sale.member_phone)
@@ -340,6 +360,8 @@ def _apply_chunk(
                 if member is None and phone:
                     members[phone] = Member(pk=points["_member_id"], phone=points["member"])
         except DomainError as exc:
+            for take in plan.takes.values():
+                floor.undo(take)
             out[index] = _rejected(sale, exc)
             continue
         receipt, lines, result, moves = _build_receipt(
@@ -347,9 +369,6 @@ def _apply_chunk(
         )
         if points is not None:
             unread[points["_member_id"]] = result["points"]
-        for pid, qty in plan.taken.items():
-            used[pid] += qty
-        flagged.update(e["product_id"] for e in plan.short)
         receipts.append((receipt, lines))
         changes.extend(moves)
         seen[sale.receipt_id] = (sale.content_hash, result)
@@ -358,25 +377,26 @@ def _apply_chunk(
         for pk, available in Member.objects.filter(pk__in=list(unread)).values_list("pk", "available"):
             unread[pk]["available"] = available
     apply_movement_batch(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
+    taken_ids = floor.write(kind=EventKind.SALE, actor=actor)
     fast_paths.insert_receipts([receipt for receipt, _ in receipts])
     for receipt, lines in receipts:
         for line in lines:
             line.receipt = receipt
     all_lines = [line for _, lines in receipts for line in lines]
     fast_paths.insert_receipt_lines(all_lines)
-    if flagged:
-        flag_for_count(store_id=store.pk, product_ids=flagged)
     known.update(seen)
+    taken.extend(taken_ids)
     return out
 
 
 def _apply_one(
-    *, store: Store, sale: Sale, till: str, products: dict[str, Product], known: dict[str, tuple[str, dict]]
+    *, store: Store, sale: Sale, till: str, products: dict[str, Product], known: dict[str, tuple[str, dict]],
+    taken: list[int],
 ) -> Outcome:
     if sale.receipt_id in known:
         return _replayed(sale, *known[sale.receipt_id])
     try:
-        result = apply_sale(store=store, sale=sale, till=till, products=products)
+        result = apply_sale(store=store, sale=sale, till=till, products=products, taken=taken)
     except DomainError as exc:
         return _rejected(sale, exc)
     if result.get("status") == "duplicate":
@@ -385,13 +405,30 @@ def _apply_one(
     return Outcome(sale.receipt_id, "applied", result=result)
 
 
-def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, Product] | None = None) -> dict:
-    """Apply one receipt in its own transaction: stock down, points redeemed and earned, the receipt recorded — all
-    or nothing. (sync_sales applies whole chunks at a time and falls back to this.)
+def apply_sale(
+    *, store: Store, sale: Sale, till: str = "", products: dict[str, Product] | None = None,
+    taken: list[int] | None = None,
+) -> dict:
+    """Apply one receipt in its own transaction: stock down (never refused for stock: see _plan_sale), points
+    redeemed and earned, the receipt recorded — all or nothing. (sync_sales applies whole chunks at a time and falls
+    back to this.) The reservations the sale took are reconciled after the commit: by the caller when it passes
+    `taken` (the TakenReservation ids are added to it), else here.
 
     Returns the receipt's result (also stored on the receipt); `{"status": "duplicate", "first": ...}` if the same
-    receipt was applied meanwhile. Raises ReceiptIdReused, UnknownSku, InsufficientStock (store policy), TenderMismatch,
-    MemberRequired, InvalidPhone, InsufficientPoints."""
+    receipt was applied meanwhile. Raises ReceiptIdReused, UnknownSku, TenderMismatch, MemberRequired, InvalidPhone,
+    InsufficientPoints."""
+    ids: list[int] = []
+    result = _apply_sale(store=store, sale=sale, till=till, products=products, taken=ids)
+    if taken is not None:
+        taken.extend(ids)
+    else:
+        reconcile_taken(ids=ids)
+    return result
+
+
+def _apply_sale(
+    *, store: Store, sale: Sale, till: str, products: dict[str, Product] | None, taken: list[int]
+) -> dict:
     now = timezone.now()
     actor = till_actor(store, till)
     products = products if products is not None else {}
@@ -401,7 +438,8 @@ def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, 
     per_product = _check_sale(sale, products)
     try:
         with transaction.atomic():
-            rows = _lock_rows(store, per_product.keys(), now=now, create_missing=store.allow_negative_availability)
+            rows = _lock_rows(store, per_product.keys(), now=now, create_missing=True)
+            floor = ShopFloor(rows, takeable=takeable)
             # Re-checked under the row locks (a concurrent resend may have committed since the batch was read).
             first = TillReceipt.objects.filter(store=store, receipt_id=sale.receipt_id).values_list(
                 "content_hash", "result"
@@ -412,8 +450,7 @@ def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, 
                 return {"status": "duplicate", "first": first[1]}
             plan = _plan_sale(
                 store=store, sale=sale, per_product=per_product, products=products,
-                late_counts=_late_counts(store, per_product, sale.sold_at),
-                sellable=lambda pid: _till_sellable(rows.get((store.pk, pid))),
+                late_counts=_late_counts(store, per_product, sale.sold_at), floor=floor,
             )
             points = _post_points(store=store, sale=sale, actor=actor, now=now)
             receipt, lines, result, changes = _build_receipt(
@@ -424,9 +461,9 @@ def apply_sale(*, store: Store, sale: Sale, till: str = "", products: dict[str, 
             for line in lines:
                 line.receipt = receipt
             TillReceiptLine.objects.bulk_create(lines)
-            if plan.short:
-                flag_for_count(store_id=store.pk, product_ids=[e["product_id"] for e in plan.short])
+            taken.extend(floor.write(kind=EventKind.SALE, actor=actor))
     except IntegrityError:
+        taken.clear()
         # The same receipt id was committed meanwhile (a concurrent resend): answer as a replay would.
         first = TillReceipt.objects.filter(store=store, receipt_id=sale.receipt_id).values_list(
             "content_hash", "result"

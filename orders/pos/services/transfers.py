@@ -5,9 +5,9 @@
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from inventory.exceptions import InsufficientStock
-from inventory.models import MovementReason, Store
+from inventory.models import EventKind, MovementReason, Store
 from inventory.services import (
+    ShopFloor,
     StockDelta,
     apply_movements,
 )
@@ -21,7 +21,8 @@ from orders.pos.models import (
     StockTransfer,
     StockTransferLine,
 )
-from orders.pos.services.common import _lock_rows, _products_for, _till_sellable, till_actor
+from orders.pos.services.common import _lock_rows, _products_for, till_actor
+from orders.services import reconcile_taken, takeable
 
 
 def transfer_result(transfer: StockTransfer) -> dict:
@@ -41,13 +42,26 @@ def transfer_result(transfer: StockTransfer) -> dict:
     }
 
 
-@transaction.atomic
 def ship_transfer(
     *, store: Store, to_store_code: str, transfer_id: str, lines: dict[str, int], content_hash: str, till: str = "",
     note: str = "",
 ) -> tuple[dict, bool]:
-    """Ship units to another store: on hand down here (never into reserved or quarantined units), in transit until
-    the other store receives them. Returns (result, replayed)."""
+    """Ship units to another store: the goods have left, so the shipment is recorded as it happened (issue #18): on
+    hand down here by the units the ledger had free, then by units taken from online reservations (their holders
+    reconciled right after the commit, as for a till sale), the rest a shortfall (the row flagged for a count). In
+    transit until the other store receives them. Returns (result, replayed)."""
+    taken: list[int] = []
+    out = _ship_transfer(store=store, to_store_code=to_store_code, transfer_id=transfer_id, lines=lines,
+                         content_hash=content_hash, till=till, note=note, taken=taken)
+    reconcile_taken(ids=taken)
+    return out
+
+
+@transaction.atomic
+def _ship_transfer(
+    *, store: Store, to_store_code: str, transfer_id: str, lines: dict[str, int], content_hash: str, till: str,
+    note: str, taken: list[int],
+) -> tuple[dict, bool]:
     now = timezone.now()
     first = StockTransfer.objects.filter(from_store=store, transfer_id=transfer_id).first()
     if first is not None:
@@ -58,14 +72,7 @@ def ship_transfer(
     if to_store is None:
         raise InvalidInput("Unknown destination store.", details={"to_store": to_store_code})
     products = _products_for(lines)
-    rows = _lock_rows(store, [p.pk for p in products.values()], now=now, create_missing=False)
-    short = []
-    for sku, qty in sorted(lines.items()):
-        can = _till_sellable(rows.get((store.pk, products[sku].pk)))
-        if qty > can:
-            short.append({"store": store.code, "sku": sku, "requested": qty, "available": can})
-    if short:
-        raise InsufficientStock(short, "Not enough units on hand and not reserved to ship.")
+    rows = _lock_rows(store, [p.pk for p in products.values()], now=now, create_missing=True)
     try:
         with transaction.atomic():
             transfer = StockTransfer.objects.create(
@@ -80,12 +87,12 @@ def ship_transfer(
     StockTransferLine.objects.bulk_create(
         [StockTransferLine(transfer=transfer, product=products[sku], shipped_qty=qty) for sku, qty in sorted(lines.items())]
     )
-    apply_movements(
-        rows,
-        [((store.pk, products[sku].pk), StockDelta(on_hand=-qty)) for sku, qty in sorted(lines.items())],
-        reason=MovementReason.TRANSFER_OUT, reference=transfer.reference, actor=till_actor(store, till),
-        note=f"to {to_store.code}", now=now,
-    )
+    floor = ShopFloor(rows, takeable=takeable)
+    takes = [floor.take((store.pk, products[sku].pk), qty, cause=transfer.reference) for sku, qty in sorted(lines.items())]
+    actor = till_actor(store, till)
+    apply_movements(rows, [(t.pair, t.leaving()) for t in takes], reason=MovementReason.TRANSFER_OUT,
+                    reference=transfer.reference, actor=actor, note=f"to {to_store.code}", now=now)
+    taken.extend(floor.write(kind=EventKind.TRANSFER, actor=actor))
     return transfer_result(transfer), False
 
 

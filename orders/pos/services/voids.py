@@ -70,13 +70,22 @@ def void_receipt(*, store: Store, receipt_id: str, till: str = "") -> dict:
         raise ReceiptAlreadyRefunded(details={"receipt_id": receipt_id})
     lines = list(receipt.lines.all())
     per_product: dict[int, int] = defaultdict(int)
+    beyond: dict[int, int] = defaultdict(int)
     for line in lines:
         per_product[line.product_id] += line.taken
+        beyond[line.product_id] += line.shortfall
     rows = _lock_rows(store, per_product.keys(), now=now, create_missing=False)
     reference = f"pos:{store.code}:{receipt_id}"
+    # The units the sale took go back on hand (free: the reservations it took were re-routed meanwhile); what it
+    # sold beyond the ledger no longer is a shortfall, unless a count settled it already.
+    deltas = {
+        pid: StockDelta(on_hand=qty, shortfall=-min(beyond[pid], rows[(store.pk, pid)].shortfall)
+                        if (store.pk, pid) in rows else 0)
+        for pid, qty in per_product.items()
+    }
     apply_movements(
         rows,
-        [((store.pk, pid), StockDelta(on_hand=qty)) for pid, qty in sorted(per_product.items()) if qty],
+        [((store.pk, pid), delta) for pid, delta in sorted(deltas.items()) if not delta.is_zero()],
         reason=MovementReason.SALE_VOID, reference=reference, actor=actor, note="receipt voided",
         idempotency_key=f"pos:{store.pk}:{receipt_id}:void", now=now,
     )
