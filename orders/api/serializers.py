@@ -185,7 +185,9 @@ class CandidateOutput(serializers.Serializer):
 
 
 class RoutingDecisionOutput(serializers.Serializer):
-    kind = serializers.CharField()
+    kind = serializers.CharField(help_text="initial, reroute, wave, manual, store_event")
+    cause = serializers.CharField(help_text="store_event: the store event's ledger reference, e.g. "
+                                  "'pos:HCM-Q1-001:R-0042' (a till receipt); empty otherwise")
     created_at = serializers.DateTimeField()
     plan_status = serializers.CharField()
     reason = serializers.CharField()
