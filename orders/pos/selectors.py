@@ -65,6 +65,7 @@ class TillStock:
     reserved: int
     safety: int
     unavailable: int
+    shortfall: int
     sellable_at_till: int
     available_online: int
     needs_count: bool
@@ -101,7 +102,9 @@ def till_stock(*, store: Store, sku: str, radius_km: float | None = None, limit:
     reserved = _live_reserved(own, expired)
     return TillStock(
         sku=product.sku, name=product.name, on_hand=own.on_hand, reserved=reserved, safety=own.safety,
-        unavailable=own.unavailable, sellable_at_till=max(0, own.on_hand - reserved - own.unavailable),
-        available_online=max(0, own.on_hand - reserved - own.safety - own.unavailable), needs_count=own.needs_count,
-        nearby=nearby,
+        unavailable=own.unavailable, shortfall=own.shortfall,
+        sellable_at_till=max(0, own.on_hand - reserved - own.unavailable),
+        # Nothing online while a shortfall waits for its count (the ledger lost track of the shelf).
+        available_online=0 if own.shortfall else max(0, own.on_hand - reserved - own.safety - own.unavailable),
+        needs_count=own.needs_count, nearby=nearby,
     )

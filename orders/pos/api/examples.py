@@ -114,7 +114,7 @@ PICKUP = {
 }
 STOCK = {
     "sku": "NON-LA-01", "name": "Nón lá Huế", "on_hand": 0, "reserved": 0, "safety": 0, "unavailable": 0,
-    "sellable_at_till": 0, "available_online": 0, "needs_count": False,
+    "shortfall": 0, "sellable_at_till": 0, "available_online": 0, "needs_count": False,
     "nearby": [{"store": "HCM-Q1-02", "name": "Q1 Nguyễn Huệ", "address": "72 Nguyễn Huệ, Bến Nghé, Quận 1",
                 "distance_km": 0.8, "open_now": True, "available": 3}],
 }

@@ -345,8 +345,11 @@ class TillStockOutput(serializers.Serializer):
     reserved = serializers.IntegerField()
     safety = serializers.IntegerField()
     unavailable = serializers.IntegerField()
+    shortfall = serializers.IntegerField(help_text="Units sold or shipped beyond what the ledger had: a count settles "
+                                         "them (needs_count)")
     sellable_at_till = serializers.IntegerField(help_text="on_hand - reserved - unavailable")
-    available_online = serializers.IntegerField()
+    available_online = serializers.IntegerField(help_text="on_hand - reserved - safety - unavailable; 0 while there "
+                                                "is a shortfall")
     needs_count = serializers.BooleanField()
     nearby = NearbyStockOutput(many=True)
 
