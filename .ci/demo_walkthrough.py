@@ -7,7 +7,8 @@
 On SQLite every hand-written PostgreSQL fast path is replaced by its ORM twin (o2o/fast_paths.py); the test suite
 runs on PostgreSQL, so this walk is the twins' end-to-end proof: placement with a points tender, the fulfilment
 state machine, a pickup handover, a till sale with points earned and spent, returns of a receipt and of a web order
-at another store, and `inventory_audit` / `loyalty_audit` on what all that wrote.
+at another store, an offline till sale that takes the last unit a delivery order held (recorded in full; the order
+re-routed at once with the receipt as the cause), and `inventory_audit` / `loyalty_audit` on what all that wrote.
 
 Who does what, as in production (the logins and the website key are the ones `manage.py demo` keeps in the
 credentials file):
@@ -405,6 +406,75 @@ class Walk:
                 f"{points_back} points back, {reversed_} pending reversed; member's points over the walk: available "
                 f"{start['available']} -> {after['available']}, pending {start['pending']} -> {after['pending']}")
 
+    def shop_floor_truth(self) -> str:
+        """The shop floor is the truth (issue #18): the website holds a unit of a SKU at the selling store for a
+        delivery order, then that store's till syncs an offline receipt that sold the shelf empty. The receipt is
+        recorded in full, the unit it took from the order is re-routed at once to the next store, the order's
+        routing page names the receipt as the cause, and the website's event (order.rerouted) is in the outbox."""
+        sku, run = ORDER_SKU, self.run
+        stock = self.stock(self.q1, sku)
+        check(bool(stock["nearby"]), f"no store near {SELLING_STORE} has {sku}: nothing to re-route to")
+        check(stock["available_online"] >= 1, f"{SELLING_STORE} has no {sku} online")
+        stores = expect(self.web.get(self.url("/api/v1/stores/"), timeout=TIMEOUT,
+                                     params={"address": "Chợ Bến Thành, Quận 1", "limit": 10}), 200, "stores")
+        here = next((s for s in stores["stores"] if s["code"] == SELLING_STORE), None)
+        check(here is not None, f"{SELLING_STORE} among the stores near Bến Thành")
+        destination = {"lat": here["lat"], "lon": here["lon"]}  # next door: the selling store is the nearest
+        r = self.web.post(self.url("/api/v1/promises/"), timeout=TIMEOUT,
+                          json={"destination": destination, "lines": [{"sku": sku, "qty": 1}]})
+        promise = expect(r, 201, "delivery promise")
+        option = next((o for o in promise["options"] if o["method"] == "delivery"
+                       and [s["store"] for s in o["shipments"]] == [SELLING_STORE]), None)
+        check(option is not None, f"a delivery option from {SELLING_STORE}", r)
+        r = self.web.post(self.url("/api/v1/orders/"), timeout=TIMEOUT, headers={"Idempotency-Key": f"walk-{run}-sf"},
+                          json={"method": "delivery", "promise": promise["id"], "option": option["id"],
+                                "destination": destination, "payment_state": "paid",
+                                "customer": {"name": "Lê Thị Hoa", "phone": "0912345678"},
+                                "lines": [{"sku": sku, "qty": 1}]})
+        order = expect(r, 201, "delivery order for the last unit")
+        [held] = order["fulfillments"]
+        check(held["store"]["code"] == SELLING_STORE, f"the order holds the last unit at {SELLING_STORE}", r)
+        stock = self.stock(self.q1, sku)
+        # The till was offline: ten minutes ago it sold the whole shelf, the unit the order holds included (a
+        # count would be the only other way to learn that), and it syncs now.
+        sold = stock["sellable_at_till"] + 1
+        receipt = {"receipt_id": f"WALK-{run}-SF", "sold_at": datetime.fromtimestamp(time.time() - 600, UTC).isoformat(),
+                   "lines": [{"sku": sku, "qty": sold, "unit_price_vnd": ORDER_PRICE}],
+                   "tenders": [{"type": "cash", "amount_vnd": sold * ORDER_PRICE}]}
+        r = self.q1.post(self.url("/api/v1/pos/sales/"), json={"receipts": [receipt]}, timeout=TIMEOUT)
+        [outcome] = expect(r, 200, "offline till sync")["results"]
+        check(outcome["status"] == "applied" and outcome["result"]["taken_from_online"] == [{"sku": sku, "qty": 1}],
+              "the receipt is recorded in full and says it took the order's unit", r)
+        cause = f"pos:{SELLING_STORE}:{receipt['receipt_id']}"
+        after = self.order(order["number"])
+        by_store = {f["store"]["code"]: f["status"] for f in after["fulfillments"]}
+        moved = [code for code, status in by_store.items() if code != SELLING_STORE and status == "assigned"]
+        check(by_store.get(SELLING_STORE) == "cancelled" and len(moved) == 1,
+              f"re-routed from {SELLING_STORE} to the next store: fulfilments {by_store}")
+        decision = next((d for d in after["routing"] if d["kind"] == "store_event"), None)
+        check(decision is not None and decision["cause"] == cause,
+              f"a store_event routing decision with the receipt {cause} as its cause: {after['routing']}")
+        replay = self.q1.post(self.url("/api/v1/pos/sales/"), json={"receipts": [receipt]}, timeout=TIMEOUT)
+        check(expect(replay, 200, "sync resent")["results"][0]["status"] == "duplicate", "a resend is a duplicate",
+              replay)
+        check(len(self.order(order["number"])["fulfillments"]) == len(after["fulfillments"]),
+              "the resend re-routes nothing more")
+        # Operations: the order's routing page names the receipt; the website's event waits in the outbox.
+        admin = self.admin_login("admin", "admin_password")
+        listing = admin.get(self.url("/admin/orders/order/"), params={"q": order["number"]}, timeout=TIMEOUT)
+        link = re.search(r'href="(/admin/orders/order/\d+/routing/)"', listing.text)
+        check(link is not None, f"a routing link for {order['number']} in the admin's order list", listing)
+        page = admin.get(self.url(link.group(1)), timeout=TIMEOUT)
+        check(page.status_code == 200 and receipt["receipt_id"] in page.text,
+              f"the routing page of {order['number']} shows the receipt {receipt['receipt_id']}", page)
+        events = admin.get(self.url("/admin/o2o/outboxevent/"), params={"q": f"order:{order['number']}"},
+                           timeout=TIMEOUT)
+        check(events.status_code == 200 and "order.rerouted" in events.text,
+              f"order.rerouted for {order['number']} in the outbox", events)
+        return (f"{order['number']} held a {sku} at {SELLING_STORE}; offline receipt {receipt['receipt_id']} "
+                f"({sold} units) recorded, took it; re-routed to {moved[0]} (cause {cause}); order.rerouted in the "
+                "outbox; resend: duplicate")
+
     def audits(self) -> str:
         """Both ledgers against their rows, on the demo's file, after everything above wrote to it."""
         with ThreadPoolExecutor(2) as pool:  # both at once (they only read): the step takes as long as the slower
@@ -429,6 +499,7 @@ STEPS = [
     ("till sale", Walk.till_sale),
     ("return receipt", Walk.return_receipt_elsewhere),
     ("return order", Walk.return_order_elsewhere),
+    ("shop floor", Walk.shop_floor_truth),
     ("audits", Walk.audits),
 ]
 
