@@ -8,7 +8,7 @@ expired) and use the same references. Then it compares:
 
     answers   what each call returned (reservations, holds, counts, movements, stores, availability) or the error it
               raised (type, code, message, details: every short line of a shortage)
-    rows      every Stock row (quantities, target, needs_count), StockMovement and Reservation, field by field
+    rows      every Stock row (quantities, shortfall, target, needs_count), StockMovement and Reservation, field by field
 
 with ids replaced by their rank in their table (sequences are not rolled back), and the times the clock set during a
 run and hold_stock's random references by their order of appearance (so "at the same instant" still shows: a
@@ -35,7 +35,7 @@ from inventory.services import Hold, StockChange, StockDelta, StockLine
 from o2o.domain_errors import DomainError
 from o2o.fast_paths import orm_twins, use_sql
 from tests.conftest import put_stock
-from tests.factories import ProductFactory, StoreFactory
+from tests.factories import ProductFactory, SalesChannelFactory, StoreFactory
 
 pytestmark = [
     pytest.mark.django_db,
@@ -81,6 +81,7 @@ class Chain:
                                 offers_pickup=False)  # ~5.4 km, delivers within 3 km of itself
         self.inactive = StoreFactory(code="PX-INACTIVE", lat=10.7750, lon=106.7000, is_active=False)
         self.hanoi = StoreFactory(code="PX-HANOI", lat=21.0285, lon=105.8542)
+        self.web = SalesChannelFactory()  # the website of the checkout holds that say whose they are
         self.shirt, self.hat, self.bag = (ProductFactory(sku=f"PX-{n}") for n in ("SHIRT", "HAT", "BAG"))
         self.gone = ProductFactory(sku="PX-GONE", is_active=False)
         for store, product, on_hand, safety in [
@@ -447,6 +448,67 @@ def reads(run: Run) -> None:
     run.do("sellable by sku, no stores", selectors.sellable_online_by_sku, store_ids=[], skus=["PX-SHIRT"])
 
 
+def shortfalls(run: Run) -> None:
+    """Rows with a shortfall (issue #18): a till batch that sells beyond the ledger (a row sold out and then some, a
+    shortfall given and taken back in one batch: flagged all the same, a new row), one taken below zero (refused); a
+    row given a shortfall with an expired hold still on it. Reservations on those rows are refused on both twins with
+    the same details (alone, among lines that fit, through the general path), the ATP reads answer 0 for them; a count
+    settles one, then it sells again (a hold with its website); the count flag cleared where it may be."""
+    c, reserve = run.chain, services.reserve_stock
+    pairs = [(c.near.pk, c.shirt.pk), (c.far.pk, c.shirt.pk), (c.closed.pk, c.hat.pk), (c.closed.pk, c.bag.pk),
+             (c.mid.pk, c.hat.pk)]
+    with transaction.atomic():
+        rows = services.lock_stock_rows(pairs, create_missing=True)
+        run.do("sold beyond the ledger", services.apply_movement_batch, rows=rows, reason=MovementReason.SALE,
+               actor="pos:PX", now=timezone.now(), changes=[
+                   StockChange((c.near.pk, c.shirt.pk), StockDelta(on_hand=-2), "R-10", "R-10#0"),
+                   StockChange((c.near.pk, c.shirt.pk), StockDelta(shortfall=1), "R-10", "R-10#1", note="short"),
+                   StockChange((c.far.pk, c.shirt.pk), StockDelta(on_hand=-9, shortfall=2), "R-11"),
+                   StockChange((c.closed.pk, c.hat.pk), StockDelta(shortfall=1), "R-12"),
+                   StockChange((c.closed.pk, c.hat.pk), StockDelta(shortfall=-1), "C-12", note="counted"),
+                   StockChange((c.closed.pk, c.bag.pk), StockDelta(shortfall=3), "R-13"),
+                   StockChange((c.mid.pk, c.hat.pk), StockDelta(on_hand=-1), "R-14"),
+               ])
+    with transaction.atomic():
+        rows = services.lock_stock_rows(pairs)
+        run.do("a shortfall below zero", services.apply_movement_batch, rows=rows, reason=MovementReason.COUNT,
+               actor="pos:PX", now=timezone.now(),
+               changes=[StockChange((c.far.pk, c.shirt.pk), StockDelta(shortfall=-3), "C-13")])
+    with transaction.atomic():  # the expired hold old:2 stays on the row: its release is the general path's
+        rows = services.lock_stock_rows([(c.far.pk, c.bag.pk)], release_expired=False)
+        services.apply_movements(rows, [((c.far.pk, c.bag.pk), StockDelta(shortfall=1))], reason=MovementReason.SALE,
+                                 reference="R-15", actor="pos:PX")
+    run.do("short: a shortfall", reserve, lines=[c.line(c.far, c.shirt, 1)], reference="web:sf-1", actor="web")
+    run.do("short: a shortfall among lines that fit", reserve, reference="web:sf-2", actor="web", channel=c.web,
+           expires_at=c.later, lines=[c.line(c.mid, c.hat, 1), c.line(c.near, c.shirt, 1), c.line(c.near, c.bag, 1),
+                                      c.line(c.closed, c.bag, 1)])
+    run.do("short: a shortfall and an expired hold", reserve, lines=[c.line(c.far, c.bag, 1)], reference="web:sf-3",
+           actor="web")
+    run.do("flagged, no shortfall: fits", reserve, lines=[c.line(c.closed, c.hat, 1)], reference="web:sf-4",
+           actor="web", channel=c.web, expires_at=c.later)
+    stores, products = [s.pk for s in c.stores], [c.shirt.pk, c.hat.pk, c.bag.pk, c.gone.pk]
+    for when in ("before the count", "after the count"):
+        run.do(f"sellable online, {when}", selectors.sellable_online, store_ids=stores, product_ids=products)
+        run.do(f"sellable by sku, {when}", selectors.sellable_online_by_sku, store_ids=stores,
+               skus=["PX-SHIRT", "PX-HAT", "PX-BAG"])
+        run.do(f"network ATP, {when}", selectors.network_atp, skus=["PX-SHIRT", "PX-HAT", "PX-BAG"])
+        run.do(f"cart, {when}", selectors.cart_availability, **BEN_THANH, lines={"PX-SHIRT": 1, "PX-BAG": 1},
+               radius_km=10)
+        if when == "before the count":
+            run.do("clear the flags", services.flag_for_count, store_id=c.closed.pk, product_ids=[c.hat.pk, c.bag.pk],
+                   flagged=False)
+            run.do("count", services.set_stock_levels, store=c.far, product=c.shirt, actor="staff", on_hand=3)
+    run.do("after the count, it fits", services.hold_stock, store=c.far, quantities={c.shirt: 2}, ttl_seconds=600,
+           actor="web", channel=c.web)
+    with transaction.atomic():
+        rows = services.lock_stock_rows([(c.near.pk, c.shirt.pk), (c.closed.pk, c.bag.pk)])
+        run.do("a count takes part of a shortfall back", services.apply_movement_batch, rows=rows,
+               reason=MovementReason.COUNT, actor="pos:PX", now=timezone.now(), changes=[
+                   StockChange((c.near.pk, c.shirt.pk), StockDelta(on_hand=1, shortfall=-1), "C-14"),
+                   StockChange((c.closed.pk, c.bag.pk), StockDelta(shortfall=-2), "C-14"),
+               ])
+
+
 SCENARIOS = {  # scenario, the pairs it runs, the calls that must be refused (so each case is the case it says)
     "reservations": (reservations, {"reserve"}, {
         "short: safety", "short lines, all listed", "expired holds, still short", "a quantity of 0",
@@ -454,6 +516,9 @@ SCENARIOS = {  # scenario, the pairs it runs, the calls that must be refused (so
     "batches": (batches, {"write_movement_batch"}, {"refused halfway", "a used idempotency key"}),
     "reads": (reads, {"nearby_stores", "active_product_ids", "sellable_online", "sellable_online_by_sku", "reserve"},
               {"cart, unknown and inactive SKUs", "cart, nothing near, unknown SKU", "product ids, unknown"}),
+    "shortfalls": (shortfalls, {"write_movement_batch", "reserve", "sellable_online", "sellable_online_by_sku"}, {
+        "a shortfall below zero", "short: a shortfall", "short: a shortfall among lines that fit",
+        "short: a shortfall and an expired hold"}),
 }
 
 
@@ -475,6 +540,33 @@ def test_both_twins_answer_and_write_the_same(name, chain, spy):
         open_now = {s[1]["code"]: s[4] for s in answers["stores near, None"]}
         assert (open_now["PX-NEAR"], open_now["PX-CLOSED"], open_now["PX-FAR"]) == (True, False, True)
         assert answers["network ATP, before"]["PX-SHIRT"] != answers["network ATP, after"]["PX-SHIRT"]
+    if name == "shortfalls":
+        assert sql["handed over"] == 1  # the row with a shortfall and an expired hold
+        errors = {a[0]: a for a in sql["answers"] if a[1] == "error"}
+        assert {label: [(d["store"], d["sku"], d["requested"], d["available"]) for d in e[5]["lines"]]
+                for label, e in errors.items() if e[2] == "InsufficientStock"} == {
+            "short: a shortfall": [("PX-FAR", "PX-SHIRT", 1, 0)],
+            "short: a shortfall among lines that fit": [("PX-NEAR", "PX-SHIRT", 1, 0), ("PX-CLOSED", "PX-BAG", 1, 0)],
+            "short: a shortfall and an expired hold": [("PX-FAR", "PX-BAG", 1, 0)],
+        }
+        answers = {a[0]: a[2] for a in sql["answers"] if a[1] == "ok"}
+        c = chain
+        before, after = answers["sellable online, before the count"], answers["sellable online, after the count"]
+        for pair in [(c.near, c.shirt), (c.far, c.shirt), (c.closed, c.bag), (c.far, c.bag)]:
+            assert before[(pair[0].pk, pair[1].pk)] == 0, pair
+        assert after[(c.far.pk, c.shirt.pk)] == 3 and after[(c.near.pk, c.shirt.pk)] == 0
+        by_sku = answers["sellable by sku, before the count"][1]
+        assert by_sku[(c.far.pk, "PX-SHIRT")] == by_sku[(c.closed.pk, "PX-BAG")] == 0
+        assert answers["sellable by sku, after the count"][1][(c.far.pk, "PX-SHIRT")] == 3
+        assert answers["clear the flags"] == 1  # the hat (its shortfall taken back); the bag keeps its flag
+        stock = {(r["store_id"], r["product_id"]): r for r in sql["Stock"]}
+        flags = {pair: (stock[pair[0].pk, pair[1].pk]["shortfall"], stock[pair[0].pk, pair[1].pk]["needs_count"])
+                 for pair in [(c.near, c.shirt), (c.far, c.shirt), (c.closed, c.hat), (c.closed, c.bag),
+                              (c.mid, c.hat), (c.far, c.bag)]}
+        assert flags == {(c.near, c.shirt): (0, True), (c.far, c.shirt): (0, False), (c.closed, c.hat): (0, False),
+                         (c.closed, c.bag): (1, True), (c.mid, c.hat): (0, False), (c.far, c.bag): (1, True)}
+        held = [r for r in sql["Reservation"] if r["channel_id"] is not None]
+        assert len(held) == 2 and {r["channel_id"] for r in held} == {c.web.pk}
 
 
 # --- the statements each twin runs ----------------------------------------------------------------------------------

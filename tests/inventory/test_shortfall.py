@@ -8,6 +8,7 @@ from contextlib import nullcontext
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from inventory import selectors, services
@@ -250,3 +251,19 @@ def test_the_holds_api_stores_the_websites_channel(api, channel, store, product,
     assert response.status_code == 201, response.content
     (reservation,) = Reservation.objects.filter(reference=response.json()["reference"])
     assert (reservation.channel_id, reservation.quantity) == (channel.pk, 2)
+
+
+def test_the_admin_lists_a_row_with_a_shortfall_as_low_and_sells_none_of_it(admin_client, store):
+    short, plenty, untargeted = ProductFactory(), ProductFactory(), ProductFactory()
+    for product in (short, plenty, untargeted):
+        put_stock(store, product, 9)
+    Stock.objects.filter(store=store, product__in=[short, plenty]).update(target=5)
+    sell_beyond(store, short, 1)
+    sell_beyond(store, untargeted, 1)
+    url = reverse("admin:inventory_stock_changelist")
+    low = list(admin_client.get(url, {"low": "online"}).context["cl"].result_list)
+    assert [row.product_id for row in low] == [short.pk]  # 9 on hand, over target, but nothing sells online
+    assert low[0].online_atp == 0
+    assert list(admin_client.get(url, {"low": "on_hand"}).context["cl"].result_list) == []
+    flagged = list(admin_client.get(url, {"needs_count__exact": "1"}).context["cl"].result_list)
+    assert {row.product_id for row in flagged} == {short.pk, untargeted.pk}
