@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from inventory.admin import format_vnd
-from inventory.models import Stock, StockImport, StockMovement
+from inventory.models import Reservation, Stock, StockImport, StockMovement, TakenReservation
 from inventory.services import StockLine, reserve_stock
 from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from o2o.celery import app as celery_app
@@ -218,14 +218,17 @@ def test_count_problems_show_in_the_preview(client, chain, hq):
     reserve_stock(lines=[StockLine(chain["a"].pk, chain["shirt"].pk, 4)], reference="hold:t-1", actor="test")
     client.force_login(hq)
     response = _upload(client, COUNTS, "store,count_id,sku,counted,counted_at,expected_on_hand",
-                       "HCM-Q1-001,CC-2,AO-THUN-M,2,,",  # below the 4 reserved
+                       "HCM-Q1-001,CC-2,AO-THUN-M,2,,",  # below the 4 reserved: recorded, takes from the hold
                        "HCM-Q1-001,CC-3,NON-LA,5,,9",  # the ledger has 5, not 9
                        "HCM-Q1-001,CC-4,NON-LA,5,2099-01-01 10:00,",
                        "HCM-Q1-001,CC-5,NON-LA,5,yesterday,",
                        "HN-HK-001,CC-6,NON-LA,5,,", "HN-HK-001,CC-7,NON-LA,6,,")  # two counts of one SKU would both apply
-    assert _issues(response) == {"count_below_set_aside", "stale_quantity", "counted_at_in_future", "bad_counted_at",
-                                 "counted_twice"}
-    assert [g.group_id for g in response.context["preview"].groups if g.issues] == [f"CC-{n}" for n in (2, 3, 4, 5, 7)]
+    # The shelf is the truth (issue #18): a count below what is set aside is no problem to show.
+    assert _issues(response) == {"stale_quantity", "counted_at_in_future", "bad_counted_at", "counted_twice"}
+    assert [g.group_id for g in response.context["preview"].groups if g.issues] == [f"CC-{n}" for n in (3, 4, 5, 7)]
+    below = next(g for g in response.context["preview"].groups if g.group_id == "CC-2")
+    assert [(line.sku, line.ledger_as_of, line.change, line.on_hand_after) for line in below.lines] == [
+        ("AO-THUN-M", 10, -8, 2)]
 
 
 def test_a_manager_cannot_import_for_another_store(client, chain, manager_a):
@@ -388,18 +391,34 @@ def test_a_group_refused_while_applying_is_reported_and_the_others_apply(chain, 
         {"_row": 2, "store": "HCM-Q1-001", "count_id": "CC-1", "sku": "AO-THUN-M", "counted": "3", "counted_at": "",
          "expected_on_hand": ""},
         {"_row": 3, "store": "HCM-Q1-001", "count_id": "CC-2", "sku": "NON-LA", "counted": "4", "counted_at": "",
+         "expected_on_hand": "5"},
+        {"_row": 4, "store": "HN-HK-001", "count_id": "CC-3", "sku": "NON-LA", "counted": "4", "counted_at": "",
          "expected_on_hand": ""},
     ]
     preview, stock_import = imports.prepare_import(kind=COUNTS, rows=rows, file_name="c.csv", user=hq, store_ids=None)
     assert not preview.has_errors
-    # between the preview and the apply, an order reserves more shirts than the count found
-    reserve_stock(lines=[StockLine(chain["a"].pk, chain["shirt"].pk, 5)], reference="order:t-1", actor="test")
+    # Between the preview and the apply: a checkout hold sets aside more shirts than the count will find (the count
+    # is recorded all the same and takes the missing units from the hold), and a delivery of hats is booked at the
+    # till (the count of hats expected 5 on hand: stale, refused).
+    hold = reserve_stock(lines=[StockLine(chain["a"].pk, chain["shirt"].pk, 5)], reference="hold:t-1", actor="test")
+    assert hold
+    put_stock(chain["a"], chain["hat"], 2)
+    hats_before = _on_hand(chain["a"], chain["hat"])
+    assert hats_before != 5
     StockImport.objects.filter(pk=stock_import.pk).update(status=StockImport.Status.QUEUED)
     done = imports.apply_import(stock_import_id=stock_import.pk)
-    assert (done.status, done.done_groups, done.failed_groups) == ("done_with_errors", 2, 1)
+    assert (done.status, done.done_groups, done.failed_groups) == ("done_with_errors", 3, 1)
     assert [(r["id"], r["status"], r.get("code")) for r in done.results] == [
-        ("CC-1", "refused", "count_below_set_aside"), ("CC-2", "applied", None)]
-    assert _on_hand(chain["a"], chain["shirt"]) == 10 and _on_hand(chain["a"], chain["hat"]) == 4
+        ("CC-1", "applied", None), ("CC-2", "refused", "stale_quantity"), ("CC-3", "applied", None)]
+    shirts = Stock.objects.get(store=chain["a"], product=chain["shirt"])
+    assert (shirts.on_hand, shirts.reserved) == (3, 3)  # 2 of the hold's 5 were not on the shelf
+    assert Reservation.objects.get(reference="hold:t-1").quantity == 3
+    taken = TakenReservation.objects.get()
+    assert (taken.reference, taken.units, taken.kind, taken.cause, taken.actor) == (
+        "hold:t-1", 2, "count", "count:HCM-Q1-001:CC-1", "staff:hoa.hq")
+    assert taken.reconciled_at is not None
+    assert _on_hand(chain["a"], chain["hat"]) == hats_before and _on_hand(chain["b"], chain["hat"]) == 4
+    assert not StockCount.objects.filter(count_id="CC-2").exists()
     _audit_clean()
 
 

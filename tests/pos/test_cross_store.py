@@ -13,7 +13,7 @@ from loyalty.models import Member, Posting
 from orders import services as order_services
 from orders.models import Fulfillment
 from orders.pos.api import urls as pos_urls
-from orders.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt, TillRefund
+from orders.pos.models import DamageReport, GoodsReceipt, StockCount, StockTransfer, TillReceipt, TillRefund
 from orders.returns.api import urls as returns_urls
 from tests.conftest import put_stock
 from tests.factories import StoreFactory
@@ -42,6 +42,8 @@ BODIES = {
                                   "lines": [{"sku": "AO-THUN-M", "qty": 1}]},
     "pos-transfer-receive": lambda ids: {"lines": [{"sku": "AO-THUN-M", "qty": 1}, {"sku": "NON-LA", "qty": 1}]},
     "pos-pickup-handover": lambda ids: None,
+    "pos-damage": lambda ids: {"report_id": ids["damage"], "store": "HCM-Q1-B", "note": "crushed",
+                               "lines": [{"sku": "NON-LA", "qty": 1}]},
 }
 
 
@@ -93,6 +95,7 @@ def _snapshot() -> dict:
         "refunds": TillRefund.objects.count(),
         "counts": sorted(StockCount.objects.values_list("store_id", "count_id", "content_hash")),
         "goods": sorted(GoodsReceipt.objects.values_list("store_id", "receipt_id", "content_hash")),
+        "damage": sorted(DamageReport.objects.values_list("store_id", "report_id", "content_hash", "result")),
         "transfers": sorted(StockTransfer.objects.values_list("pk", "from_store_id", "to_store_id", "status")),
         "postings": Posting.objects.count(),
         "members": sorted(Member.objects.values_list("phone", "available")),
@@ -109,6 +112,7 @@ def _store_snapshot(store) -> dict:
         "receipts": sorted(TillReceipt.objects.filter(store=store).values_list("receipt_id", "status", "content_hash")),
         "counts": sorted(StockCount.objects.filter(store=store).values_list("count_id", "content_hash")),
         "goods": sorted(GoodsReceipt.objects.filter(store=store).values_list("receipt_id", "content_hash")),
+        "damage": sorted(DamageReport.objects.filter(store=store).values_list("report_id", "content_hash", "result")),
         "transfers_out": sorted(StockTransfer.objects.filter(from_store=store).values_list("pk", "transfer_id", "status")),
         "transfers_in": sorted(StockTransfer.objects.filter(to_store=store).values_list("pk", "status")),
         "fulfillments": sorted(Fulfillment.objects.filter(store=store).values_list("pk", "status")),
@@ -125,6 +129,8 @@ def store_b(shop, channel):
     assert api_b.post("/api/v1/pos/counts/", {"count_id": "B-C-1", "counted_at": r["sold_at"],
                                                "lines": [{"sku": "NON-LA", "counted": 3}]}, format="json").status_code == 201
     assert api_b.post("/api/v1/pos/goods-receipts/", {"receipt_id": "B-G-1", "lines": [{"sku": "NON-LA", "qty": 2}]},
+                      format="json").status_code == 201
+    assert api_b.post("/api/v1/pos/damage/", {"report_id": "B-D-1", "lines": [{"sku": "AO-THUN-M", "qty": 1}]},
                       format="json").status_code == 201
     c = StoreFactory(code="HCM-Q7-C", lat=10.7295, lon=106.7218)
     api_c = store_client(c)
@@ -146,7 +152,8 @@ def store_b(shop, channel):
     return {
         "ids": {"receipt": ["B-R-1"], "count": ["B-C-1"], "goods": ["B-G-1"],
                 "transfer": [out.json()["id"], inbound.json()["id"]], "pickup": [code, code.lower()]},
-        "body_ids": {"receipt": "B-R-1", "count": "B-C-1", "goods": "B-G-1", "sold_at": r["sold_at"]},
+        "body_ids": {"receipt": "B-R-1", "count": "B-C-1", "goods": "B-G-1", "damage": "B-D-1",
+                     "sold_at": r["sold_at"]},
         "owners": [api_b, api_c],
         "c": c,
     }
@@ -223,6 +230,7 @@ def test_store_a_key_on_collection_endpoints_never_reaches_store_b(shop, store_b
     assert StockCount.objects.filter(store=shop["a"], count_id="B-C-1").exists()
     assert GoodsReceipt.objects.filter(store=shop["a"], receipt_id="B-G-1").exists()
     assert StockTransfer.objects.filter(from_store=shop["a"], transfer_id="B-T-1").exists()
+    assert DamageReport.objects.filter(store=shop["a"], report_id="B-D-1").exists()
     # Only the transfer store A shipped to C changed C (in transit to C: C's rows are untouched until received).
     assert _store_snapshot(shop["b"]) == b_before
     assert _store_snapshot(store_b["c"])["stock"] == c_before["stock"]

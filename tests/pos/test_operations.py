@@ -135,15 +135,27 @@ def test_receipt_synced_before_a_later_count_is_part_of_it(shop):
     assert stock_of(shop["a"], shop["shirt"]).on_hand == 6
 
 
-def test_count_below_reserved_units_is_refused(shop):
+def test_count_below_reserved_units_is_recorded_and_takes_the_reservations(shop):
+    """The shelf is the truth: a count that finds fewer units than are reserved is recorded, and the units it did
+    not find come out of the reservations (their holders reconciled right after)."""
     from inventory import services as stock_services
+    from inventory.models import Reservation, TakenReservation
     from inventory.services import StockLine
 
-    stock_services.reserve_stock(lines=[StockLine(shop["a"].pk, shop["hat"].pk, 2)], reference="fulfillment:x",
+    stock_services.reserve_stock(lines=[StockLine(shop["a"].pk, shop["hat"].pk, 2)], reference="hold:x",
                                  actor="test")
     res = _count(shop["api_a"], [{"sku": "NON-LA", "counted": 1}])
-    assert res.status_code == 409 and res.json()["code"] == "count_below_set_aside"
-    assert stock_of(shop["a"], shop["hat"]).on_hand == 3
+    assert res.status_code == 201, res.content
+    line = res.json()["lines"][0]
+    assert (line["adjustment"], line["on_hand_after"], line["taken_from_online"], line["from_quarantine"],
+            line["kept_for_packed"]) == (-2, 1, 1, 0, 0)
+    row = stock_of(shop["a"], shop["hat"])
+    assert (row.on_hand, row.reserved, row.needs_count) == (1, 1, False)
+    assert Reservation.objects.get(reference="hold:x").quantity == 1
+    taken = TakenReservation.objects.get()
+    assert (taken.reference, taken.units, taken.kind, taken.cause) == ("hold:x", 1, "count", "count:HCM-Q1-A:C-1")
+    assert taken.reconciled_at is not None
+    assert audits_clean()
 
 
 # --- goods receipts and transfers ---------------------------------------------------------------------------------
@@ -189,15 +201,30 @@ def test_transfer_ship_in_transit_receive_with_discrepancy(shop):
     assert audits_clean()
 
 
-def test_transfer_cannot_ship_reserved_units(shop):
+def test_transfer_of_reserved_units_is_shipped_and_takes_them(shop):
+    """The goods have left: a transfer is never refused for stock; units reserved online go with it (the
+    reservations taken, their holders reconciled), what the ledger did not have is a shortfall."""
     from inventory import services as stock_services
+    from inventory.models import Reservation, TakenReservation
     from inventory.services import StockLine
 
-    stock_services.reserve_stock(lines=[StockLine(shop["a"].pk, shop["hat"].pk, 2)], reference="fulfillment:y",
+    stock_services.reserve_stock(lines=[StockLine(shop["a"].pk, shop["hat"].pk, 2)], reference="hold:y",
                                  actor="test")
-    body = {"transfer_id": "TR-2", "to_store": "HCM-Q1-B", "lines": [{"sku": "NON-LA", "qty": 2}]}
+    body = {"transfer_id": "TR-2", "to_store": "HCM-Q1-B", "lines": [{"sku": "NON-LA", "qty": 4}]}
     res = shop["api_a"].post("/api/v1/pos/transfers/", body, format="json")
-    assert res.status_code == 409 and res.json()["code"] == "insufficient_stock"
+    assert res.status_code == 201, res.content
+    assert res.json()["status"] == "in_transit" and res.json()["lines"][0]["shipped_qty"] == 4
+    row = stock_of(shop["a"], shop["hat"])
+    assert (row.on_hand, row.reserved, row.shortfall, row.needs_count) == (0, 0, 1, True)
+    assert not Reservation.objects.filter(reference="hold:y").exists()
+    taken = TakenReservation.objects.get()
+    assert (taken.reference, taken.units, taken.kind) == ("hold:y", 2, "transfer")
+    assert taken.reconciled_at is not None
+    moved = StockMovement.objects.get(reason=MovementReason.TRANSFER_OUT)
+    assert (moved.delta_on_hand, moved.delta_reserved, moved.delta_shortfall) == (-3, -2, 1)
+    assert shop["api_a"].post("/api/v1/pos/transfers/", body, format="json").status_code == 200  # replay
+    assert TakenReservation.objects.count() == 1 and StockMovement.objects.filter(reason="transfer_out").count() == 1
+    assert audits_clean()
 
 
 # --- pickups and look-ups -------------------------------------------------------------------------------------------

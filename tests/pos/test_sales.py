@@ -7,11 +7,14 @@ import pytest
 from django.utils import timezone
 
 from inventory import services as stock_services
-from inventory.models import MovementReason, StockMovement
+from inventory.models import MovementReason, Reservation, StockMovement, TakenReservation
+from inventory.selectors import sellable_online
 from inventory.services import StockLine
 from loyalty import services as loyalty
 from loyalty.models import Member, Posting
+from o2o.models import OutboxEvent
 from orders.pos.models import TillReceipt, TillReceiptLine
+from tests.conftest import put_stock
 from tests.pos.conftest import audits_clean, receipt, stock_of, store_client, sync
 
 pytestmark = pytest.mark.django_db
@@ -91,62 +94,92 @@ def test_receipt_ids_are_per_store(shop):
 
 
 def test_one_bad_receipt_does_not_block_the_batch(shop):
+    """Receipts are refused for invalid data only (here an unknown SKU and a points tender the member cannot pay),
+    never for stock: a receipt selling more than the ledger has is applied (its shortfall recorded), and the
+    refused ones write nothing."""
+    loyalty.get_or_create_member(phone=PHONE)
     good1 = receipt([("AO-THUN-M", 1)])
     unknown = receipt([("AO-THUN-M", 1), ("NOPE", 1)])
-    too_many = receipt([("NON-LA", 4)])  # 3 on hand, policy off
-    good2 = receipt([("NON-LA", 1)])
-    out = sync(shop["api_a"], [good1, unknown, too_many, good2]).json()["results"]
-    assert [o["status"] for o in out] == ["applied", "rejected", "rejected", "applied"]
+    too_many = receipt([("NON-LA", 4)])  # 3 on hand: sold anyway, 1 beyond the ledger
+    no_points = receipt([("AO-THUN-M", 2)], phone=PHONE, tenders=[{"type": "points", "points": 2_000}])
+    good2 = receipt([("AO-THUN-M", 1)])
+    out = sync(shop["api_a"], [good1, unknown, too_many, no_points, good2]).json()["results"]
+    assert [o["status"] for o in out] == ["applied", "rejected", "applied", "rejected", "applied"]
     assert out[1]["reason"] == "unknown_sku" and out[1]["details"]["skus"] == ["NOPE"]
-    assert out[2]["reason"] == "insufficient_stock"
-    assert out[2]["details"]["lines"][0] | {"sku": "NON-LA", "requested": 4, "sellable_at_till": 3} == out[2]["details"]["lines"][0]
-    assert stock_of(shop["a"], shop["shirt"]).on_hand == 9  # the unknown-SKU receipt's shirt was not taken
-    assert stock_of(shop["a"], shop["hat"]).on_hand == 2
-    assert not TillReceipt.objects.filter(receipt_id__in=[unknown["receipt_id"], too_many["receipt_id"]]).exists()
+    assert out[2]["result"]["lines"] == [{"sku": "NON-LA", "qty": 4, "shortfall": 1, "late_for_count": False}]
+    assert out[2]["result"]["needs_count"] is True and out[2]["result"]["taken_from_online"] == []
+    assert out[3]["reason"] == "insufficient_points"
+    shirts = stock_of(shop["a"], shop["shirt"])
+    assert (shirts.on_hand, shirts.shortfall, shirts.needs_count) == (8, 0, False)  # neither refused receipt took any
+    hats = stock_of(shop["a"], shop["hat"])
+    assert (hats.on_hand, hats.shortfall, hats.needs_count) == (0, 1, True)
+    assert not TillReceipt.objects.filter(receipt_id__in=[unknown["receipt_id"], no_points["receipt_id"]]).exists()
     assert audits_clean()
 
 
-def test_till_sells_into_safety_but_not_into_reserved(shop):
+def test_till_sells_into_safety_then_takes_the_online_hold(shop, channel):
+    """The till sells the safety buffer first (only the website keeps off it), then the units a checkout hold set
+    aside: the hold shrinks in the sale's transaction and its website is told right after."""
     a, hat = shop["a"], shop["hat"]
     stock_services.set_stock_levels(store=a, product=hat, actor="test", safety=2)
-    stock_services.reserve_stock(lines=[StockLine(a.pk, hat.pk, 1)], reference="fulfillment:web-1", actor="test")
-    # on_hand 3, reserved 1, safety 2: online ATP 0, the till may sell 2.
+    hold = stock_services.hold_stock(store=a, quantities={hat: 1}, ttl_seconds=600, actor="web", channel=channel)
+    # on_hand 3, reserved 1, safety 2: online ATP 0, the till sells 2 without taking anyone's.
     out = sync(shop["api_a"], [receipt([("NON-LA", 2)])]).json()["results"][0]
-    assert out["status"] == "applied"
+    assert out["status"] == "applied" and out["result"]["taken_from_online"] == []
     row = stock_of(a, hat)
     assert (row.on_hand, row.reserved) == (1, 1)
-    out = sync(shop["api_a"], [receipt([("NON-LA", 1)])]).json()["results"][0]
-    assert out["status"] == "rejected" and out["reason"] == "insufficient_stock"
-    assert stock_of(a, hat).on_hand == 1
+    # The last unit on the shelf is the held one: the sale takes it, the hold is gone and its website told.
+    out = sync(shop["api_a"], [receipt([("NON-LA", 1)], rid="R-TAKES")]).json()["results"][0]
+    assert out["status"] == "applied", out
+    assert out["result"]["taken_from_online"] == [{"sku": "NON-LA", "qty": 1}]
+    assert out["result"]["needs_count"] is False and out["result"]["lines"][0]["shortfall"] == 0
+    row = stock_of(a, hat)
+    assert (row.on_hand, row.reserved, row.shortfall) == (0, 0, 0)
+    assert not Reservation.objects.filter(reference=hold.reference).exists()
+    taken = TakenReservation.objects.get()
+    assert (taken.reference, taken.units, taken.kind, taken.cause) == (hold.reference, 1, "sale", "pos:HCM-Q1-A:R-TAKES")
+    assert taken.reconciled_at is not None and taken.channel_id == channel.pk  # reconciled in the same request
+    told = OutboxEvent.objects.get(topic="hold.reduced")
+    assert told.channel_id == channel.pk and told.payload["dropped"] is True
+    assert told.payload["taken"] == [{"sku": "NON-LA", "qty": 1}]
+    assert audits_clean()
 
 
-def test_negative_availability_allowed_records_shortfall_and_flags_a_count(shop):
+def test_a_sale_beyond_the_ledger_is_recorded_with_shortfall_and_flags_a_count(shop):
+    """More sold than the ledger had at all: the sale is kept, the free units and the reserved ones are taken, the
+    rest is the row's shortfall; the row waits for a count and sells nothing online until one settles it."""
     a, hat = shop["a"], shop["hat"]
-    a.allow_negative_availability = True
-    a.save(update_fields=["allow_negative_availability"])
-    stock_services.reserve_stock(lines=[StockLine(a.pk, hat.pk, 1)], reference="fulfillment:web-2", actor="test")
+    stock_services.reserve_stock(lines=[StockLine(a.pk, hat.pk, 1)], reference="hold:web-2", actor="test")
     out = sync(shop["api_a"], [receipt([("NON-LA", 5)])]).json()["results"][0]
     assert out["status"] == "applied", out
-    assert out["result"]["needs_count"] is True and out["result"]["lines"][0]["shortfall"] == 3
+    assert out["result"]["needs_count"] is True and out["result"]["lines"][0]["shortfall"] == 2
+    assert out["result"]["taken_from_online"] == [{"sku": "NON-LA", "qty": 1}]
     row = stock_of(a, hat)
-    assert (row.on_hand, row.reserved, row.needs_count) == (1, 1, True)  # reserved untouched, row storable
+    assert (row.on_hand, row.reserved, row.shortfall, row.needs_count) == (0, 0, 2, True)
     line = TillReceiptLine.objects.get(receipt__receipt_id=out["receipt_id"])
-    assert (line.qty, line.taken, line.shortfall) == (5, 2, 3)
-    assert "shortfall" in StockMovement.objects.get(reason=MovementReason.SALE, product=hat).note
+    assert (line.qty, line.taken, line.shortfall) == (5, 3, 2)
+    sale = StockMovement.objects.get(reason=MovementReason.SALE, product=hat)
+    assert (sale.delta_on_hand, sale.delta_reserved, sale.delta_shortfall) == (-3, -1, 2) and "shortfall" in sale.note
+    # A delivery arrives: on hand again, but online ATP stays 0 while the shortfall waits for its count.
+    put_stock(a, hat, 4)
+    assert stock_of(a, hat).on_hand == 4
+    assert sellable_online(store_ids=[a.pk], product_ids=[hat.pk])[(a.pk, hat.pk)] == 0
+    res = shop["api_a"].post("/api/v1/pos/counts/", {"count_id": "C-SETTLE", "counted_at": timezone.now().isoformat(),
+                                                     "lines": [{"sku": "NON-LA", "counted": 4}]}, format="json")
+    assert res.status_code == 201, res.content
+    line = res.json()["lines"][0]
+    assert (line["shortfall_before"], line["shortfall_after"], line["on_hand_after"]) == (2, 0, 4)
+    row = stock_of(a, hat)
+    assert (row.on_hand, row.shortfall, row.needs_count) == (4, 0, False)
+    assert sellable_online(store_ids=[a.pk], product_ids=[hat.pk])[(a.pk, hat.pk)] == 4
     # A SKU the store has never stocked: the sale is kept, all of it a shortfall.
     from tests.factories import ProductFactory
 
     ProductFactory(sku="NEW-SKU")
     out = sync(shop["api_a"], [receipt([("NEW-SKU", 1)])]).json()["results"][0]
     assert out["status"] == "applied" and out["result"]["lines"][0]["shortfall"] == 1
+    assert out["result"]["needs_count"] is True
     assert audits_clean()
-
-
-def test_negative_availability_refused_by_default(shop):
-    writes = _writes()
-    out = sync(shop["api_a"], [receipt([("NON-LA", 4)])]).json()["results"][0]
-    assert out["status"] == "rejected" and out["reason"] == "insufficient_stock"
-    assert _writes() == writes
 
 
 # --- points ---------------------------------------------------------------------------------------------------------
