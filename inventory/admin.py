@@ -32,7 +32,16 @@ from import_export.admin import ExportMixin
 from inventory import selectors, services
 from inventory.exceptions import StaleStockQuantity
 from inventory.forms import StockAdjustmentForm
-from inventory.models import OpeningHours, Product, Reservation, Stock, StockImport, StockMovement, Store
+from inventory.models import (
+    OpeningHours,
+    Product,
+    Reservation,
+    Stock,
+    StockImport,
+    StockMovement,
+    Store,
+    TakenReservation,
+)
 from inventory.staff.scope import StoreScopedAdmin, scoped_stores
 from o2o.domain_errors import DomainError
 from o2o.templatetags import money
@@ -642,6 +651,53 @@ class ReservationAdmin(StoreScopedAdmin, BigTableAdmin):
             % {"units": released, "references": len(references)},
             messages.SUCCESS,
         )
+
+
+class TakenPendingFilter(admin.SimpleListFilter):
+    title = _("reconciled")
+    parameter_name = "pending"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("pending: holder not yet told or re-routed")), ("no", _("reconciled"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(reconciled_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(reconciled_at__isnull=False)
+        return queryset
+
+
+@admin.register(TakenReservation)
+class TakenReservationAdmin(StoreScopedAdmin, admin.ModelAdmin):
+    """What till sales, counts, damaged goods and transfers took from online holds and orders, and how each holder
+    was reconciled (re-routed, told, offered a change). Written by the events themselves: read-only here. A row
+    pending for more than a minute or two means the periodic task could not settle it: its log says why."""
+
+    list_display = ("created_at", "cause", "kind", "store_code", "sku", "units", "reference", "reconciled_at",
+                    "outcome")
+    list_select_related = ("store", "product")
+    list_filter = (TakenPendingFilter, "kind", StoreCityFilter, StoreFilter)
+    search_fields = ("=cause", "=reference", "product__sku", "store__code")
+    search_help_text = _("Exact event reference (e.g. pos:HCM-Q1-001:R-0042), reservation reference, SKU or store code.")
+    date_hierarchy = "created_at"
+
+    @admin.display(description=_("store"), ordering="store__code")
+    def store_code(self, obj: TakenReservation) -> str:
+        return obj.store.code
+
+    @admin.display(description=_("SKU"), ordering="product__sku")
+    def sku(self, obj: TakenReservation) -> str:
+        return obj.product.sku
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 def has_import_permission(request: HttpRequest) -> bool:

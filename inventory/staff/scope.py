@@ -137,6 +137,7 @@ STORE_PATHS: dict[str, tuple[str, ...]] = {
     "pos.TillReceipt": ("store",),
     "pos.StockCount": ("store",),
     "pos.GoodsReceipt": ("store",),
+    "pos.DamageReport": ("store",),
     "pos.StockTransfer": ("from_store", "to_store"),  # both ends see a transfer
     "returns.Return": ("receiving_store",),
     "returns.ReturnLine": ("ret__receiving_store",),

@@ -22,6 +22,7 @@ from inventory.models import StockImport
 from inventory.staff.scope import ALL, StoreScopedAdmin, store_ids_for
 from orders.pos import imports
 from orders.pos.models import (
+    DamageReport,
     GoodsReceipt,
     StockCount,
     StockCountLine,
@@ -91,6 +92,18 @@ class StockCountAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ("count_id", "store__code")
     list_select_related = ("store",)
     inlines = [StockCountLineInline]
+
+
+@admin.register(DamageReport)
+class DamageReportAdmin(ReadOnly, admin.ModelAdmin):
+    """Goods a store found damaged on its shelf (POST /api/v1/pos/damage/): quarantined, taken from online holds and
+    orders when the shelf had no other units (those are in the reservations-taken list, re-routed)."""
+
+    list_display = ("report_id", "store", "reported_at", "note")
+    search_fields = ("report_id", "store__code")
+    list_select_related = ("store",)
+    readonly_fields = ("store", "report_id", "reported_at", "note", "lines", "result")
+    exclude = ("content_hash",)
 
 
 @admin.register(GoodsReceipt)

@@ -8,6 +8,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 import orders.couriers.admin  # noqa: F401 - registers the courier admin before the URLconf is built
+from inventory import services as stock_services
+from inventory.models import Stock
 from inventory.staff.roles import HEAD_OFFICE, REGIONAL_MANAGER, STORE_STAFF, make_staff
 from orders import services
 from orders.couriers import services as couriers
@@ -76,6 +78,14 @@ def store_day(channel, store, near, other) -> dict:
     _ok(till.post("/api/v1/pos/returns/", {"receipt": {"store": store.code, "receipt_id": rid},
                                            "lines": [{"sku": "NON-LA", "qty": 1}], "reason": "size"},
                   format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())), status=(201,))
+    # Goods found damaged while a website held every free bag: the report takes one from the hold (a
+    # TakenReservation at this store, reconciled in the same request), then the website lets the hold go.
+    row = Stock.objects.get(store=store, product__sku="TUI-VAI")
+    hold = stock_services.hold_stock(store=store, quantities={row.product: row.on_hand - row.reserved - row.unavailable},
+                                     ttl_seconds=900, actor="website", channel=channel)
+    _ok(till.post("/api/v1/pos/damage/", {"report_id": f"{store.code}-DMG-1", "lines": [{"sku": "TUI-VAI", "qty": 1}],
+                                          "note": "torn"}, format="json"))
+    stock_services.release_reservations(reference=hold.reference, actor="website")
     return {"pickup": pickup, "pickup_f": pickup.fulfillments.get(), "delivery": delivery, "delivery_f": shipped,
             "waiting_f": waiting}
 
