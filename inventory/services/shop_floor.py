@@ -111,12 +111,16 @@ class ShopFloor:
         return take
 
     def undo(self, take: FloorTake) -> None:
-        """Give back what `take` found (its event was refused for another reason, e.g. the points tender)."""
+        """Give back what `take` found (its event was refused for another reason, e.g. the points tender). A take
+        given back already, or never made here, is refused before anything changes."""
+        index = next((i for i, t in enumerate(self._takes) if t is take), None)
+        if index is None:
+            raise ValueError("this take is not pending on this floor")
+        del self._takes[index]
         self._free_used[take.pair] -= take.free
         queue = {id(entry[0]): entry for entry in self._queues.get(take.pair, [])}
         for reservation, n in take.taken:
             queue[id(reservation)][1] += n
-        self._takes.remove(take)
 
     @property
     def takes(self) -> list[FloorTake]:
