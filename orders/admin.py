@@ -88,7 +88,7 @@ class RoutingDecisionInline(ReadOnlyMixin, admin.StackedInline):
     model = RoutingDecision
     extra = 0
     can_delete = False
-    fields = ["kind", "created_at", "plan_status", "solve_ms", "applied", "reason", "candidates_table"]
+    fields = ["kind", "cause", "created_at", "plan_status", "solve_ms", "applied", "reason", "candidates_table"]
     extra_readonly = ("candidates_table",)
 
     @admin.display(description=_("candidates"))
