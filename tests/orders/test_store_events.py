@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -30,6 +31,7 @@ from orders.models import (
     RoutingKind,
 )
 from orders.services.store_events import PENDING_GRACE
+from tests.concurrency import run_concurrently
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, SalesChannelFactory
 from tests.orders.conftest import BEN_THANH, CUSTOMER
@@ -160,6 +162,18 @@ def test_hold_without_a_website_is_recorded(chain):
     assert done.result == "hold_dropped" and "no website on the hold" in done.outcome
     (event,) = events("hold.reduced")
     assert event.channel_id is None and event.payload["hold"] == hold.reference
+    assert_audit_clean()
+
+
+def test_newest_hold_is_taken_first(chain, channel):
+    near, shirt = chain["near"], chain["shirt"]
+    older = stock.hold_stock(store=near, quantities={shirt: 1}, ttl_seconds=600, actor="test", channel=channel)
+    newer = stock.hold_stock(store=near, quantities={shirt: 1}, ttl_seconds=600, actor="test", channel=channel)
+    ids = store_event(near, shirt, 2)  # 1 free, then the newest hold
+    assert list(TakenReservation.objects.filter(pk__in=ids).values_list("reference", flat=True)) == [newer.reference]
+    assert Reservation.objects.filter(reference=older.reference).exists()
+    services.reconcile_taken(ids=ids)
+    assert [e.payload["hold"] for e in events("hold.reduced")] == [newer.reference]
     assert_audit_clean()
 
 
@@ -448,6 +462,37 @@ def test_unknown_option_and_unknown_offer(api, chain, channel, offered):
     assert Order.objects.get(pk=order.pk).status == "open"
 
 
+def test_one_receipt_taking_two_skus_of_a_pickup_makes_one_offer(api, chain, channel):
+    near = chain["near"]
+    order = place(channel, {"AO-THUN-M": 3, "NON-LA": 1}, method="pickup", pickup_store_code="HCM-Q1-001")
+    ids = store_event(near, chain["shirt"], 1) + store_event(near, chain["hat"], 1)  # one receipt, two lines
+    assert len(ids) == 2
+    (done,) = services.reconcile_taken(ids=ids)
+    offer = ChangeOffer.objects.get(pk=done.offer)
+    assert offer.missing == [{"sku": "AO-THUN-M", "qty": 1}, {"sku": "NON-LA", "qty": 1}]
+    assert [o["id"] for o in offer.options] == ["move", "keep", "cancel"]  # Q3: 5 shirts and 1 hat
+    keep = next(o for o in offer.options if o["id"] == "keep")
+    assert keep["lines"] == [{"sku": "AO-THUN-M", "qty": 2}]
+    assert len(events("order.change_offered")) == 1
+    detail = api.get(f"/api/v1/orders/{order.number}/").json()
+    (routing,) = [d for d in detail["routing"] if d["kind"] == "store_event"]
+    assert routing["cause"] == SALE and routing["plan_status"] == "offered"
+    (listed,) = detail["change_offers"]
+    assert listed["id"] == offer.pk and listed["cause"] == SALE and listed["event"] == "sale"
+    r = accept(api, order, offer, "keep", "k-2")
+    assert r.status_code == 200, r.content
+    lines = dict(OrderLine.objects.filter(order=order).values_list("product__sku", "unfulfilled_qty"))
+    assert lines == {"AO-THUN-M": 1, "NON-LA": 1}
+    assert_audit_clean()
+
+
+def test_answer_needs_an_idempotency_key(api, chain, channel, offered):
+    r = api.post(f"/api/v1/orders/{offered['order'].number}/change-offers/{offered['offer'].pk}/accept/",
+                 {"option": "keep"}, format="json")
+    assert r.status_code == 400, r.content
+    assert ChangeOffer.objects.get(pk=offered["offer"].pk).status == ChangeOfferStatus.OPEN
+
+
 def test_unanswered_offer_is_kept_at_expiry(chain, channel, offered):
     order, f, offer = offered["order"], offered["f"], offered["offer"]
     assert services.expire_change_offers(now=offer.expires_at - timedelta(seconds=1)) == 0
@@ -586,6 +631,24 @@ def test_reconcile_with_explicit_now_picks_rows_older_than_grace(chain, channel)
     assert done.taken_ids == ids and done.result == "rerouted"
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.concurrency
+def test_two_runners_reconcile_a_take_once(chain, channel):
+    """The POS and the periodic task reconcile the same rows at once: one settles them, the other skips them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SKIP LOCKED is a PostgreSQL promise")
+    order = place(channel, {"AO-THUN-M": 1})
+    ids = store_event(chain["near"], chain["shirt"], 3)
+    results = run_concurrently(2, lambda i: services.reconcile_taken(ids=ids))
+    assert not any(isinstance(r, BaseException) for r in results), results
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert RoutingDecision.objects.filter(order=order, kind=RoutingKind.STORE_EVENT).count() == 1
+    assert len(events("order.rerouted")) == 1
+    assert Fulfillment.objects.filter(order=order, status="assigned").count() == 1
+    assert not TakenReservation.objects.filter(reconciled_at__isnull=True).exists()
+    assert_audit_clean()
+
+
 # --- 6. packed between the event and its reconciliation ---------------------------------------------------------------
 
 
@@ -674,6 +737,18 @@ def test_placing_from_a_promise_when_no_unit_is_left_anywhere(api, chain, channe
     assert_audit_clean()
 
 
+def test_a_row_waiting_for_a_count_sells_nothing_online(api, chain, channel):
+    wait_for_count(chain["near"], chain["shirt"], 1)  # the till sold one the ledger did not have
+    quote = api.post("/api/v1/promises/", {"lines": [{"sku": "AO-THUN-M", "qty": 1}], "destination": BEN_THANH},
+                     format="json")
+    assert quote.status_code == 201, quote.content
+    stores = {s["store"] for o in quote.json()["options"] for s in o.get("shipments", [])}
+    assert "HCM-Q1-001" not in stores and "HCM-Q3-001" in stores
+    order = place(channel, {"AO-THUN-M": 1})
+    assert order.fulfillments.get().store == chain["mid"]
+    assert_audit_clean()
+
+
 # --- 8. the admin pages -----------------------------------------------------------------------------------------------
 
 
@@ -695,6 +770,27 @@ def test_routing_page_shows_the_cause(staff, chain, channel):
     assert f"<code>{SALE}</code>" in html
     assert 'id="taken"' in html and "HCM-Q3-001" in html
     assert "A till sale at HCM-Q1-001 (receipt R-0042)" in html
+
+
+def test_order_and_fulfillment_pages_render_after_a_store_event(staff, chain, channel):
+    order = place(channel, {"AO-THUN-M": 3})
+    source = order.fulfillments.get()
+    services.reconcile_taken(ids=store_event(chain["near"], chain["shirt"], 1))
+    new = Fulfillment.objects.exclude(pk=source.pk).get(order=order)
+    for url in (
+        reverse("admin:orders_order_change", args=[order.pk]),
+        reverse("admin:orders_order_changelist"),
+        reverse("admin:orders_order_board"),
+        reverse("admin:orders_fulfillment_change", args=[source.pk]),
+        reverse("admin:orders_fulfillment_change", args=[new.pk]),
+        reverse("admin:orders_fulfillment_changelist"),
+        reverse("admin:orders_fulfillment_queue"),
+    ):
+        assert staff.get(url).status_code == 200, url
+    change = staff.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    assert SALE in change  # the decisions inline shows the cause too
+    queue = staff.get(reverse("admin:orders_fulfillment_queue"), {"store": chain["near"].pk}).content.decode()
+    assert order.number in queue and "AO-THUN-M × 3 (picked 2)" in queue
 
 
 def test_routing_page_of_a_pickup_shows_the_offer(staff, chain, channel, offered):
