@@ -17,8 +17,10 @@ from orders.models import (
     ChangeOfferStatus,
     Fulfillment,
     FulfillmentLine,
+    FulfillmentStatus,
     Order,
     OrderLine,
+    OrderStatus,
     PickupCode,
     RoutingDecision,
 )
@@ -44,6 +46,16 @@ def orders_of_channel(*, channel: SalesChannel, status: str | None = None) -> Qu
     return _with_details(queryset).order_by("-created_at", "-id")
 
 
+def open_change_offers() -> QuerySet[ChangeOffer]:
+    """Change offers the customer may still answer: open, of a pickup and an order not cancelled meanwhile (the
+    customer cancelled instead of answering; the expiry closes those)."""
+    return (
+        ChangeOffer.objects.filter(status=ChangeOfferStatus.OPEN)
+        .exclude(fulfillment__status=FulfillmentStatus.CANCELLED)
+        .exclude(order__status=OrderStatus.CANCELLED)
+    )
+
+
 def order_for_channel(*, channel: SalesChannel, number: str, with_decisions: bool = True) -> Order:
     """One of the channel's orders; another channel's order is simply not found (404). `with_decisions`: with its
     routing decisions and its open change offers (`open_change_offers`), as the order detail shows them."""
@@ -52,8 +64,7 @@ def order_for_channel(*, channel: SalesChannel, number: str, with_decisions: boo
         queryset = queryset.prefetch_related(
             Prefetch("routing_decisions", queryset=RoutingDecision.objects.order_by("id")),
             Prefetch(
-                "change_offers", queryset=ChangeOffer.objects.filter(status=ChangeOfferStatus.OPEN).order_by("id"),
-                to_attr="open_change_offers",
+                "change_offers", queryset=open_change_offers().order_by("id"), to_attr="open_change_offers",
             ),
         )
     order = queryset.first()

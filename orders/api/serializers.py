@@ -11,6 +11,7 @@ from rest_framework import serializers
 # plain_json_number: FloatField's rules for a JSON number, shared with the availability endpoint's fast reader.
 from inventory.api.serializers import CartLineInput, plain_cart_lines
 from inventory.api.serializers import plain_json_number as _float
+from orders import selectors
 from orders.models import ChangeOfferStatus, Method, OrderStatus, PaymentState
 
 
@@ -351,7 +352,7 @@ class OrderDetailOutput(OrderOutput):
     def get_change_offers(self, order):
         offers = getattr(order, "open_change_offers", None)
         if offers is None:
-            offers = order.change_offers.filter(status=ChangeOfferStatus.OPEN).order_by("pk")
+            offers = selectors.open_change_offers().filter(order=order).order_by("pk")
         return [represent(ChangeOfferOutput, offer) for offer in offers]
 
 

@@ -59,6 +59,7 @@ from orders.models import (
     Method,
     Order,
     OrderLine,
+    OrderStatus,
     PickupCode,
     RoutingKind,
 )
@@ -440,6 +441,14 @@ def accept_change_offer(*, order: Order | int, offer: int, option: str, actor: s
     row = ChangeOffer.objects.select_for_update().get(pk=offer)
     if row.status != ChangeOfferStatus.OPEN or row.expires_at <= now:
         raise ChangeOfferNotOpen(details={"offer": row.pk, "status": row.status, "expires_at": row.expires_at})
+    if _closed(locked_order, f):
+        # Cancelled meanwhile (the customer cancelled instead of answering, or staff cancelled the pickup): nothing
+        # is left to keep, move or cancel; the expiry closes the offer.
+        raise ChangeOfferNotOpen(
+            "The order was cancelled meanwhile: this change offer can no longer be answered.",
+            details={"offer": row.pk, "status": row.status, "order_status": locked_order.status,
+                     "fulfillment_status": f.status},
+        )
     ids = [o["id"] for o in row.options]
     if option not in ids:
         raise UnknownChangeOption(details={"offer": row.pk, "option": option, "options": ids})
@@ -475,15 +484,27 @@ def expire_change_offers(*, now: datetime | None = None, limit: int = 200) -> in
                 )
                 if row is None:
                     continue
-                option = "keep" if any(o["id"] == "keep" for o in row.options) else "cancel"
+                ids = {o["id"] for o in row.options}
+                option = "keep" if "keep" in ids else "cancel"
                 if option == "cancel" and f.status not in CHANGEABLE_STATUSES:
                     option = "keep"  # nothing left, and nothing to cancel any more: only record what is missing
-                _apply(offer=row, order=order, f=f, option=option, actor="task:expire_change_offers", now=now,
-                       status=ChangeOfferStatus.EXPIRED)
+                if _closed(order, f) or option not in ids:
+                    # Cancelled meanwhile, or nothing left and the pickup closed: nothing to apply, only to close.
+                    ChangeOffer.objects.filter(pk=row.pk).update(
+                        status=ChangeOfferStatus.EXPIRED, decided_by="task:expire_change_offers", decided_at=now
+                    )
+                else:
+                    _apply(offer=row, order=order, f=f, option=option, actor="task:expire_change_offers", now=now,
+                           status=ChangeOfferStatus.EXPIRED)
             expired += 1
         except Exception:
             log.exception("could not expire change offer %s", pk)
     return expired
+
+
+def _closed(order: Order, f: Fulfillment) -> bool:
+    """The offer's pickup, or its whole order, was cancelled after the offer was made."""
+    return order.status == OrderStatus.CANCELLED or f.status == S.CANCELLED
 
 
 def _apply(*, offer: ChangeOffer, order: Order, f: Fulfillment, option: str, actor: str, now: datetime,

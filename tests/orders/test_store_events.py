@@ -513,6 +513,39 @@ def test_unanswered_offer_is_kept_at_expiry(chain, channel, offered):
     assert_audit_clean()
 
 
+def test_an_order_cancelled_meanwhile_closes_its_offer(api, chain, channel, offered):
+    """The customer cancels the order (POST .../cancel/) instead of answering: the offer is no longer listed,
+    cannot be answered, and its expiry changes nothing on the cancelled order."""
+    order, offer = offered["order"], offered["offer"]
+    r = api.post(f"/api/v1/orders/{order.number}/cancel/", {"reason": "changed my mind"}, format="json")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert api.get(f"/api/v1/orders/{order.number}/").json()["change_offers"] == []
+    before = counts(order)
+    r = accept(api, order, offer, "keep", "k-after-cancel")
+    assert r.status_code == 409 and r.json()["code"] == "change_offer_not_open", r.content
+    assert counts(order) == before
+    assert services.expire_change_offers(now=offer.expires_at + timedelta(seconds=1)) == 1
+    offer.refresh_from_db()
+    assert offer.status == ChangeOfferStatus.EXPIRED and offer.chosen == ""
+    assert counts(order)[:3] == before[:3] and counts(order)[4:] == before[4:]
+    assert events("order.lines_unfulfilled") == []
+    assert OrderLine.objects.get(order=order, product=chain["shirt"]).unfulfilled_qty == 0
+    assert_audit_clean()
+
+
+def test_a_whole_pickup_cancelled_meanwhile_does_not_jam_the_expiry(api, chain, channel):
+    order = place(channel, {"AO-THUN-M": 2}, method="pickup", pickup_store_code="HCM-Q1-001")
+    (done,) = services.reconcile_taken(ids=store_event(chain["near"], chain["shirt"], 3))
+    offer = ChangeOffer.objects.get(pk=done.offer)
+    assert [o["id"] for o in offer.options] == ["move", "cancel"]  # nothing left to keep
+    services.cancel_order(order=order, actor="channel:website")
+    assert services.expire_change_offers(now=offer.expires_at + timedelta(seconds=1)) == 1
+    offer.refresh_from_db()
+    assert offer.status == ChangeOfferStatus.EXPIRED  # not left open, retried (and failing) on every run
+    assert services.expire_change_offers(now=offer.expires_at + timedelta(hours=1)) == 0
+    assert_audit_clean()
+
+
 def test_an_offer_past_its_expiry_cannot_be_answered(api, chain, channel, offered):
     order, offer = offered["order"], offered["offer"]
     ChangeOffer.objects.filter(pk=offer.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
