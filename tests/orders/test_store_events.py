@@ -276,6 +276,24 @@ def test_picking_fulfilment_is_taken_after_assigned_ones(chain, channel):
     assert_audit_clean()
 
 
+def test_two_events_before_reconciliation_each_reroute_their_own_units(chain, channel):
+    near, mid, shirt = chain["near"], chain["mid"], chain["shirt"]
+    order = place(channel, {"AO-THUN-M": 3})
+    source = order.fulfillments.get()
+    ids = store_event(near, shirt, 1) + store_event(near, shirt, 1, cause="pos:HCM-Q1-001:R-0043")
+    done = services.reconcile_taken(ids=ids)
+    assert [(d.cause, d.result) for d in done] == [(SALE, "rerouted"), ("pos:HCM-Q1-001:R-0043", "rerouted")]
+    assert FulfillmentLine.objects.get(fulfillment=source).units == 1
+    assert Reservation.objects.get(reference=source.reference).quantity == 1
+    moved = Fulfillment.objects.filter(order=order, store=mid, status="assigned")
+    assert sum(line.qty for f in moved for line in f.lines.all()) == 2
+    causes = list(RoutingDecision.objects.filter(order=order, kind=RoutingKind.STORE_EVENT).order_by("pk")
+                  .values_list("cause", flat=True))
+    assert causes == [SALE, "pos:HCM-Q1-001:R-0043"]
+    assert (reserved(near, shirt), reserved(mid, shirt)) == (1, 2)
+    assert_audit_clean()
+
+
 # --- 3. nowhere to re-route -------------------------------------------------------------------------------------------
 
 
@@ -398,6 +416,10 @@ def test_accept_move_over_the_api(api, chain, channel, offered):
     before = counts(order)
     again = accept(api, order, offer, "move", "answer-1")
     assert again.status_code == 200 and again.json() == body
+    assert counts(order) == before
+    # the same key with another answer is refused, not replayed
+    other = accept(api, order, offer, "cancel", "answer-1")
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     assert counts(order) == before
 
 
@@ -552,6 +574,20 @@ def test_an_offer_past_its_expiry_cannot_be_answered(api, chain, channel, offere
     r = accept(api, order, offer, "move", "k-late")
     assert r.status_code == 409 and r.json()["code"] == "change_offer_not_open"
     assert Fulfillment.objects.filter(order=order).count() == 1
+
+
+def test_pickup_with_no_other_store_is_offered_keep_or_cancel(api, chain, channel):
+    scarf = ProductFactory(sku="KHAN-LUA")
+    put_stock(chain["near"], scarf, 2)
+    order = place(channel, {"KHAN-LUA": 2}, method="pickup", pickup_store_code="HCM-Q1-001")
+    (done,) = services.reconcile_taken(ids=store_event(chain["near"], scarf, 1))
+    offer = ChangeOffer.objects.get(pk=done.offer)
+    assert [o["id"] for o in offer.options] == ["keep", "cancel"]
+    decision = RoutingDecision.objects.get(pk=done.decision)
+    assert decision.plan_status == "offered" and not decision.applied and decision.cause == SALE
+    r = accept(api, order, offer, "move", "k-m")
+    assert r.status_code == 422 and r.json()["code"] == "unknown_change_option"
+    assert_audit_clean()
 
 
 def test_pickup_taken_whole_offers_move_or_cancel_and_expires_to_cancel(chain, channel):
@@ -780,6 +816,22 @@ def test_a_row_waiting_for_a_count_sells_nothing_online(api, chain, channel):
     order = place(channel, {"AO-THUN-M": 1})
     assert order.fulfillments.get().store == chain["mid"]
     assert_audit_clean()
+
+
+def test_placing_from_a_pickup_promise_whose_unit_is_gone(api, chain, channel):
+    lines = [{"sku": "NON-LA", "qty": 1}]
+    quote = api.post("/api/v1/promises/", {"lines": lines, "pickup_store": "HCM-Q1-001"}, format="json")
+    assert quote.status_code == 201, quote.content
+    quote = quote.json()
+    store_event(chain["near"], chain["hat"], 1, cause="count:HCM-Q1-001:C-1", kind=EventKind.COUNT)
+    body = {"lines": lines, "customer": CUSTOMER, "method": "pickup", "pickup_store": "HCM-Q1-001",
+            "promise": quote["id"], "option": quote["options"][0]["id"]}
+    r = api.post("/api/v1/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-4")
+    assert r.status_code == 409, r.content
+    details = r.json()["details"]
+    assert r.json()["code"] == "insufficient_stock"
+    assert details["fresh_promise"] is None and details["fresh_promise_unavailable"]
+    assert not Order.objects.exists()
 
 
 # --- 8. the admin pages -----------------------------------------------------------------------------------------------
