@@ -294,6 +294,18 @@ def test_two_events_before_reconciliation_each_reroute_their_own_units(chain, ch
     assert_audit_clean()
 
 
+def test_picking_delivery_taken_whole_is_cancelled_and_rerouted(chain, channel):
+    order = place(channel, {"AO-THUN-M": 1})
+    source = order.fulfillments.get()
+    services.transition_fulfillment(fulfillment=source, to="picking", actor="test")
+    (done,) = services.reconcile_taken(ids=store_event(chain["near"], chain["shirt"], 3))
+    assert done.result == "rerouted"
+    assert Fulfillment.objects.get(pk=source.pk).status == "cancelled"
+    assert Fulfillment.objects.get(order=order, status="assigned").store == chain["mid"]
+    assert Order.objects.get(pk=order.pk).status == "open"
+    assert_audit_clean()
+
+
 # --- 3. nowhere to re-route -------------------------------------------------------------------------------------------
 
 
@@ -884,6 +896,20 @@ def test_routing_page_of_a_pickup_shows_the_offer(staff, chain, channel, offered
     html = page.content.decode()
     assert 'id="change-offers"' in html and f'data-offer="{offered["offer"].pk}"' in html
     assert f"<code>{SALE}</code>" in html and "move → HCM-Q3-001" in html
+
+
+def test_routing_page_after_a_pickup_moved(api, staff, chain, channel, offered):
+    order, offer = offered["order"], offered["offer"]
+    assert accept(api, order, offer, "move", "k-1").status_code == 200
+    new = Fulfillment.objects.get(order=order, status="assigned")
+    page = staff.get(reverse("admin:orders_order_routing", args=[order.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    moved = RoutingDecision.objects.filter(order=order, kind=RoutingKind.STORE_EVENT, applied=True).get()
+    block = html[html.index(f'id="decision-{moved.pk}"'):]
+    block = block[:block.index("</div>")]
+    assert f"<code>{SALE}</code>" in block and f"#{new.pk}</a>" in block and "HCM-Q3-001" in block
+    assert "offer-accepted" in html
 
 
 def test_store_queue_shows_rows_that_need_a_count(staff, chain, channel):
