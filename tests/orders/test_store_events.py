@@ -306,6 +306,25 @@ def test_picking_delivery_taken_whole_is_cancelled_and_rerouted(chain, channel):
     assert_audit_clean()
 
 
+def test_a_short_pick_before_reconciliation_leaves_nothing_missing(chain, channel):
+    """The till sold one of the order's 3 shirts; the picker then finds 2 and reports the short pick before the
+    event is reconciled: the short pick re-routes the missing shirt, the reconciliation finds nothing left to move,
+    and the shirt is written off once (by the sale), not twice."""
+    near, mid, shirt = chain["near"], chain["mid"], chain["shirt"]
+    order = place(channel, {"AO-THUN-M": 3})
+    source = order.fulfillments.get()
+    ids = store_event(near, shirt, 1)
+    services.report_short_pick(fulfillment=source, found={shirt.pk: 2}, actor="staff:lan")
+    (done,) = services.reconcile_taken(ids=ids)
+    assert done.result == "nothing_missing"
+    assert RoutingDecision.objects.filter(order=order, kind=RoutingKind.STORE_EVENT).count() == 0
+    assert FulfillmentLine.objects.get(fulfillment=source).units == 2
+    moved = Fulfillment.objects.exclude(pk=source.pk).get(order=order)
+    assert moved.store == mid and [x.qty for x in moved.lines.all()] == [1]
+    assert (on_hand(near, shirt), reserved(near, shirt)) == (2, 2)
+    assert_audit_clean()
+
+
 # --- 3. nowhere to re-route -------------------------------------------------------------------------------------------
 
 
