@@ -56,6 +56,7 @@ from orders.services.plans import (
 
 log = logging.getLogger(__name__)
 S = FulfillmentStatus
+REROUTE_ATTEMPTS = 3  # plans of a re-route whose chosen store lost its units to a faster writer meanwhile
 
 
 @transaction.atomic
@@ -157,9 +158,12 @@ def _reroute(
 ) -> Rerouted:
     skus = dict(Product.objects.filter(pk__in=lines).values_list("pk", "sku"))
     cart = Cart(lines, skus, {})
-    served = []
     candidates: list[Candidate] = []
-    if order.method == Method.DELIVERY:
+    created: list[Fulfillment] = []
+    # The plan reads stock without locks: another re-route or a checkout may take the chosen store's last units
+    # before this one reserves them. Then plan again from fresh reads, a few times, before calling the units
+    # unfulfilled: a lost race must end in a decision, never in an error that leaves the holder unsettled.
+    for _ in range(REROUTE_ATTEMPTS if order.method == Method.DELIVERY else 0):
         candidates = routing_input.load_candidates(
             lat=order.destination_lat, lon=order.destination_lon, lines=lines, method="delivery", at=now,
             exclude_store_ids=exclude_store_ids,
@@ -168,7 +172,8 @@ def _reroute(
             lines=lines, candidates=candidates, skus=skus, lat=order.destination_lat, lon=order.destination_lon,
             allow_split=order.allow_split, at=now,
         )
-    if served:
+        if not served:
+            break
         routed = served[0]
         planned = planned_from_routed(routed, cart=cart)
         # The promise kept where possible: when every new parcel can arrive by the time promised before (its
@@ -182,7 +187,13 @@ def _reroute(
             planned.promised_by = source.promised_by
         check_planned(planned)
         round_no = (order.fulfillments.aggregate(m=Max("round"))["m"] or 0) + 1
-        created = create_fulfillments(order=order, planned=planned, round_no=round_no, actor=actor, now=now)
+        try:
+            with transaction.atomic():  # a refused reservation undoes this attempt's fulfilments only
+                created = create_fulfillments(order=order, planned=planned, round_no=round_no, actor=actor, now=now)
+        except InsufficientStock:
+            continue
+        break
+    if created:
         decision = dict(planned.decision)
         if why:
             decision["reason"] = f"{why} {decision.get('reason', '')}".strip()
