@@ -131,11 +131,14 @@ def test_web_orders_and_till_sales_on_the_last_units(channel, channel_key):
     stop = []
 
     def sample() -> None:
-        while not stop:
-            row = Stock.objects.get(store=store, product=product)
-            published = network_atp(skus=[product.sku])[product.sku]["atp"]
-            samples.append((row.on_hand - row.reserved - row.unavailable, row.on_hand - row.reserved - row.safety
-                            - row.unavailable, published))
+        try:
+            while not stop:
+                row = Stock.objects.get(store=store, product=product)
+                published = network_atp(skus=[product.sku])[product.sku]["atp"]
+                samples.append((row.on_hand - row.reserved - row.unavailable, row.on_hand - row.reserved - row.safety
+                                - row.unavailable, published))
+        finally:
+            connection.close()  # the sampler thread's own connection (else it outlives the test database)
 
     def attempt(i: int):
         if i % 3 == 1:
