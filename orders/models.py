@@ -281,6 +281,7 @@ class ChangeOfferStatus(models.TextChoices):
     ACCEPTED = "accepted", _("Accepted")
     EXPIRED = "expired", _("Expired unanswered (kept what is left)")
     SUPERSEDED = "superseded", _("Superseded by a later offer")
+    WITHDRAWN = "withdrawn", _("Withdrawn: the order was cancelled")
 
 
 class ChangeOffer(models.Model):

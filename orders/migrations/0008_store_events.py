@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 ('event_kind', models.CharField(blank=True, help_text='sale, count, damage or transfer.', max_length=16)),
                 ('missing', models.JSONField(default=list, help_text='[{sku, qty}]: the units the event took from this pickup.')),
                 ('options', models.JSONField(help_text='[{id, kind, store, store_name, distance_km, ready_by, lines, missing}]')),
-                ('status', models.CharField(choices=[('open', 'Open'), ('accepted', 'Accepted'), ('expired', 'Expired unanswered (kept what is left)'), ('superseded', 'Superseded by a later offer')], default='open', max_length=16)),
+                ('status', models.CharField(choices=[('open', 'Open'), ('accepted', 'Accepted'), ('expired', 'Expired unanswered (kept what is left)'), ('superseded', 'Superseded by a later offer'), ('withdrawn', 'Withdrawn: the order was cancelled')], default='open', max_length=16)),
                 ('chosen', models.CharField(blank=True, help_text='The option applied: move, keep or cancel.', max_length=16)),
                 ('decided_by', models.CharField(blank=True, max_length=150)),
                 ('decided_at', models.DateTimeField(blank=True, null=True)),
@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'change offers',
                 'ordering': ['id'],
                 'indexes': [models.Index(condition=models.Q(('status', 'open')), fields=['expires_at'], name='change_offer_open_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['open', 'accepted', 'expired', 'superseded'])), name='change_offer_status_valid'), models.UniqueConstraint(condition=models.Q(('status', 'open')), fields=('fulfillment',), name='change_offer_one_open_per_fulfillment')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['open', 'accepted', 'expired', 'superseded', 'withdrawn'])), name='change_offer_status_valid'), models.UniqueConstraint(condition=models.Q(('status', 'open')), fields=('fulfillment',), name='change_offer_one_open_per_fulfillment')],
             },
         ),
     ]

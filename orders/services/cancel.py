@@ -14,6 +14,8 @@ from orders.exceptions import (
 from orders.models import (
     LEFT_STORE,
     OPEN_STATUSES,
+    ChangeOffer,
+    ChangeOfferStatus,
     FulfillmentStatus,
     Order,
     OrderStatus,
@@ -46,6 +48,11 @@ def cancel_order(*, order: Order, actor: str, reason: str = "") -> Order:
             retire_pickup_code(f)
     Order.objects.filter(pk=order.pk).update(status=OrderStatus.CANCELLED, updated_at=now)
     order.status = OrderStatus.CANCELLED
+    # A change offered after a store event has nothing left to change (when the customer answered `cancel`, the
+    # answer marks its own offer accepted right after this).
+    ChangeOffer.objects.filter(order=order, status=ChangeOfferStatus.OPEN).update(
+        status=ChangeOfferStatus.WITHDRAWN, decided_at=now, decided_by=actor[:150]
+    )
     loyalty_tender.on_status(order=order, status=OrderStatus.CANCELLED, actor=actor, now=now)  # points back
     emit(
         topic="order.cancelled", aggregate=order.aggregate, channel=order.channel,
