@@ -15,6 +15,7 @@ _STORE_STAFF = {
     "inventory.view_stock",
     "inventory.view_stockmovement",
     "inventory.view_reservation",
+    "inventory.view_takenreservation",  # what the store's tills, counts and damage took from online orders
     "inventory.view_store",
     "inventory.view_product",
     "orders.view_order",
@@ -26,6 +27,7 @@ _STORE_STAFF = {
     "pos.view_tillreceipt",
     "pos.view_stockcount",
     "pos.view_goodsreceipt",
+    "pos.view_damagereport",
     "pos.view_stocktransfer",
     "returns.view_return",
     "returns.view_returnline",
