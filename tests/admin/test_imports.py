@@ -231,6 +231,56 @@ def test_count_problems_show_in_the_preview(client, chain, hq):
         ("AO-THUN-M", 10, -8, 2)]
 
 
+def test_the_count_preview_shows_what_the_count_will_do_to_a_row_set_aside(client, chain, hq):
+    """The preview says what record_count will apply (issue #18): units missing from a checkout hold are taken from
+    it, units set aside for something the shop floor never takes (here an order reference, as a packed order's)
+    stay on hand, so the change shown is the change applied."""
+    reserve_stock(lines=[StockLine(chain["a"].pk, chain["shirt"].pk, 4)], reference="order:packed-1", actor="test")
+    reserve_stock(lines=[StockLine(chain["a"].pk, chain["hat"].pk, 2)], reference="hold:h-1", actor="test")
+    client.force_login(hq)
+    response = _upload(client, COUNTS, "store,count_id,sku,counted", "HCM-Q1-001,CC-1,AO-THUN-M,1",
+                       "HCM-Q1-001,CC-1,NON-LA,1")
+    (group,) = response.context["preview"].groups
+    assert not group.issues
+    shown = [(line.sku, line.ledger_as_of, line.change, line.on_hand_after) for line in group.lines]
+    assert shown == [("AO-THUN-M", 10, -6, 4), ("NON-LA", 5, -4, 1)]
+    _confirm(client, response)
+    applied = {line["sku"]: (line["ledger_as_of"], line["adjustment"], line["on_hand_after"])
+               for line in StockCount.objects.get().result["lines"]}
+    assert applied == {sku: (as_of, change, after) for sku, as_of, change, after in shown}
+    assert _on_hand(chain["a"], chain["shirt"]) == 4 and _on_hand(chain["a"], chain["hat"]) == 1
+    assert Reservation.objects.get(reference="hold:h-1").quantity == 1
+    _audit_clean()
+
+
+def test_the_count_preview_leaves_out_what_later_sales_sold_beyond_the_ledger(client, chain, hq):
+    """A count at 10:00 imported after a till sale at 10:05 that sold beyond the ledger: the shelf had those units
+    at 10:00, so the preview, as the count, does not put them back on hand."""
+    from datetime import timedelta
+
+    from orders.pos import services as pos
+    from tests.pos.conftest import backdate_ledger
+
+    backdate_ledger()
+    now = timezone.now()
+    sale = pos.Sale(receipt_id="R-1", sold_at=now - timedelta(minutes=5), content_hash="h",
+                    lines=(pos.SaleLine(sku="NON-LA", qty=7, unit_price_vnd=10_000),),
+                    tenders=(pos.Tender(type="cash", amount_vnd=70_000),))
+    assert pos.apply_sale(store=chain["a"], sale=sale)["lines"][0]["shortfall"] == 2
+    counted_at = timezone.localtime(now - timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M")
+    client.force_login(hq)
+    response = _upload(client, COUNTS, "store,count_id,sku,counted,counted_at",
+                       f"HCM-Q1-001,CC-9,NON-LA,6,{counted_at}")  # the shelf had 6 (the ledger said 5)
+    (group,) = response.context["preview"].groups
+    assert not group.issues, group.issues
+    (line,) = group.lines
+    assert (line.on_hand, line.ledger_as_of, line.change, line.on_hand_after) == (0, 5, 0, 0)
+    _confirm(client, response)
+    (applied,) = StockCount.objects.get().result["lines"]
+    assert (applied["adjustment"], applied["on_hand_after"], applied["shortfall_after"]) == (0, 0, 1)
+    _audit_clean()
+
+
 def test_a_manager_cannot_import_for_another_store(client, chain, manager_a):
     client.force_login(manager_a)
     before = _ledger()

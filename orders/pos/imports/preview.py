@@ -13,11 +13,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from inventory.models import Product, Stock, StockImport, Store
+from inventory.models import Product, Reservation, Stock, StockImport, Store
 from o2o.idempotency import request_fingerprint
 from orders.pos import services as pos
 from orders.pos.imports.spec import ID_PATTERN, MAX_LINES_PER_GROUP, MAX_QTY, SPECS, Spec
 from orders.pos.models import GoodsReceipt, StockCount
+from orders.pos.services.counts import count_effect, shortfall_sold_after
+from orders.services import takeable
 
 
 @dataclass
@@ -329,6 +331,20 @@ def _check_replays(kind: str, groups: list[Group]) -> None:
             )
 
 
+def _takeable_units(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Per stock row, the reserved units a count may take (orders.services.takeable's reservations, as record_count
+    takes them); the rest (packed orders) stays on hand whatever the count finds. Two queries for all the rows."""
+    if not pairs:
+        return {}
+    stores, products = {s for s, _ in pairs}, {p for _, p in pairs}
+    on_rows = [r for r in Reservation.objects.filter(store_id__in=stores, product_id__in=products)
+               if (r.store_id, r.product_id) in pairs]
+    units: dict[tuple[int, int], int] = defaultdict(int)
+    for r in takeable(on_rows):
+        units[(r.store_id, r.product_id)] += r.quantity
+    return units
+
+
 def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product]) -> None:
     if not groups:
         return
@@ -339,24 +355,32 @@ def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product
             product_id__in={products[line.sku].pk for g in groups for line in g.lines},
         ).values_list("store_id", "product_id", "on_hand", "reserved", "unavailable")
     }
+    can_take = _takeable_units(set(rows)) if kind == StockImport.Kind.COUNTS else {}
     # Groups of one file touching the same stock row are shown one after the other, as they will be applied.
     running = {pair: on_hand for pair, (on_hand, _reserved, _unavailable) in rows.items()}
     for group in groups:
-        as_of = {}
+        as_of, sold_after = {}, {}
         if kind == StockImport.Kind.COUNTS:
-            as_of = pos.ledger_on_hand_as_of(
-                store=group.store, product_ids=[products[line.sku].pk for line in group.lines], at=group.counted_at
-            )
+            pids = [products[line.sku].pk for line in group.lines]
+            as_of = pos.ledger_on_hand_as_of(store=group.store, product_ids=pids, at=group.counted_at)
+            sold_after = shortfall_sold_after(store=group.store, product_ids=pids, at=group.counted_at)
         for line in group.lines:
             pid = products[line.sku].pk
-            # a count below what is set aside is recorded too (it takes from the reservations): no issue to show
-            on_hand = running.get((group.store.pk, pid), 0)
+            pair = (group.store.pk, pid)
+            on_hand = running.get(pair, 0)
             line.on_hand = on_hand
             if kind == StockImport.Kind.GOODS_RECEIPTS:
                 line.change = line.qty
             else:
                 line.ledger_as_of = as_of[pid]
-                line.change = line.qty - as_of[pid]
+                # What record_count will do (count_effect, its rule): a count below what is set aside is recorded
+                # too, taking from the reservations, so no issue to show; what it shows is what it applies.
+                _on_hand, reserved, unavailable = rows.get(pair, (0, 0, 0))
+                effect = count_effect(
+                    on_hand=on_hand, reserved=reserved, unavailable=unavailable, counted=line.qty, as_of=as_of[pid],
+                    sold_after=sold_after.get(pid, 0), take=lambda units, pair=pair: min(units, can_take.get(pair, 0)),
+                )
+                line.change = effect.on_hand_after - on_hand
                 if line.expected_on_hand is not None and line.expected_on_hand != on_hand:
                     group.fail(
                         "stale_quantity",
@@ -364,4 +388,4 @@ def _compute_changes(kind: str, groups: list[Group], products: dict[str, Product
                         % {"sku": line.sku, "expected": line.expected_on_hand, "on_hand": on_hand},
                         line.row,
                     )
-            line.on_hand_after = running[(group.store.pk, pid)] = on_hand + line.change
+            line.on_hand_after = running[pair] = on_hand + line.change

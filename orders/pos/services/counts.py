@@ -3,6 +3,7 @@ counted twice; see orders.pos.services)."""
 
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,6 +88,42 @@ def shortfall_sold_after(*, store: Store, product_ids, at: datetime) -> dict[int
     )
 
 
+@dataclass(frozen=True)
+class CountEffect:
+    """What a count line does to its row (see record_count): on hand after it, the shortfall left, and where the
+    units it did not find came from."""
+
+    on_hand_after: int
+    shortfall: int
+    from_reserved: int = 0
+    from_quarantine: int = 0
+    kept_for_packed: int = 0
+
+
+def count_effect(
+    *, on_hand: int, reserved: int, unavailable: int, counted: int, as_of: int, sold_after: int,
+    take: Callable[[int], int],
+) -> CountEffect:
+    """The one rule of a count line, shared by record_count and the admin import's preview. `take(units)` takes up
+    to `units` from the row's takeable reservations and returns how many it took (the preview only counts them).
+
+    What is on the shelf now: what was counted, moved by everything recorded since counted_at, less what sales made
+    after the count sold beyond the ledger (the shelf had those units at counted_at). Still more sold than counted
+    is a shortfall the ledger cannot follow yet. Units missing from what is set aside come out of the takeable
+    reservations, then the quarantine; the rest is reserved for packed orders, in their bags, and stays on hand."""
+    after = on_hand + counted - as_of - sold_after
+    shortfall = max(0, -after)
+    after = max(0, after)
+    missing = reserved + unavailable - after
+    if missing <= 0:
+        return CountEffect(on_hand_after=after, shortfall=shortfall)
+    from_reserved = take(min(missing, reserved))
+    from_quarantine = min(missing - from_reserved, unavailable)
+    kept_for_packed = missing - from_reserved - from_quarantine
+    return CountEffect(on_hand_after=after + kept_for_packed, shortfall=shortfall, from_reserved=from_reserved,
+                       from_quarantine=from_quarantine, kept_for_packed=kept_for_packed)
+
+
 def record_count(
     *, store: Store, count_id: str, counted_at: datetime, lines: list[CountLine], content_hash: str, till: str = "",
     actor: str | None = None,
@@ -139,19 +176,15 @@ def _record_count(
         row = rows[(store.pk, pid)]
         if line.expected_on_hand is not None and line.expected_on_hand != row.on_hand:
             stale.append({"sku": line.sku, "expected_on_hand": line.expected_on_hand, "on_hand": row.on_hand})
-        # What is on the shelf now: what was counted, moved by everything recorded since counted_at, less what
-        # sales made after the count sold beyond the ledger (the shelf had those units at counted_at).
-        after = row.on_hand + line.counted - as_of[pid] - sold_after.get(pid, 0)
-        shortfall = max(0, -after)  # still more sold than counted: the ledger cannot follow yet
-        after = max(0, after)
-        from_reserved = from_quarantine = kept_for_packed = 0
-        missing = row.reserved + row.unavailable - after
-        if missing > 0:
-            take = floor.take((store.pk, pid), min(missing, row.reserved), cause=cause, use_free=False)
-            from_reserved = take.reserved
-            from_quarantine = min(missing - from_reserved, row.unavailable)
-            kept_for_packed = missing - from_reserved - from_quarantine
-            after += kept_for_packed
+        effect = count_effect(
+            on_hand=row.on_hand, reserved=row.reserved, unavailable=row.unavailable, counted=line.counted,
+            as_of=as_of[pid], sold_after=sold_after.get(pid, 0),
+            take=lambda units, pid=pid: floor.take((store.pk, pid), units, cause=cause, use_free=False).reserved,
+        )
+        after, shortfall = effect.on_hand_after, effect.shortfall
+        from_reserved, from_quarantine, kept_for_packed = (
+            effect.from_reserved, effect.from_quarantine, effect.kept_for_packed
+        )
         delta = StockDelta(on_hand=after - row.on_hand, reserved=-from_reserved, unavailable=-from_quarantine,
                            shortfall=shortfall - row.shortfall)
         changes.append(((store.pk, pid), delta))
