@@ -233,7 +233,8 @@ def test_one_receipt_id_with_two_contents_racing(channel_key):
     assert audits_clean()
 
 
-def test_a_chunk_refused_by_the_database_is_applied_receipt_by_receipt(channel_key):
+@pytest.mark.parametrize("held", [0, 20], ids=["free-units", "all-held"])
+def test_a_chunk_refused_by_the_database_is_applied_receipt_by_receipt(channel_key, held):
     """Deterministic version of the race above: another transaction holds an uncommitted receipt with the same id
     (other content) while a batch is written; the batch's insert waits on the unique index, fails when the other
     commits, and the chunk is rolled back and applied again one receipt at a time: the clashing receipt is rejected,
@@ -251,6 +252,11 @@ def test_a_chunk_refused_by_the_database_is_applied_receipt_by_receipt(channel_k
     shirts, hats = ProductFactory(sku="HOLD-A"), ProductFactory(sku="HOLD-B")
     put_stock(store, shirts, 20)
     put_stock(store, hats, 20)
+    if held:  # every shirt held for a checkout: the receipts take from the hold (and the rolled-back chunk did too)
+        from inventory import services as stock_services
+
+        stock_services.reserve_stock(lines=[stock_services.StockLine(store.pk, shirts.pk, held)],
+                                     reference="hold:web-1", actor="test")
     _, till = _clients(store, channel_key)
     other = receipt([(hats.sku, 1)], rid="HOLD-1")
     inserted, done = threading.Event(), threading.Event()
@@ -283,4 +289,13 @@ def test_a_chunk_refused_by_the_database_is_applied_receipt_by_receipt(channel_k
                    ("HOLD-2", "applied", None)]
     assert Stock.objects.get(product=shirts).on_hand == 18 and Stock.objects.get(product=hats).on_hand == 19
     assert TillReceipt.objects.filter(store=store).count() == 3
+    # Only what the receipts applied one by one took from the hold: one row per receipt, none for the chunk rolled
+    # back or the rejected receipt, each reconciled.
+    taken = sorted((t.cause, t.units, t.reconciled_at is not None) for t in TakenReservation.objects.all())
+    if held:
+        assert taken == [("pos:HCM-Q1-HOLD:HOLD-0", 1, True), ("pos:HCM-Q1-HOLD:HOLD-2", 1, True)]
+        assert Reservation.objects.get(reference="hold:web-1").quantity == held - 2
+        assert Stock.objects.get(product=shirts).reserved == held - 2
+    else:
+        assert taken == []
     assert audits_clean()
