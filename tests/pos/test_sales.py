@@ -294,3 +294,24 @@ def test_revoked_key_is_401(shop):
 
     StoreApiKey.objects.filter(prefix=key.split(".")[0]).update(revoked=True)
     assert sync(client, [receipt([("AO-THUN-M", 1)])]).status_code == 401
+
+
+def test_one_receipt_applied_alone_reconciles_what_it_took(shop):
+    """sync_sales' fallback door, which the sales bench (bench/pos/run.py) also calls without a `taken` list: the
+    receipt is applied and the reservations it took are reconciled there and then."""
+    from django.utils.dateparse import parse_datetime
+
+    from orders.pos import services
+
+    a, hat = shop["a"], shop["hat"]
+    stock_services.reserve_stock(lines=[StockLine(a.pk, hat.pk, 3)], reference="hold:web-3", actor="test")
+    body = receipt([("NON-LA", 1)], rid="ONE-1")
+    sale = services.Sale(receipt_id="ONE-1", sold_at=parse_datetime(body["sold_at"]), content_hash="one-1",
+                         lines=(services.SaleLine(sku="NON-LA", qty=1, unit_price_vnd=100_000),),
+                         tenders=(services.Tender(type="cash", amount_vnd=100_000),))
+    out = services._apply_one(store=a, sale=sale, till="b", products={"NON-LA": hat}, known={})
+    assert out.status == "applied" and out.result["taken_from_online"] == [{"sku": "NON-LA", "qty": 1}]
+    taken = TakenReservation.objects.get()
+    assert taken.reference == "hold:web-3" and taken.reconciled_at is not None
+    assert (stock_of(a, hat).on_hand, stock_of(a, hat).reserved) == (2, 2)
+    assert audits_clean()

@@ -391,8 +391,10 @@ def _apply_chunk(
 
 def _apply_one(
     *, store: Store, sale: Sale, till: str, products: dict[str, Product], known: dict[str, tuple[str, dict]],
-    taken: list[int],
+    taken: list[int] | None = None,
 ) -> Outcome:
+    """One receipt in its own transaction (sync_sales' fallback, and what bench/pos/run.py times). The reservations
+    it took are added to `taken` for the caller to reconcile, or reconciled here without it (as apply_sale does)."""
     if sale.receipt_id in known:
         return _replayed(sale, *known[sale.receipt_id])
     try:
