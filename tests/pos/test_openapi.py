@@ -86,3 +86,24 @@ def test_the_damage_example_is_what_the_service_answers(shop):
     assert {k: v for k, v in res.json().items() if k != "reported_at"} == documented
     again = shop["api_a"].post("/api/v1/pos/damage/", ex.DAMAGE_REQUEST, format="json")
     assert again.status_code == 200 and again.json() == res.json()
+
+
+def test_the_count_example_is_what_the_service_answers(shop):
+    """The documented count, at a store whose ledger had 8 shirts and 1 hat before the count's time, the hat held
+    for an online checkout: the shirt adjusted by -1, the hat not found taken from the hold, field for field."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from inventory import services as stock_services
+    from inventory.models import StockMovement
+
+    put_stock(shop["a"], ProductFactory(sku="AO-THUN-001-M", price_vnd=199_000), 8)
+    hat = ProductFactory(sku="NON-LA-01", price_vnd=85_000)
+    put_stock(shop["a"], hat, 1)
+    stock_services.hold_stock(store=shop["a"], quantities={hat: 1}, ttl_seconds=600, actor="web")
+    StockMovement.objects.update(created_at=datetime(2025, 6, 1, 8, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")))
+    res = shop["api_a"].post("/api/v1/pos/counts/", ex.COUNT_REQUEST, format="json")
+    assert res.status_code == 201, res.content
+    assert res.json() == ex.COUNT_RESULT
+    again = shop["api_a"].post("/api/v1/pos/counts/", ex.COUNT_REQUEST, format="json")
+    assert again.status_code == 200 and again.json() == ex.COUNT_RESULT

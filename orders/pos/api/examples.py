@@ -84,8 +84,11 @@ COUNT_RESULT = {
     "count_id": "Q1-CC-2025-06-01", "counted_at": "2025-06-01T21:30:00+07:00",
     "lines": [
         {"sku": "AO-THUN-001-M", "counted": 7, "ledger_as_of": 8, "on_hand_before": 8, "adjustment": -1,
-         "on_hand_after": 7},
-        {"sku": "NON-LA-01", "counted": 0, "ledger_as_of": 1, "on_hand_before": 1, "adjustment": -1, "on_hand_after": 0},
+         "on_hand_after": 7, "taken_from_online": 0, "from_quarantine": 0, "kept_for_packed": 0,
+         "shortfall_before": 0, "shortfall_after": 0},
+        {"sku": "NON-LA-01", "counted": 0, "ledger_as_of": 1, "on_hand_before": 1, "adjustment": -1, "on_hand_after": 0,
+         "taken_from_online": 1, "from_quarantine": 0, "kept_for_packed": 0, "shortfall_before": 0,
+         "shortfall_after": 0},
     ],
 }
 STALE = {

@@ -213,6 +213,15 @@ class CountLineOutput(serializers.Serializer):
     on_hand_before = serializers.IntegerField()
     adjustment = serializers.IntegerField()
     on_hand_after = serializers.IntegerField()
+    taken_from_online = serializers.IntegerField(help_text="Units the count did not find that were reserved for "
+                                                 "online checkouts and orders: taken from them (re-routed, told)")
+    from_quarantine = serializers.IntegerField(help_text="Units the count did not find taken out of quarantine")
+    kept_for_packed = serializers.IntegerField(help_text="Units reserved for packed orders (in their bags, not on "
+                                               "the shelf): they stay on hand for them")
+    shortfall_before = serializers.IntegerField(help_text="Units sold beyond the ledger before this count")
+    shortfall_after = serializers.IntegerField(help_text="Still beyond the ledger after it (sales made after "
+                                               "counted_at that the count could not have seen): the row waits "
+                                               "for another count while it is above 0")
 
 
 class CountOutput(serializers.Serializer):
