@@ -181,7 +181,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Several models have a `status`; name the order's explicitly so the schema's enum names are stable.
-    "ENUM_NAME_OVERRIDES": {"OrderStatusEnum": "orders.models.OrderStatus"},
+    # Names clients generate types from: a second enum field called `kind` must not rename the first one.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "KindEnum": ["express_1h", "express_2h", "scheduled", "pickup"],
+        "ChangeOptionKindEnum": ["move", "keep", "cancel"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "o2o.openapi.document_error_responses",

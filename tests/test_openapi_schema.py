@@ -1,7 +1,8 @@
 """The HTTP API's contract does not drift: the OpenAPI schema generated now is the committed copy, byte for byte.
 
-tests/openapi.yaml is the schema of 35a9c31, the code before issue 17's restructuring (`manage.py spectacular` there,
-with O2O_NO_BOOTSTRAP=1). A change that alters the schema on purpose regenerates the copy in the same commit:
+tests/openapi.yaml was the schema of 35a9c31 through issue 17's restructuring (which had to change nothing), and
+was regenerated for issue 18's additions (POST /api/v1/pos/damage/, change offers on orders, a routing decision's
+cause, a receipt's taken_from_online, no stock refusal at the till). A change that alters the schema on purpose regenerates the copy in the same commit:
     O2O_NO_BOOTSTRAP=1 .venv/bin/python manage.py spectacular --file tests/openapi.yaml
 """
 
