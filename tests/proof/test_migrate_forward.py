@@ -239,8 +239,13 @@ def _snapshot(database_url: str) -> dict:
             "SELECT id, app_label, model FROM django_content_type")}
         permissions = {(ct, codename) for ct, codename in conn.execute(
             "SELECT content_type_id, codename FROM auth_permission")}
+        # The staff roles' groups: (group, content type, codename) of each permission they hold.
+        granted = set(conn.execute(
+            "SELECT gp.group_id, p.content_type_id, p.codename FROM auth_group_permissions gp "
+            "JOIN auth_permission p ON p.id = gp.permission_id"))
     return {"relations": relations, "rows": rows, "defined": defined, "content_types": content_types,
-            "applied": applied, "every_content_type": every_content_type, "permissions": permissions}
+            "applied": applied, "every_content_type": every_content_type, "permissions": permissions,
+            "granted": granted}
 
 
 # --- the proof -------------------------------------------------------------------------------------------------------
@@ -291,9 +296,11 @@ def test_a_database_of_35a9c31_migrates_forward_in_place(old_tree, scratch_datab
     # no rows copied, none lost: every table keeps its rows; django_migrations records what was applied
     # Models added since the old commit get their content type and four permissions from post_migrate, nothing else;
     # every content type and permission that existed keeps its id.
-    new_models = {key: pk for key, pk in after["every_content_type"].items() if key not in before["every_content_type"]}
-    assert all(before["every_content_type"][key] == pk for key, pk in after["every_content_type"].items()
-               if key in before["every_content_type"]), "a content type changed its id"
+    # (The moved models' content types are renamed in place, inventory.* -> pos.*, keeping their ids: see below.)
+    new_models = {key: pk for key, pk in after["every_content_type"].items()
+                  if pk not in set(before["every_content_type"].values())}
+    assert set(before["every_content_type"].values()) <= set(after["every_content_type"].values()), (
+        "a content type was dropped or changed its id")
     new_permissions = after["permissions"] - before["permissions"]
     assert before["permissions"] <= after["permissions"], "permissions lost by the forward migration"
     assert {ct for ct, _ in new_permissions} <= set(new_models.values()), (
@@ -301,7 +308,13 @@ def test_a_database_of_35a9c31_migrates_forward_in_place(old_tree, scratch_datab
     assert len(new_permissions) == 4 * len(new_models), (new_models, new_permissions)
     for (app, model) in new_models:
         assert any(name.startswith(f"{app}_") for name in created), f"{app}.{model} is new but no table was created"
-    grown_by_new_models = {"django_content_type": len(new_models), "auth_permission": len(new_permissions)}
+    # The staff roles (inventory.staff.roles, ensured after every migrate) may be granted the new models' permissions,
+    # and nothing else: no grant lost, none added on a model that existed.
+    new_grants = after["granted"] - before["granted"]
+    assert before["granted"] <= after["granted"], "a staff role lost a permission in the forward migration"
+    assert {ct for _, ct, _ in new_grants} <= set(new_models.values()), f"grants on existing models: {new_grants}"
+    grown_by_new_models = {"django_content_type": len(new_models), "auth_permission": len(new_permissions),
+                           "auth_group_permissions": len(new_grants)}
     counts = {t: (n, after["rows"][t]) for t, n in before["rows"].items()
               if t != "django_migrations" and n + grown_by_new_models.get(t, 0) != after["rows"][t]}
     assert not counts, f"row counts changed by the forward migration (before, after): {counts}"

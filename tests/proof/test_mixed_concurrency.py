@@ -3,11 +3,14 @@ receipts, cancellations, pickups handed over at the till and till receipts retur
 PostgreSQL connections. Every operation's
 invoke and result is recorded; afterwards the history must explain the final stock exactly:
 
-    on_hand     = initial + received - sold at the till - handed over + returned here
+    on_hand     = initial + received - sold at the till (but what it sold beyond the ledger) - handed over + returned
     unavailable = units returned here damaged (kept out of ATP)
-    reserved = units of the orders still waiting (placed, not cancelled, not handed over)
+    reserved    = units of the orders still waiting (placed, not cancelled, not handed over), less what till sales
+                  took from them (a sale is never refused for stock: issue #18)
+    shortfall   = units the till sales sold beyond the ledger (the row flagged for a count)
 
-for every store and SKU, online ATP is never below zero, no unit is sold twice, and both audits are clean."""
+for every store and SKU, what the receipts said they took from online orders is what the ledger took, every take
+was reconciled in the sale's own request, online ATP is never below zero, and both audits are clean."""
 
 import os
 import random
@@ -22,7 +25,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from inventory.models import Stock
+from inventory.models import Stock, TakenReservation
 from orders import services as order_services
 from orders.models import Fulfillment, FulfillmentStatus
 from orders.pos.models import StoreApiKey
@@ -190,10 +193,28 @@ def test_mixed_channels_on_scarce_stock(channel_key):
     assert kinds[("place", 201)] > 0 and kinds[("sell", "applied")] > 0 and kinds[("return", 201)] > 0, kinds
     assert kinds[("place", 409)] > 0, f"stock was never contended: {kinds}"
 
-    # Replay the history: what each store and SKU must hold now.
+    # Replay the history: what each store and SKU must hold now. A till sale is never refused for stock (the shop
+    # floor is the truth): it takes free units, then units pickup orders held at that store (the order is offered a
+    # change; its handover gives only what is still reserved), and what even those could not give is the row's
+    # shortfall (on hand stays put, the row waits for a count). What a sale took from which order is the server's
+    # TakenReservation; that the sales said the same (taken_from_online) is checked first.
+    taken_by_order: dict[str, Counter] = defaultdict(Counter)
+    taken_at: Counter = Counter()
+    for t in TakenReservation.objects.select_related("store", "product").filter(store__in=stores):
+        number = Fulfillment.objects.filter(pk=int(t.reference.split(":")[1])).values_list("order__number", flat=True).get()
+        taken_by_order[number][t.product.sku] += t.units
+        taken_at[(t.store.code, t.product.sku)] += t.units
+        assert t.reconciled_at is not None, f"{t} was not reconciled in the sale's request"
+    said: Counter = Counter()
+    for o in ops:
+        if o["op"] == "sell" and o["status"] == "applied":
+            for line in o["result"]["result"]["taken_from_online"]:
+                said[(o["store"], line["sku"])] += line["qty"]
+    assert said == taken_at, "what the receipts said they took from online orders is not what the ledger took"
     on_hand: dict[tuple[str, str], int] = defaultdict(int)
     reserved: dict[tuple[str, str], int] = defaultdict(int)
     unavailable: dict[tuple[str, str], int] = defaultdict(int)
+    shortfall: dict[tuple[str, str], int] = defaultdict(int)
     for s in stores:
         for p in products:
             on_hand[(s.code, p.sku)] = INITIAL
@@ -205,11 +226,12 @@ def test_mixed_channels_on_scarce_stock(channel_key):
             for sku, q in o["lines"].items():
                 on_hand[(o["store"], sku)] += q
         elif o["op"] == "sell" and o["status"] == "applied":
-            for sku, q in o["lines"].items():
-                on_hand[(o["store"], sku)] -= q
+            for line in o["result"]["result"]["lines"]:
+                on_hand[(o["store"], line["sku"])] -= line["qty"] - line["shortfall"]
+                shortfall[(o["store"], line["sku"])] += line["shortfall"]
         elif o["op"] == "handover" and o["status"] == 200 and o["state"] == FulfillmentStatus.COLLECTED:
             for sku, q in o["lines"].items():
-                on_hand[(o["store"], sku)] -= q
+                on_hand[(o["store"], sku)] -= q - taken_by_order[o["number"]][sku]
             waiting.pop(o["number"])
         elif o["op"] == "return" and o["status"] == 201:
             for sku, q in o["lines"].items():
@@ -220,7 +242,7 @@ def test_mixed_channels_on_scarce_stock(channel_key):
             waiting.pop(o["number"])
     for o in waiting.values():
         for sku, q in o["lines"].items():
-            reserved[(o["store"], sku)] += q
+            reserved[(o["store"], sku)] += q - taken_by_order[o["number"]][sku]
 
     for row in Stock.objects.select_related("store", "product").filter(store__in=stores):
         pair = (row.store.code, row.product.sku)
@@ -229,6 +251,7 @@ def test_mixed_channels_on_scarce_stock(channel_key):
         )
         assert row.reserved == reserved[pair], (pair, row.reserved, reserved[pair])
         assert row.unavailable == unavailable[pair], (pair, row.unavailable, unavailable[pair])
-        # Nothing sold twice: what is promised to waiting orders is still on the shelf.
+        assert row.shortfall == shortfall[pair] and row.needs_count == bool(shortfall[pair]), (pair, row.shortfall)
+        # Nothing promised twice: what is still held for waiting orders is on the shelf as the ledger knows it.
         assert row.on_hand - row.reserved - row.safety - row.unavailable >= 0, pair
     assert audits_clean()
