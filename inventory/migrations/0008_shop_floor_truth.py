@@ -4,6 +4,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+from o2o.migration_operations import AddCheckNotValid
+
 
 class Migration(migrations.Migration):
 
@@ -55,15 +57,15 @@ class Migration(migrations.Migration):
             name='needs_count',
             field=models.BooleanField(default=False, help_text='The ledger lost track of the shelf: count this SKU.'),
         ),
-        migrations.AddConstraint(
+        AddCheckNotValid(
             model_name='stock',
             constraint=models.CheckConstraint(condition=models.Q(('shortfall__gte', 0)), name='stock_shortfall_nonnegative'),
         ),
-        migrations.AddConstraint(
+        AddCheckNotValid(
             model_name='stock',
             constraint=models.CheckConstraint(condition=models.Q(('shortfall', 0), ('needs_count', True), _connector='OR'), name='stock_shortfall_needs_count'),
         ),
-        migrations.AddConstraint(
+        AddCheckNotValid(
             model_name='stockmovement',
             constraint=models.CheckConstraint(condition=models.Q(('delta_on_hand', 0), ('delta_reserved', 0), ('delta_safety', 0), ('delta_shortfall', 0), ('delta_unavailable', 0), _negated=True), name='movement_changes_something'),
         ),
