@@ -152,12 +152,13 @@ def reconcile_taken(
     or being reconciled by another runner (locked: skipped, not waited for), are left alone, so calling it again
     changes nothing. A group that fails is logged and stays pending for the next run. Returns what was done, one
     Reconciled per group settled now."""
+    if ids is not None:
+        ids = list(ids)
+        if not ids:  # the common case after a till sale: nothing taken, nothing to read
+            return []
     now = now or timezone.now()
     pending = TakenReservation.objects.filter(reconciled_at__isnull=True)
     if ids is not None:
-        ids = list(ids)
-        if not ids:
-            return []
         pending = pending.filter(pk__in=ids)
     else:
         pending = pending.filter(created_at__lte=now - PENDING_GRACE)

@@ -223,15 +223,15 @@ def _plan_sale(
     takes: dict[int, FloorTake] = {}
     short: list[dict] = []
     cause = sale_reference(store, sale.receipt_id)
-    skus = {p.pk: sku for sku, p in products.items()}
     for pid, qty in sorted(per_product.items()):
         if pid in late:  # the count saw these units gone: taking them again would count them twice
             continue
         take = floor.take((store.pk, pid), qty, cause=cause)
         takes[pid] = take
         if take.beyond:
-            short.append({"product_id": pid, "sku": skus.get(pid), "requested": qty,
-                          "on_ledger": take.free + take.reserved, "shortfall": take.beyond})
+            sku = next(line.sku for line in sale.lines if products[line.sku].pk == pid)
+            short.append({"product_id": pid, "sku": sku, "requested": qty, "on_ledger": take.free + take.reserved,
+                          "shortfall": take.beyond})
     return _Plan(takes=takes, late=late, short=short)
 
 
@@ -273,7 +273,7 @@ def _build_receipt(
     redeem_id = points.pop("_redeem_id", None) if points else None
     if points:
         points.pop("_member_id", None)
-    skus = {p.pk: sku for sku, p in products.items()}
+    skus = {products[line.sku].pk: line.sku for line in sale.lines}
     result = {
         "receipt_id": sale.receipt_id,
         "sold_at": sale.sold_at.isoformat(),
