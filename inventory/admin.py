@@ -227,6 +227,18 @@ class StoreFilter(admin.SimpleListFilter):
         return queryset
 
 
+class StoreSkuColumns:
+    """The store code and SKU columns of a row of one store and one product (list_select_related brings both)."""
+
+    @admin.display(description=_("store"), ordering="store__code")
+    def store_code(self, obj) -> str:
+        return obj.store.code
+
+    @admin.display(description=_("SKU"), ordering="product__sku")
+    def sku(self, obj) -> str:
+        return obj.product.sku
+
+
 class BigTableAdmin(admin.ModelAdmin):
     """Read-only listing of a large table: no full counts, no facet counts, ids resolved before searching."""
 
@@ -397,7 +409,7 @@ class StockMovementResource(resources.ModelResource):
 
 
 @admin.register(Stock)
-class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
+class StockAdmin(StoreSkuColumns, StoreScopedAdmin, ExportMixin, BigTableAdmin):
     resource_classes = [StockResource]
     import_export_change_list_template = "admin/inventory/stock/change_list.html"  # adds the import buttons
     list_display = (
@@ -435,14 +447,6 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
         "updated_at",
     )
     readonly_fields = fields
-
-    @admin.display(description=_("store"), ordering="store__code")
-    def store_code(self, obj: Stock) -> str:
-        return obj.store.code
-
-    @admin.display(description=_("SKU"), ordering="product__sku")
-    def sku(self, obj: Stock) -> str:
-        return obj.product.sku
 
     @admin.display(description=_("product"))
     def product_name(self, obj: Stock) -> str:
@@ -553,7 +557,7 @@ class StockAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
+class StockMovementAdmin(StoreSkuColumns, StoreScopedAdmin, ExportMixin, BigTableAdmin):
     resource_classes = [StockMovementResource]
     list_display = (
         "created_at",
@@ -573,14 +577,6 @@ class StockMovementAdmin(StoreScopedAdmin, ExportMixin, BigTableAdmin):
     date_hierarchy = "created_at"
     search_fields = ("product__sku", "reference", "idempotency_key", "store__code")
     search_help_text = _("Exact SKU, barcode, store code, reference or idempotency key.")
-
-    @admin.display(description=_("store"), ordering="store__code")
-    def store_code(self, obj: StockMovement) -> str:
-        return obj.store.code
-
-    @admin.display(description=_("SKU"), ordering="product__sku")
-    def sku(self, obj: StockMovement) -> str:
-        return obj.product.sku
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -609,21 +605,13 @@ class ReservationStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(StoreScopedAdmin, BigTableAdmin):
+class ReservationAdmin(StoreSkuColumns, StoreScopedAdmin, BigTableAdmin):
     list_display = ("reference", "store_code", "sku", "quantity", "expires_at", "live", "created_at")
     list_select_related = ("store", "product")
     list_filter = (ReservationStateFilter, StoreCityFilter, StoreFilter)
     search_fields = ("reference", "product__sku", "store__code")
     search_help_text = _("Exact reference, SKU, barcode or store code.")
     actions = ["release"]
-
-    @admin.display(description=_("store"), ordering="store__code")
-    def store_code(self, obj: Reservation) -> str:
-        return obj.store.code
-
-    @admin.display(description=_("SKU"), ordering="product__sku")
-    def sku(self, obj: Reservation) -> str:
-        return obj.product.sku
 
     @admin.display(description=_("live"), boolean=True)
     def live(self, obj: Reservation) -> bool:
@@ -669,7 +657,7 @@ class TakenPendingFilter(admin.SimpleListFilter):
 
 
 @admin.register(TakenReservation)
-class TakenReservationAdmin(StoreScopedAdmin, admin.ModelAdmin):
+class TakenReservationAdmin(StoreSkuColumns, StoreScopedAdmin, admin.ModelAdmin):
     """What till sales, counts, damaged goods and transfers took from online holds and orders, and how each holder
     was reconciled (re-routed, told, offered a change). Written by the events themselves: read-only here. A row
     pending for more than a minute or two means the periodic task could not settle it: its log says why."""
@@ -681,14 +669,6 @@ class TakenReservationAdmin(StoreScopedAdmin, admin.ModelAdmin):
     search_fields = ("=cause", "=reference", "product__sku", "store__code")
     search_help_text = _("Exact event reference (e.g. pos:HCM-Q1-001:R-0042), reservation reference, SKU or store code.")
     date_hierarchy = "created_at"
-
-    @admin.display(description=_("store"), ordering="store__code")
-    def store_code(self, obj: TakenReservation) -> str:
-        return obj.store.code
-
-    @admin.display(description=_("SKU"), ordering="product__sku")
-    def sku(self, obj: TakenReservation) -> str:
-        return obj.product.sku
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

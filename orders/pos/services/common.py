@@ -10,6 +10,7 @@ from inventory.services import (
     lock_stock_rows,
 )
 from loyalty import services as loyalty
+from orders.pos.exceptions import ReceiptIdReused
 
 MONEY_TENDERS = ("cash", "card", "ewallet")
 
@@ -47,3 +48,17 @@ def _products_for(skus) -> dict[str, Product]:
     if skus - found.keys():
         raise UnknownSku(sorted(skus - found.keys()))
     return found
+
+
+def sku_lines(lines: dict[str, int]) -> list[dict]:
+    """Units per SKU as a booked document keeps them: [{sku, qty}] in SKU order."""
+    return [{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())]
+
+
+def first_answer(booked, *, content_hash: str, lines: dict[str, int], details: dict) -> tuple[dict, bool]:
+    """A document booked once per (store, id) with its lines (a goods receipt, a damage report) sent again: its first
+    answer when it is the same document (the same content hash, or the same units per SKU: each way in hashes its
+    own form, the till its request body, an admin import its rows), else ReceiptIdReused (422)."""
+    if booked.content_hash != content_hash and booked.lines != sku_lines(lines):
+        raise ReceiptIdReused(details=details)
+    return booked.result, True

@@ -5,9 +5,8 @@ from django.utils import timezone
 
 from inventory.models import EventKind, MovementReason, Store
 from inventory.services import ShopFloor, apply_movements
-from orders.pos.exceptions import ReceiptIdReused
 from orders.pos.models import DamageReport
-from orders.pos.services.common import _lock_rows, _products_for, till_actor
+from orders.pos.services.common import _lock_rows, _products_for, first_answer, sku_lines, till_actor
 from orders.services import reconcile_taken, takeable
 
 
@@ -31,10 +30,6 @@ def report_damage(
     return out
 
 
-def _matches(report: DamageReport, lines: dict[str, int]) -> bool:
-    return report.lines == [{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())]
-
-
 @transaction.atomic
 def _report_damage(
     *, store: Store, report_id: str, lines: dict[str, int], content_hash: str, note: str, till: str, taken: list[int]
@@ -42,22 +37,18 @@ def _report_damage(
     now = timezone.now()
     first = DamageReport.objects.filter(store=store, report_id=report_id).first()
     if first is not None:
-        if first.content_hash != content_hash and not _matches(first, lines):
-            raise ReceiptIdReused(details={"report_id": report_id})
-        return first.result, True
+        return first_answer(first, content_hash=content_hash, lines=lines, details={"report_id": report_id})
     products = _products_for(lines)
     rows = _lock_rows(store, [p.pk for p in products.values()], now=now, create_missing=True)
     try:
         with transaction.atomic():
             report = DamageReport.objects.create(
                 store=store, report_id=report_id, content_hash=content_hash, note=note[:300], reported_at=now,
-                lines=[{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())],
+                lines=sku_lines(lines),
             )
-    except IntegrityError:
+    except IntegrityError:  # the same id booked meanwhile (a concurrent resend)
         first = DamageReport.objects.get(store=store, report_id=report_id)
-        if first.content_hash != content_hash and not _matches(first, lines):
-            raise ReceiptIdReused(details={"report_id": report_id}) from None
-        return first.result, True
+        return first_answer(first, content_hash=content_hash, lines=lines, details={"report_id": report_id})
     reference = damage_reference(store, report_id)
     actor = till_actor(store, till)
     floor = ShopFloor(rows, takeable=takeable)

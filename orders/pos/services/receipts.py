@@ -10,20 +10,17 @@ from inventory.services import (
     StockDelta,
     apply_movements,
 )
-from orders.pos.exceptions import (
-    ReceiptIdReused,
-)
 from orders.pos.models import (
     GoodsReceipt,
 )
-from orders.pos.services.common import _lock_rows, _products_for, till_actor
+from orders.pos.services.common import _lock_rows, _products_for, first_answer, sku_lines, till_actor
 
 
 def goods_receipt_matches(receipt: GoodsReceipt, *, lines: dict[str, int]) -> bool:
     """Whether a delivery note already booked under this id is the one given again: the same units per SKU (the
     source is a description: a head-office file may name the supplier differently from the till). See
     count_matches for why the content hash alone cannot tell."""
-    return receipt.lines == [{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())]
+    return receipt.lines == sku_lines(lines)
 
 
 @transaction.atomic
@@ -36,29 +33,24 @@ def receive_goods(
     now = timezone.now()
     first = GoodsReceipt.objects.filter(store=store, receipt_id=receipt_id).first()
     if first is not None:
-        if first.content_hash != content_hash and not goods_receipt_matches(first, lines=lines):
-            raise ReceiptIdReused(details={"receipt_id": receipt_id})
-        return first.result, True
+        return first_answer(first, content_hash=content_hash, lines=lines, details={"receipt_id": receipt_id})
     products = _products_for(lines)
     rows = _lock_rows(store, [p.pk for p in products.values()], now=now, create_missing=True)
     try:
         with transaction.atomic():
             receipt = GoodsReceipt.objects.create(
                 store=store, receipt_id=receipt_id, content_hash=content_hash, source=source[:120], received_at=now,
-                lines=[{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())],
+                lines=sku_lines(lines),
             )
-    except IntegrityError:
+    except IntegrityError:  # the same id booked meanwhile (a concurrent resend)
         first = GoodsReceipt.objects.get(store=store, receipt_id=receipt_id)
-        if first.content_hash != content_hash and not goods_receipt_matches(first, lines=lines):
-            raise ReceiptIdReused(details={"receipt_id": receipt_id}) from None
-        return first.result, True
+        return first_answer(first, content_hash=content_hash, lines=lines, details={"receipt_id": receipt_id})
     apply_movements(
         rows,
         [((store.pk, products[sku].pk), StockDelta(on_hand=qty)) for sku, qty in sorted(lines.items())],
         reason=MovementReason.GOODS_RECEIPT, reference=f"goods:{store.code}:{receipt_id}", actor=actor or till_actor(store, till),
         note=source[:300], now=now,
     )
-    result = {"receipt_id": receipt_id, "source": source, "received_at": now.isoformat(),
-              "lines": [{"sku": sku, "qty": qty} for sku, qty in sorted(lines.items())]}
+    result = {"receipt_id": receipt_id, "source": source, "received_at": now.isoformat(), "lines": sku_lines(lines)}
     GoodsReceipt.objects.filter(pk=receipt.pk).update(result=result)
     return result, False
