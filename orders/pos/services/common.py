@@ -37,11 +37,6 @@ def _lock_rows(store: Store, product_ids, *, now: datetime, create_missing: bool
     return rows
 
 
-def _till_sellable(row: Stock | None) -> int:
-    """What a till may sell from a row: on hand and not set aside (safety included)."""
-    return 0 if row is None else max(0, row.on_hand - row.reserved - row.unavailable)
-
-
 def _products_for(skus) -> dict[str, Product]:
     skus = set(skus)
     found = {p.sku: p for p in Product.objects.filter(sku__in=skus)}
