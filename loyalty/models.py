@@ -88,6 +88,7 @@ class PostingKind(models.TextChoices):
     CAPTURE = "capture", "Redemption captured"
     VOID = "void", "Redemption voided"
     REDEEM = "redeem", "Redeemed at the till"
+    VOUCHER = "voucher", "Points spent on a voucher"
     REVERSE = "reverse", "Earning reversed (return/cancel)"
     REFUND = "refund", "Redeemed points given back"
     EXPIRE = "expire", "Points expired"

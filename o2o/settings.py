@@ -415,3 +415,14 @@ INSTALLED_APPS += ["inventory.staff.apps.StaffConfig"]
 # CSV/XLSX export of the admin's stock lists (django-import-export); exporting needs the model's view permission.
 INSTALLED_APPS += ["import_export"]
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+
+# --- Prices and promotions (orders/pricing) ------------------------------------------------------------------------
+INSTALLED_APPS += ["orders.pricing.apps.PricingConfig"]
+# The sales-channel code the tills price as (promotions and price lists list it among their channels).
+PRICING_TILL_CHANNEL = os.environ.get("PRICING_TILL_CHANNEL", "store")
+# The chain's time zone, for quotes without a store (a promotion's weekdays and happy hours are local times).
+PRICING_DEFAULT_TIMEZONE = os.environ.get("PRICING_DEFAULT_TIMEZONE", "Asia/Ho_Chi_Minh")
+# Points for a voucher: a voucher of N points is worth N × LOYALTY_POINT_VALUE_VND; its code is valid this many days.
+PRICING_VOUCHER_VALID_DAYS = int(os.environ.get("PRICING_VOUCHER_VALID_DAYS", "90"))
+# A till line whose price differs from the policy's by at most this much (VND) is not an exception (till rounding).
+PRICING_EXCEPTION_TOLERANCE_VND = int(os.environ.get("PRICING_EXCEPTION_TOLERANCE_VND", "0"))

@@ -87,7 +87,12 @@ class Order(models.Model):
     allow_split = models.BooleanField(default=True)
     payment_state = models.CharField(max_length=16, choices=PaymentState.choices, default=PaymentState.PENDING)
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.OPEN, db_index=True)
-    subtotal_vnd = models.PositiveBigIntegerField(default=0)
+    subtotal_vnd = models.PositiveBigIntegerField(default=0, help_text="The lines at their unit prices.")
+    discount_vnd = models.PositiveBigIntegerField(default=0, help_text="Promotions and codes, over all lines.")
+    delivery_fee_vnd = models.PositiveBigIntegerField(default=0)
+    pricing = models.JSONField(
+        default=dict, blank=True, help_text="What the pricing engine applied: lines, promotions, codes, fee, version."
+    )
     points_tender_vnd = models.PositiveBigIntegerField(
         default=0, help_text="VND of the total paid with loyalty points; money paid = total_vnd - points_tender_vnd."
     )
@@ -119,7 +124,11 @@ class Order(models.Model):
                 | Q(method="delivery", destination_lat__isnull=False, destination_lon__isnull=False),
                 name="order_destination_for_method",
             ),
-            models.CheckConstraint(condition=Q(total_vnd__lte=F("subtotal_vnd")), name="order_total_within_subtotal"),
+            models.CheckConstraint(condition=Q(discount_vnd__lte=F("subtotal_vnd")), name="order_discount_within_subtotal"),
+            models.CheckConstraint(
+                condition=Q(total_vnd=F("subtotal_vnd") - F("discount_vnd") + F("delivery_fee_vnd")),
+                name="order_total_is_goods_plus_fee",
+            ),
             models.CheckConstraint(
                 condition=Q(points_tender_vnd__lte=F("total_vnd")), name="order_points_tender_within_total"
             ),
@@ -138,12 +147,16 @@ class OrderLine(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     qty = models.PositiveIntegerField()
     unit_price_vnd = models.PositiveBigIntegerField()
+    discount_vnd = models.PositiveBigIntegerField(default=0, help_text="This line's share of every discount.")
     unfulfilled_qty = models.PositiveIntegerField(default=0, help_text="Units no store could serve (after a short pick).")
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(qty__gt=0), name="order_line_qty_positive"),
+            models.CheckConstraint(
+                condition=Q(discount_vnd__lte=F("qty") * F("unit_price_vnd")), name="order_line_discount_within_line"
+            ),
             models.CheckConstraint(condition=Q(unfulfilled_qty__lte=F("qty")), name="order_line_unfulfilled_within_qty"),
             models.UniqueConstraint(fields=["order", "product"], name="order_line_unique_product"),
         ]
@@ -336,6 +349,9 @@ class Promise(models.Model):
     destination_address = models.CharField(max_length=300, blank=True)
     pickup_store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     options = models.JSONField()
+    pricing_input = models.JSONField(
+        default=dict, blank=True, help_text="The member and codes the prices were quoted for (placement re-prices)."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
 

@@ -44,6 +44,7 @@ from loyalty.services.ledger import _LOTS_PAGE, POINTS_CHANGED, SYSTEM, PostingS
 from loyalty.services.lifecycle import adjust_points, expire_and_vest, expire_lots, recompute_tiers, rolling_spend
 from loyalty.services.members import get_or_create_member, lock_members_for_phones, merge_members
 from loyalty.services.redemption import (
+    buy_voucher,
     capture_redemption,
     hold_redemption,
     redeem_points,
@@ -53,7 +54,7 @@ from loyalty.services.redemption import (
 )
 
 __all__ = [
-    "POINTS_CHANGED", "SYSTEM", "PostingSource", "adjust_points", "capture_redemption", "earn_points",
+    "POINTS_CHANGED", "SYSTEM", "PostingSource", "adjust_points", "buy_voucher", "capture_redemption", "earn_points",
     "expire_and_vest", "expire_lots", "get_or_create_member", "hold_redemption", "lock_members_for_phones",
     "lot_expiry", "merge_members", "points_for", "recompute_tiers", "redeem_points", "refund_redemption",
     "reverse_earning", "rolling_spend", "vest_pending", "void_expired_holds", "void_redemption",

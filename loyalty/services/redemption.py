@@ -181,20 +181,37 @@ def redeem_points(
     *, member: Member, points: int, source: PostingSource, idempotency_key: str, now: datetime | None = None
 ) -> Posting:
     """Spend points at once (a till sale paid partly with points). Raises InsufficientPoints (409)."""
+    return _spend_now(member=member, points=points, source=source, idempotency_key=idempotency_key, now=now,
+                      kind=PostingKind.REDEEM)
+
+
+def buy_voucher(
+    *, member: Member, points: int, source: PostingSource, idempotency_key: str, now: datetime | None = None
+) -> Posting:
+    """Spend points on a voucher (orders.pricing issues its code, `source.reference` names it): available →
+    redeemed at once, a kind of its own so that the ledger tells vouchers from till redemptions. Raises
+    InsufficientPoints (409); a replayed key returns the first posting."""
+    return _spend_now(member=member, points=points, source=source, idempotency_key=idempotency_key, now=now,
+                      kind=PostingKind.VOUCHER)
+
+
+def _spend_now(
+    *, member: Member, points: int, source: PostingSource, idempotency_key: str, now: datetime | None, kind: str
+) -> Posting:
     now = now or timezone.now()
     points = _positive_int(points, "points")
     with transaction.atomic():
         m, page = _lock_member_to_spend(member)
         if m.available < points:
             refusal = InsufficientPoints(details={"available": m.available, "requested": points})
-            return _first_or(idempotency_key, kind=PostingKind.REDEEM, member=m, refusal=refusal)
+            return _first_or(idempotency_key, kind=kind, member=m, refusal=refusal)
         posting = _post(
-            member=m, kind=PostingKind.REDEEM, source=source, now=now, points=points,
+            member=m, kind=kind, source=source, now=now, points=points,
             amount_vnd=points * conf.point_value_vnd(), idempotency_key=idempotency_key, spend=points,
             entries=[(A.AVAILABLE, -points, m), (A.REDEEMED, points, None)],
             lot_changes=_spent(_pick_lots(m, points, page=page)),
         )
-        return posting or _first_or(idempotency_key, kind=PostingKind.REDEEM, member=m)
+        return posting or _first_or(idempotency_key, kind=kind, member=m)
 
 
 def refund_redemption(

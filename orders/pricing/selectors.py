@@ -1,0 +1,133 @@
+"""Reads: the active policy as the engine's plain data, cached per process and reloaded when its version moves; a
+store's snapshot for offline tills; what is left of promotions' budgets."""
+
+import threading
+from datetime import datetime
+
+from django.db.models import F, Prefetch
+
+from inventory.models import Product
+
+from . import engine
+from .models import Code, DeliveryFeeRule, PolicyVersion, PriceList, PriceListRow, Promotion, PromotionMemberUse
+
+_cache_lock = threading.Lock()
+_cached: dict[str, engine.Policy] = {}
+
+
+def policy_version() -> int:
+    return PolicyVersion.objects.values_list("version", flat=True).order_by("pk").first() or 0
+
+
+def _stores_of(group) -> frozenset[str] | None:
+    if group is None:
+        return None
+    return frozenset(s.code for s in group.stores.all())
+
+
+def promotion_data(p: Promotion, stores: frozenset[str] | None) -> engine.Promotion:
+    return engine.Promotion(
+        code=p.code, name=p.name, kind=p.kind, target=p.target, skus=tuple(p.skus or ()),
+        categories=tuple(p.categories or ()), percent=p.percent, amount_vnd=p.amount_vnd, buy_qty=p.buy_qty,
+        get_qty=p.get_qty, bundle=tuple((str(s), int(q)) for s, q in (p.bundle or ())),
+        bundle_price_vnd=p.bundle_price_vnd, min_spend_vnd=p.min_spend_vnd, channels=tuple(p.channels or ()),
+        stores=stores, tiers=tuple(p.tiers or ()), starts_at=p.starts_at, ends_at=p.ends_at,
+        weekdays=tuple(int(d) for d in (p.weekdays or ())), from_time=p.from_time, until_time=p.until_time,
+        exclusive=p.exclusive, priority=p.priority, requires_code=p.requires_code, max_uses=p.max_uses,
+        max_uses_per_member=p.max_uses_per_member, max_discount_vnd=p.max_discount_vnd,
+    )
+
+
+def _load(version: int) -> engine.Policy:
+    base, categories = {}, {}
+    for sku, price, category in Product.objects.filter(is_active=True).values_list("sku", "price_vnd", "category"):
+        base[sku] = price
+        categories[sku] = category
+    lists = []
+    rows = Prefetch("rows", queryset=PriceListRow.objects.annotate(sku=F("product__sku")).only("price_vnd"))
+    for pl in PriceList.objects.filter(is_active=True).select_related("store_group").prefetch_related(
+        rows, "store_group__stores"
+    ):
+        lists.append(engine.PriceList(
+            code=pl.code, prices={r.sku: r.price_vnd for r in pl.rows.all()}, priority=pl.priority,
+            channels=tuple(pl.channels or ()), stores=_stores_of(pl.store_group), starts_at=pl.starts_at,
+            ends_at=pl.ends_at,
+        ))
+    promotions = tuple(
+        promotion_data(p, _stores_of(p.store_group))
+        for p in Promotion.objects.filter(is_active=True).select_related("store_group").prefetch_related(
+            "store_group__stores"
+        ).order_by("code")
+    )
+    fees = tuple(
+        engine.FeeRule(code=r.code, max_km=r.max_km, fee_vnd=r.fee_vnd, city=r.city, channels=tuple(r.channels or ()),
+                       free_over_vnd=r.free_over_vnd, free_tiers=tuple(r.free_tiers or ()))
+        for r in DeliveryFeeRule.objects.filter(is_active=True).order_by("code")
+    )
+    return engine.Policy(version=version, base_prices=base, categories=categories,
+                         price_lists=tuple(sorted(lists, key=lambda pl: pl.code)), promotions=promotions, fee_rules=fees)
+
+
+def active_policy() -> engine.Policy:
+    """The policy in force, from this process's cache while its version has not moved (one indexed read)."""
+    version = policy_version()
+    cached = _cached.get("policy")
+    if cached is not None and cached.version == version:
+        return cached
+    with _cache_lock:
+        cached = _cached.get("policy")
+        if cached is None or cached.version != version:
+            cached = _load(version)
+            _cached["policy"] = cached
+    return cached
+
+
+def forget_cached_policy() -> None:
+    _cached.clear()
+
+
+def store_snapshot(policy: engine.Policy, *, store_code: str, channel: str, at: datetime) -> dict:
+    """The policy a store's offline till needs: its prices, the price lists and promotions that can apply there
+    (this store or every store, the till channel or every channel, not over), and no delivery fees."""
+
+    def here(stores, channels, ends_at) -> bool:
+        return ((stores is None or store_code in stores) and (not channels or channel in channels)
+                and (ends_at is None or ends_at > at))
+
+    snap = engine.Policy(
+        version=policy.version, base_prices=policy.base_prices, categories=policy.categories,
+        price_lists=tuple(pl for pl in policy.price_lists if here(pl.stores, pl.channels, pl.ends_at)),
+        promotions=tuple(p for p in policy.promotions if here(p.stores, p.channels, p.ends_at)),
+    )
+    data = engine.policy_to_json(snap)
+    # A till needs to know only that its store is in scope: the other stores of a group are not its business.
+    for item in data["price_lists"] + data["promotions"]:
+        if item["stores"] is not None:
+            item["stores"] = [store_code]
+    return data
+
+
+def budgets_for(policy: engine.Policy, *, member_phone: str | None) -> dict[str, engine.Budget]:
+    """What is left of the capped promotions' budgets now (one query, plus one for a member's own uses)."""
+    capped = [p.code for p in policy.promotions
+              if p.max_uses is not None or p.max_discount_vnd is not None or p.max_uses_per_member is not None]
+    if not capped:
+        return {}
+    mine = {}
+    if member_phone:
+        mine = dict(PromotionMemberUse.objects.filter(promotion__code__in=capped, member_phone=member_phone)
+                    .values_list("promotion__code", "uses"))
+    out = {}
+    for code, max_uses, uses, max_vnd, given, per_member in Promotion.objects.filter(code__in=capped).values_list(
+        "code", "max_uses", "uses", "max_discount_vnd", "discount_given_vnd", "max_uses_per_member"
+    ):
+        out[code] = engine.Budget(
+            uses_left=None if max_uses is None else max_uses - uses,
+            member_uses_left=None if per_member is None else per_member - mine.get(code, 0),
+            vnd_left=None if max_vnd is None else max_vnd - given,
+        )
+    return out
+
+
+def codes_by_text(texts: list[str]) -> dict[str, Code]:
+    return {c.code: c for c in Code.objects.filter(code__in=texts).select_related("promotion")}
