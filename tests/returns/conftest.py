@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -12,8 +13,9 @@ from loyalty import services as loyalty
 from loyalty.models import Member
 from orders import services as order_services
 from orders.loyalty_tender import LoyaltyInput
-from orders.models import FulfillmentStatus, Order
+from orders.models import FulfillmentStatus, Order, OrderLine
 from orders.pos.models import StoreApiKey
+from orders.pricing.engine import prorate
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 
@@ -73,8 +75,9 @@ def give_points(points: int, phone: str = PHONE) -> None:
 def web_order(channel, lines: dict[str, int], *, lat=BEN_THANH["lat"], lon=BEN_THANH["lon"], member: bool = False,
               points: int = 0, discount_vnd: int = 0) -> Order:
     """An online order through the orders service. With `member` it earns when it completes; with `points` part of
-    it is paid with a points hold captured at placement (orders.loyalty_tender). `discount_vnd` is an order-level
-    promotion (there is no promotion engine yet, so it is set on the order as one would write it)."""
+    it is paid with a points hold captured at placement (orders.loyalty_tender). `discount_vnd` is a cart-level
+    promotion written as placement records one: on the order, and spread over its lines by their value (the pricing
+    engine's largest remainder), so the lines' discounts add up to the order's."""
     loyalty_input = None
     if member or points:
         hold_id = None
@@ -91,7 +94,13 @@ def web_order(channel, lines: dict[str, int], *, lat=BEN_THANH["lat"], lon=BEN_T
         lat=lat, lon=lon, actor="test", payment_state="paid", loyalty=loyalty_input,
     )
     if discount_vnd:
-        Order.objects.filter(pk=order.pk).update(total_vnd=F("total_vnd") - discount_vnd)
+        with transaction.atomic():
+            lines = list(OrderLine.objects.filter(order=order).order_by("pk"))
+            shares = prorate(discount_vnd, [line.qty * line.unit_price_vnd - line.discount_vnd for line in lines])
+            for line, share in zip(lines, shares, strict=True):
+                OrderLine.objects.filter(pk=line.pk).update(discount_vnd=F("discount_vnd") + share)
+            Order.objects.filter(pk=order.pk).update(discount_vnd=F("discount_vnd") + discount_vnd,
+                                                     total_vnd=F("total_vnd") - discount_vnd)
     return Order.objects.get(pk=order.pk)
 
 

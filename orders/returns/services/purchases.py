@@ -1,12 +1,14 @@
 """The purchase a return draws on (an online order or a till receipt), locked, with the checks and the per-line
-counters that keep returns within what was bought. See orders.returns.services for the lock order."""
+counters that keep returns within what was bought. See orders.returns.services for the lock order and the money.
 
-import math
+What a line cost is what the pricing engine charged for it: qty × unit price less the line's share of every
+promotion and code (OrderLine.discount_vnd, TillReceiptLine.discount_vnd). An order's delivery fee is part of no
+line, so a return of goods never refunds it (refunding a fee is a customer-service decision, outside returns)."""
+
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from fractions import Fraction
 
 from django.db.models import F, Sum
 
@@ -14,7 +16,6 @@ from inventory.exceptions import UnknownSku
 from inventory.models import Product
 from o2o.domain_errors import InvalidInput
 from o2o.models import SalesChannel
-from orders.loyalty_tender import handed_over_vnd
 from orders.models import SUCCESS, FulfillmentLine, Order, OrderLine, PaymentState
 from orders.pos.models import TillReceipt, TillReceiptLine, TillRefund
 from orders.returns import policy
@@ -55,7 +56,7 @@ class _Line:
 
     product: Product
     handed_over_at: datetime
-    net_vnd: int  # paid for `qty` units after discounts
+    net_vnd: int  # paid for `qty` units after discounts (the line's share of promotions and codes)
     qty: int  # units the net value is for (ordered or sold)
     returnable: int  # handed over and not yet returned
     returned: int  # units already returned (or counted for a return on its way)
@@ -70,14 +71,14 @@ class _Purchase:
     order: Order | None
     receipt: TillReceipt | None
     lines: dict[int, list[_Line]]  # product id -> its lines
-    total_vnd: int
-    money_vnd: int
+    goods_vnd: int  # what the goods cost after discounts: the most returns can refund (no delivery fee)
+    money_vnd: int  # the part of goods_vnd paid with money (the rest with points)
+    points_paid_vnd: int  # everything paid with points (an order's fee included, when points paid part of it)
     money_tenders: list[tuple[str, int]]  # (tender, amount paid with it)
     points_redeemed: int
     earn_posting_id: int | None
     redeem_posting_id: int | None
     refunded_before_vnd: int  # value already refunded on this purchase (returns and till refunds)
-    earn_basis_vnd: int  # the value paid for what the earning was earned on
     points_back_before: int | None  # points given back by earlier returns; None: read it from the ledger
 
     @property
@@ -93,18 +94,6 @@ class _Purchase:
 
 def _new_number() -> str:
     return f"RT-{secrets.token_hex(4).upper()}"
-
-
-def _spread(total: int, weights: list[int]) -> list[int]:
-    """Split `total` in proportion to `weights` (largest remainder, ties to the earlier weight): parts add up."""
-    whole = sum(weights)
-    if whole <= 0:
-        return [0] * len(weights)
-    parts = [total * w // whole for w in weights]
-    order = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
-    for i in order[: total - sum(parts)]:
-        parts[i] += 1
-    return parts
 
 
 def _check_items(items: list[ReturnItem]) -> dict[str, Product]:
@@ -155,7 +144,7 @@ def _order_purchase(order: Order) -> _Purchase:
         if c.handed_over_qty != handed[line.product_id]:
             ReturnedOrderLine.objects.filter(pk=c.pk).update(handed_over_qty=handed[line.product_id])
             c.handed_over_qty = handed[line.product_id]
-    nets = _spread(order.total_vnd, [line.qty * line.unit_price_vnd for line in order_lines])
+    nets = [line.qty * line.unit_price_vnd - line.discount_vnd for line in order_lines]
     refunded = dict(
         ReturnLine.objects.filter(order_line__in=order_lines, ret__status=ReturnStatus.REFUNDED)
         .values("order_line_id").annotate(n=Sum("qty")).values_list("order_line_id", "n")
@@ -168,19 +157,19 @@ def _order_purchase(order: Order) -> _Purchase:
                   qty=line.qty, returnable=c.handed_over_qty - c.returned_qty, returned=c.returned_qty,
                   refunded=refunded.get(line.pk, 0), order_line=line, counter=c)
         ]
-    money = order.total_vnd - order.points_tender_vnd
+    goods = sum(nets)
+    # Points pay for the goods first and money pays the delivery fee: returning every unit gives back every point
+    # spent (the fee, not refunded, stays paid in money), unless the points paid more than the goods cost.
+    money = goods - min(order.points_tender_vnd, goods)
     tender = "cod" if order.payment_state == PaymentState.COD else "online"
     before = ReturnModel.objects.filter(order=order, status=ReturnStatus.REFUNDED).aggregate(
         v=Sum("refund_vnd", default=0), p=Sum("points_given_back", default=0)
     )
-    # The order earned on the money part of what was handed over (orders.loyalty_tender), and gave back the points
-    # that paid for what was not; returns work on the handed-over part only.
-    share = min(Fraction(handed_over_vnd(order), order.subtotal_vnd), Fraction(1)) if order.subtotal_vnd else 0
     return _Purchase(
-        order=order, receipt=None, lines=lines, total_vnd=order.total_vnd, money_vnd=money,
-        money_tenders=[(tender, money)], points_redeemed=order.points_redeemed, earn_posting_id=order.earn_posting_id,
-        redeem_posting_id=order.redeem_posting_id, refunded_before_vnd=before["v"],
-        earn_basis_vnd=math.floor(order.total_vnd * share), points_back_before=before["p"],
+        order=order, receipt=None, lines=lines, goods_vnd=goods, money_vnd=money,
+        points_paid_vnd=order.points_tender_vnd, money_tenders=[(tender, money)], points_redeemed=order.points_redeemed,
+        earn_posting_id=order.earn_posting_id, redeem_posting_id=order.redeem_posting_id,
+        refunded_before_vnd=before["v"], points_back_before=before["p"],
     )
 
 
@@ -213,10 +202,10 @@ def _receipt_purchase(receipt: TillReceipt) -> _Purchase:
         v=Sum("amount_vnd", default=0)
     )["v"]
     return _Purchase(
-        order=None, receipt=receipt, lines=dict(lines), total_vnd=receipt.total_vnd, money_vnd=receipt.money_vnd,
-        money_tenders=sorted(tenders.items()), points_redeemed=receipt.points_redeemed,
-        earn_posting_id=receipt.earn_posting_id, redeem_posting_id=receipt.redeem_posting_id,
-        refunded_before_vnd=before, earn_basis_vnd=receipt.total_vnd, points_back_before=None,
+        order=None, receipt=receipt, lines=dict(lines), goods_vnd=receipt.total_vnd, money_vnd=receipt.money_vnd,
+        points_paid_vnd=receipt.total_vnd - receipt.money_vnd, money_tenders=sorted(tenders.items()),
+        points_redeemed=receipt.points_redeemed, earn_posting_id=receipt.earn_posting_id,
+        redeem_posting_id=receipt.redeem_posting_id, refunded_before_vnd=before, points_back_before=None,
     )
 
 

@@ -12,6 +12,7 @@ from loyalty.exceptions import NothingToReverse
 from loyalty.models import Posting, PostingKind
 from orders.models import Order
 from orders.pos.models import TillRefund
+from orders.pricing.engine import cumulative_share, prorate
 from orders.returns.models import (
     Condition,
     Refund,
@@ -19,7 +20,7 @@ from orders.returns.models import (
     ReturnStatus,
 )
 from orders.returns.models import Return as ReturnModel
-from orders.returns.services.purchases import TillRefundId, _order_purchase, _Purchase, _spread
+from orders.returns.services.purchases import TillRefundId, _order_purchase, _Purchase
 
 
 def _line_values(purchase: _Purchase, ret: ReturnModel) -> int:
@@ -37,20 +38,39 @@ def _line_values(purchase: _Purchase, ret: ReturnModel) -> int:
         for line, n in pairs:
             key = line.till_line.pk if line.till_line is not None else -line.order_line.pk
             before = basis.get(key, line.refunded)
-            value += math.floor(line.net_vnd * (before + n) / line.qty) - math.floor(line.net_vnd * before / line.qty)
+            value += cumulative_share(line.net_vnd, before, n, line.qty)
             basis[key] = before + n
         ReturnLine.objects.filter(pk=row.pk).update(refund_vnd=value)
         total += value
     return total
 
 
-def _already(posting_id: int | None, kind: str) -> tuple[int, int]:
-    """(points of the original posting, points already corrected by `kind`) from the loyalty ledger."""
+def _already(posting_id: int | None, kind: str) -> tuple[int, int, int]:
+    """(points of the original posting, its VND, points already corrected by `kind`) from the loyalty ledger. An
+    earning's VND is the money it was earned on."""
     if not posting_id:
-        return 0, 0
-    original = Posting.objects.filter(pk=posting_id).values_list("points", flat=True).first() or 0
+        return 0, 0, 0
+    points, amount = Posting.objects.filter(pk=posting_id).values_list("points", "amount_vnd").first() or (0, 0)
     done = Posting.objects.filter(original_id=posting_id, kind=kind).aggregate(n=Sum("points", default=0))["n"]
-    return original, done
+    return points, amount, done
+
+
+def _money_of(purchase: _Purchase, refunded_vnd: int) -> int:
+    """The money part of the first `refunded_vnd` of the goods refunded (cumulative, so parts add up)."""
+    if purchase.goods_vnd <= 0:
+        return 0
+    return cumulative_share(purchase.money_vnd, 0, refunded_vnd, purchase.goods_vnd)
+
+
+def _reversal_target(purchase: _Purchase, *, earned: int, earned_on_vnd: int, refunded_vnd: int) -> int:
+    """The points of the earning reversed in all once `refunded_vnd` of the goods is refunded: the earning's share of
+    the money refunded (points are earned on money, so the points part of a refund reverses nothing), never more
+    than the money it was earned on. An order's earning may include its delivery fee, which returns never refund:
+    the points on it stay."""
+    if earned_on_vnd <= 0 or purchase.goods_vnd <= 0:
+        return 0
+    money = Fraction(purchase.money_vnd * refunded_vnd, purchase.goods_vnd)
+    return math.floor(earned * min(money, earned_on_vnd) / earned_on_vnd)
 
 
 def reverse_for_earlier_returns(*, order: Order, actor: str, now: datetime) -> int:
@@ -59,14 +79,13 @@ def reverse_for_earlier_returns(*, order: Order, actor: str, now: datetime) -> i
     reverse. The same cumulative rule as _refund, so a later return of the order reverses only what is left.
     Called by orders.loyalty_tender in the completing transaction; returns the points reversed."""
     purchase = _order_purchase(order)
-    if not purchase.earn_posting_id or purchase.earn_basis_vnd <= 0 or purchase.refunded_before_vnd <= 0:
+    if not purchase.earn_posting_id or purchase.refunded_before_vnd <= 0:
         return 0
-    earned, done = _already(purchase.earn_posting_id, PostingKind.REVERSE)
-    target = math.floor(Fraction(earned * min(purchase.refunded_before_vnd, purchase.earn_basis_vnd),
-                                 purchase.earn_basis_vnd))
+    earned, earned_on, done = _already(purchase.earn_posting_id, PostingKind.REVERSE)
+    target = _reversal_target(purchase, earned=earned, earned_on_vnd=earned_on, refunded_vnd=purchase.refunded_before_vnd)
     if target - done <= 0:
         return 0
-    money = purchase.money_vnd * purchase.refunded_before_vnd // purchase.total_vnd if purchase.total_vnd else 0
+    money = _money_of(purchase, purchase.refunded_before_vnd)
     try:
         return loyalty.reverse_earning(
             earning=purchase.earn_posting_id, points=target - done, amount_vnd=money, now=now,
@@ -80,23 +99,21 @@ def reverse_for_earlier_returns(*, order: Order, actor: str, now: datetime) -> i
 def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, now: datetime,
             till_refund: TillRefundId | None = None) -> dict:
     value = _line_values(purchase, ret)
-    total = purchase.total_vnd
+    goods = purchase.goods_vnd
     before, after = purchase.refunded_before_vnd, purchase.refunded_before_vnd + value
-    if total <= 0:
-        money = 0
-    else:
-        money = purchase.money_vnd * after // total - purchase.money_vnd * before // total
-    money = max(0, min(money, value))
+    money = max(0, min(_money_of(purchase, after) - _money_of(purchase, before), value))
     source = loyalty.PostingSource(
         channel=purchase.order.channel.code if purchase.order else "pos", store=store.code, reference=ret.number,
         actor=actor,
     )
     given_back = reversed_points = 0
-    if purchase.redeem_posting_id and total > 0:
-        redeemed, done = _already(purchase.redeem_posting_id, PostingKind.REFUND)
+    if purchase.redeem_posting_id and goods > 0:
+        redeemed, _, done = _already(purchase.redeem_posting_id, PostingKind.REFUND)
         if purchase.points_back_before is not None:
             done = purchase.points_back_before  # the order's own give-back (goods never handed over) is not ours
-        target = math.ceil(Fraction(redeemed * after, total))
+        # The points paid for the goods first (an order's fee is paid with money unless the points paid more than
+        # the goods cost), so all goods back gives back every point that paid for them.
+        target = math.ceil(Fraction(redeemed * after, max(purchase.points_paid_vnd, goods)))
         if target - done > 0:
             try:
                 given_back = loyalty.refund_redemption(
@@ -105,9 +122,9 @@ def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, 
                 ).points
             except NothingToReverse:
                 given_back = 0
-    if purchase.earn_posting_id and purchase.earn_basis_vnd > 0:
-        earned, done = _already(purchase.earn_posting_id, PostingKind.REVERSE)
-        target = math.floor(Fraction(earned * min(after, purchase.earn_basis_vnd), purchase.earn_basis_vnd))
+    if purchase.earn_posting_id:
+        earned, earned_on, done = _already(purchase.earn_posting_id, PostingKind.REVERSE)
+        target = _reversal_target(purchase, earned=earned, earned_on_vnd=earned_on, refunded_vnd=after)
         if target - done > 0:
             try:
                 reversed_points = loyalty.reverse_earning(
@@ -118,7 +135,7 @@ def _refund(purchase: _Purchase, ret: ReturnModel, *, store: Store, actor: str, 
                 reversed_points = 0
     refunds = []
     tenders = [t for t in purchase.money_tenders if t[1] > 0]
-    for (tender, _), amount in zip(tenders, _spread(money, [a for _, a in tenders]), strict=True):
+    for (tender, _), amount in zip(tenders, prorate(money, [a for _, a in tenders]), strict=True):
         if amount:
             refunds.append(Refund(ret=ret, tender=tender, amount_vnd=amount, created_at=now))
     if value - money > 0 or given_back:
