@@ -624,3 +624,15 @@ def test_policy_json_round_trip_prices_identically():
         CodeGrant("V1", "points-voucher", value_vnd=7_000),))
     assert price_cart(policy_from_json(data), context, cart(TEA=2, CAKE=1, MILK=1), delivery=Delivery(4, "HCM")) == \
         price_cart(pol, context, cart(TEA=2, CAKE=1, MILK=1), delivery=Delivery(4, "HCM"))
+
+
+# --- fixed bugs -------------------------------------------------------------------------------------------------
+
+
+def test_bundle_and_buy_x_get_y_with_the_cart_target_apply():
+    # The cart target is the default: such promotions were taken as cart-level ones and silently never applied.
+    bundle = promo("TEATIME", Kind.BUNDLE, bundle=(("TEA", 1), ("CAKE", 1)), bundle_price_vnd=65_000)
+    assert bundle.target == Target.CART and bundle.line_level
+    assert applied(price(policy(promotions=[bundle]), TEA=1, CAKE=1)) == {"TEATIME": 15_000}
+    any3 = promo("ANY3", Kind.BUY_X_GET_Y, buy_qty=2, get_qty=1, percent=100)  # any 3 items, the cheapest free
+    assert applied(price(policy(promotions=[any3]), TEA=1, CAKE=1, CUP=1)) == {"ANY3": 10_000}

@@ -73,6 +73,10 @@ class Promotion:
 
     @property
     def line_level(self) -> bool:
+        """Applied line by line, before the cart's promotions. A bundle and a buy-X-get-Y always are (with the cart
+        target, every line is theirs); a percent or amount off is when it targets SKUs or categories."""
+        if self.kind in (Kind.BUNDLE, Kind.BUY_X_GET_Y):
+            return True
         return self.target != Target.CART and self.kind != Kind.SPEND_THRESHOLD
 
 
