@@ -636,3 +636,10 @@ def test_bundle_and_buy_x_get_y_with_the_cart_target_apply():
     assert applied(price(policy(promotions=[bundle]), TEA=1, CAKE=1)) == {"TEATIME": 15_000}
     any3 = promo("ANY3", Kind.BUY_X_GET_Y, buy_qty=2, get_qty=1, percent=100)  # any 3 items, the cheapest free
     assert applied(price(policy(promotions=[any3]), TEA=1, CAKE=1, CUP=1)) == {"ANY3": 10_000}
+
+
+def test_a_code_for_a_promotion_that_needs_none_does_not_apply_it_twice():
+    pol = policy(promotions=[promo("TEA10", Kind.PERCENT_OFF, target=Target.SKU, skus=("TEA",), percent=10)])
+    priced = price(pol, ctx(codes=(CodeGrant("EXTRA", "TEA10"),)), TEA=1)
+    assert applied(priced) == {"TEA10": 5_000}  # was 5,000 + 4,500: once by itself and once more for the code
+    assert [(c.code, c.applied, c.reason) for c in priced.codes] == [("EXTRA", False, "duplicate")]

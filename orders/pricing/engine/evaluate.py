@@ -325,7 +325,8 @@ def price_cart(
             outcomes[grant.code] = CodeOutcome(grant.code, grant.promotion, False, "out_of_scope")
         elif _exhausted(ctx.budgets.get(p.code)):
             outcomes[grant.code] = CodeOutcome(grant.code, grant.promotion, False, "budget_exhausted")
-        elif grant.value_vnd is None and p.code in seen_promotions:
+        elif grant.value_vnd is None and (not p.requires_code or p.code in seen_promotions):
+            # One use per cart: the promotion applies without a code, or another of its codes already unlocks it.
             outcomes[grant.code] = CodeOutcome(grant.code, grant.promotion, False, "duplicate")
         else:
             seen_promotions.add(p.code)
