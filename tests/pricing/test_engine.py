@@ -643,3 +643,16 @@ def test_a_code_for_a_promotion_that_needs_none_does_not_apply_it_twice():
     priced = price(pol, ctx(codes=(CodeGrant("EXTRA", "TEA10"),)), TEA=1)
     assert applied(priced) == {"TEA10": 5_000}  # was 5,000 + 4,500: once by itself and once more for the code
     assert [(c.code, c.applied, c.reason) for c in priced.codes] == [("EXTRA", False, "duplicate")]
+
+
+def test_window_over_midnight_belongs_to_the_day_it_opens():
+    # The weekday was that of the moment: a Friday-night window ran Friday 00:00-02:00 and not Saturday 00:00-02:00.
+    pol = policy(promotions=[promo("FRINIGHT", Kind.PERCENT_OFF, percent=10, weekdays=(4,), from_time=time(22),
+                                   until_time=time(2))])
+    assert applied(price(pol, ctx(at=utc(15, day=6)), TEA=1)) == {"FRINIGHT": 5_000}  # Friday 22:00 local
+    assert applied(price(pol, ctx(at=utc(18, 30, day=6)), TEA=1)) == {"FRINIGHT": 5_000}  # Saturday 01:30
+    assert applied(price(pol, ctx(at=utc(19, day=6)), TEA=1)) == {}  # Saturday 02:00
+    assert applied(price(pol, ctx(at=utc(18, 30, day=5)), TEA=1)) == {}  # Friday 01:30: Thursday night's window
+    sunday = policy(promotions=[promo("SUNNIGHT", Kind.PERCENT_OFF, percent=10, weekdays=(6,), from_time=time(23),
+                                      until_time=time(1))])
+    assert applied(price(sunday, ctx(at=utc(17, 30, day=1)), TEA=1)) == {"SUNNIGHT": 5_000}  # Monday 00:30

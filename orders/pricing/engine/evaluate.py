@@ -128,18 +128,21 @@ def unit_prices(policy: Policy, ctx: Context, skus: list[str]) -> dict[str, tupl
 
 
 def _in_window(p: Promotion, local: datetime) -> bool:
-    if p.weekdays and local.weekday() not in p.weekdays:
-        return False
+    """The local time of day in [from, until) and the local weekday among the promotion's. A window over midnight
+    belongs to the day it opens: Friday 22:00-02:00 runs until Saturday 02:00 and not on Friday before 02:00."""
     t = local.time().replace(tzinfo=None)
-    if p.from_time and p.until_time:
-        if p.from_time <= p.until_time:
-            return p.from_time <= t < p.until_time
-        return t >= p.from_time or t < p.until_time  # over midnight
-    if p.from_time:
-        return t >= p.from_time
-    if p.until_time:
-        return t < p.until_time
-    return True
+    day = local.weekday()
+    if p.from_time is not None and p.until_time is not None and p.from_time > p.until_time:
+        if t < p.until_time:
+            day = (day + 6) % 7  # the small hours of the window opened the evening before
+        elif t < p.from_time:
+            return False
+    else:
+        if p.from_time is not None and t < p.from_time:
+            return False
+        if p.until_time is not None and t >= p.until_time:
+            return False
+    return not p.weekdays or day in p.weekdays
 
 
 def out_of_scope(p: Promotion, ctx: Context, local: datetime) -> str:
