@@ -656,3 +656,31 @@ def test_window_over_midnight_belongs_to_the_day_it_opens():
     sunday = policy(promotions=[promo("SUNNIGHT", Kind.PERCENT_OFF, percent=10, weekdays=(6,), from_time=time(23),
                                       until_time=time(1))])
     assert applied(price(sunday, ctx(at=utc(17, 30, day=1)), TEA=1)) == {"SUNNIGHT": 5_000}  # Monday 00:30
+
+
+def test_min_spend_is_the_goods_after_line_promotions_not_after_other_cart_promotions():
+    # It was the goods after every earlier cart promotion, so a voucher or another cart promotion whose code sorted
+    # first could take a threshold away, as documented it is the goods after the line promotions.
+    pol = policy(promotions=[
+        promo("AAA30K", Kind.AMOUNT_OFF, amount_vnd=30_000),  # same priority, earlier code: applied first
+        promo("SPEND100", Kind.SPEND_THRESHOLD, min_spend_vnd=100_000, amount_vnd=20_000),
+    ])
+    assert applied(price(pol, TEA=2)) == {"AAA30K": 30_000, "SPEND100": 20_000}
+    grant = CodeGrant("V1", "points-voucher", value_vnd=50_000)
+    pol = policy(promotions=[VOUCHER, promo("spend100", Kind.SPEND_THRESHOLD, min_spend_vnd=100_000,
+                                            amount_vnd=20_000)])
+    assert applied(price(pol, ctx(codes=(grant,)), TEA=2)) == {"points-voucher": 50_000, "spend100": 20_000}
+
+
+def test_several_vouchers_of_one_promotion_keep_its_budget():
+    # Each use was capped on its own: two vouchers could together pass the money and use caps.
+    grants = (CodeGrant("V1", "points-voucher", value_vnd=10_000), CodeGrant("V2", "points-voucher", value_vnd=8_000))
+    pol = policy(promotions=[VOUCHER])
+    priced = price(pol, ctx(codes=grants, budgets={"points-voucher": Budget(vnd_left=15_000)}), TEA=2)
+    assert [(a.code, a.discount_vnd) for a in priced.applied] == [("V1", 10_000), ("V2", 5_000)]
+    priced = price(pol, ctx(codes=grants, budgets={"points-voucher": Budget(uses_left=1)}), TEA=2)
+    assert priced.discount_vnd == 10_000
+    assert [(c.code, c.applied, c.reason) for c in priced.codes] == [("V1", True, ""), ("V2", False, "budget_exhausted")]
+    priced = price(pol, ctx(member="+84901234567", codes=grants,
+                            budgets={"points-voucher": Budget(uses_left=9, member_uses_left=1)}), TEA=2)
+    assert priced.discount_vnd == 10_000

@@ -168,6 +168,12 @@ def _exhausted(budget: Budget | None) -> bool:
     return any(v is not None and v <= 0 for v in (budget.uses_left, budget.member_uses_left, budget.vnd_left))
 
 
+def _uses_left(budget: Budget | None) -> int | None:
+    """How many more times the promotion may apply (None: no cap), the chain's and the member's caps together."""
+    caps = [v for v in (budget.uses_left, budget.member_uses_left) if v is not None] if budget else []
+    return min(caps) if caps else None
+
+
 # --- applying promotions ----------------------------------------------------------------------------------------
 
 
@@ -247,15 +253,17 @@ def _line_discounts(p: Promotion, lines: list[_Line]) -> tuple[dict[str, int], s
     return {}, ""
 
 
-def _cart_discount(p: Promotion, grant: CodeGrant | None, goods: int) -> tuple[int, str]:
-    if goods <= 0 or goods < p.min_spend_vnd:
+def _cart_discount(p: Promotion, grant: CodeGrant | None, goods: int, spend: int) -> tuple[int, str]:
+    """A cart promotion's discount on the goods as they stand; `spend` (the goods after the line promotions, before
+    any cart promotion or voucher) is what min_spend_vnd is checked against."""
+    if goods <= 0 or spend < p.min_spend_vnd:
         return 0, ""
     amount = grant.value_vnd if grant is not None and grant.value_vnd is not None else p.amount_vnd
-    spend = f" on a cart of {p.min_spend_vnd} VND or more" if p.min_spend_vnd else ""
+    needs = f" on a cart of {p.min_spend_vnd} VND or more" if p.min_spend_vnd else ""
     if p.kind == Kind.PERCENT_OFF or (p.kind == Kind.SPEND_THRESHOLD and not amount):
-        return percent_of(goods, p.percent), f"{p.percent}% off the cart{spend}"
+        return percent_of(goods, p.percent), f"{p.percent}% off the cart{needs}"
     if p.kind in (Kind.AMOUNT_OFF, Kind.SPEND_THRESHOLD):
-        return min(amount, goods), f"{amount} VND off the cart{spend}"
+        return min(amount, goods), f"{amount} VND off the cart{needs}"
     return 0, ""
 
 
@@ -270,19 +278,25 @@ def _cap(discounts: dict[str, int], cap: int | None) -> dict[str, int]:
 def _run(uses: list[_Use], base: list[_Line], budgets: dict[str, Budget]) -> tuple[list[_Line], list[Applied]]:
     lines = [_Line(b.sku, b.qty, b.category, b.net, {}) for b in base]
     applied: list[Applied] = []
+    # A promotion's money cap holds over all its uses in the cart (several vouchers of one promotion).
+    money_left = {code: b.vnd_left for code, b in budgets.items() if b.vnd_left is not None}
+    spend: int | None = None
     for use in sorted(uses, key=lambda u: u.sort_key):
         p = use.promotion
         if p.line_level:
             discounts, rule = _line_discounts(p, lines)
         else:
-            amount, rule = _cart_discount(p, use.grant, sum(line.net for line in lines))
+            if spend is None:  # the first cart promotion: every line promotion has been applied
+                spend = sum(line.net for line in lines)
+            amount, rule = _cart_discount(p, use.grant, sum(line.net for line in lines), spend)
             weights = [line.net for line in lines]
             discounts = {line.sku: part for line, part in zip(lines, prorate(amount, weights), strict=True)}
-        budget = budgets.get(p.code)
-        discounts = _cap({s: d for s, d in discounts.items() if d > 0}, budget.vnd_left if budget else None)
+        discounts = _cap({s: d for s, d in discounts.items() if d > 0}, money_left.get(p.code))
         discounts = {s: d for s, d in discounts.items() if d > 0}
         if not discounts:
             continue
+        if p.code in money_left:
+            money_left[p.code] -= sum(discounts.values())
         for line in lines:
             d = discounts.get(line.sku, 0)
             if d:
@@ -318,9 +332,11 @@ def price_cart(
     promos = {p.code: p for p in policy.promotions}
     outcomes: dict[str, CodeOutcome] = {}
     uses: list[_Use] = []
+    taken: dict[str, int] = {}  # uses per promotion so far: several vouchers of one promotion keep its use cap
     for p in sorted(policy.promotions, key=lambda p: p.code):
         if not p.requires_code and not out_of_scope(p, ctx, local) and not _exhausted(ctx.budgets.get(p.code)):
             uses.append(_Use(p, None))
+            taken[p.code] = 1
     seen_promotions: set[str] = set()
     for grant in sorted(ctx.codes, key=lambda g: g.code):
         p = promos.get(grant.promotion)
@@ -331,8 +347,11 @@ def price_cart(
         elif grant.value_vnd is None and (not p.requires_code or p.code in seen_promotions):
             # One use per cart: the promotion applies without a code, or another of its codes already unlocks it.
             outcomes[grant.code] = CodeOutcome(grant.code, grant.promotion, False, "duplicate")
+        elif (left := _uses_left(ctx.budgets.get(p.code))) is not None and taken.get(p.code, 0) >= left:
+            outcomes[grant.code] = CodeOutcome(grant.code, grant.promotion, False, "budget_exhausted")
         else:
             seen_promotions.add(p.code)
+            taken[p.code] = taken.get(p.code, 0) + 1
             uses.append(_Use(p, grant))
 
     # A voucher bought with points is money the member already paid: it goes with every choice.
