@@ -130,7 +130,7 @@ def price(
     try:
         priced = engine.price_cart(policy, ctx, [engine.CartLine(s, q) for s, q in lines.items()], delivery=delivery)
     except engine.UnknownSkus as exc:
-        raise UnknownSku(details={"skus": exc.skus}) from exc
+        raise UnknownSku(exc.skus) from exc
     if strict_codes:
         for outcome in priced.codes:
             if outcome.reason == "out_of_scope":
