@@ -684,3 +684,21 @@ def test_several_vouchers_of_one_promotion_keep_its_budget():
     priced = price(pol, ctx(member="+84901234567", codes=grants,
                             budgets={"points-voucher": Budget(uses_left=9, member_uses_left=1)}), TEA=2)
     assert priced.discount_vnd == 10_000
+
+
+def test_json_keeps_seconds_of_local_times():
+    # "HH:MM" dropped the seconds: a till with the snapshot priced 09:59:45 otherwise than the website.
+    pol = policy(promotions=[promo("ODD", Kind.PERCENT_OFF, percent=10, from_time=time(9, 59, 30), until_time=time(11))])
+    data = policy_to_json(pol)
+    assert (data["promotions"][0]["from_time"], data["promotions"][0]["until_time"]) == ("09:59:30", "11:00")
+    assert policy_from_json(json.loads(json.dumps(data))) == pol
+
+
+def test_bundle_listing_a_sku_twice_needs_both_units():
+    # Each entry was counted on its own: one CUP made the bundle, and the saving of one entry was lost.
+    pol = policy(promotions=[promo("TWOCUPS", Kind.BUNDLE, bundle=(("CUP", 1), ("MILK", 1), ("CUP", 1)),
+                                   bundle_price_vnd=35_000)])
+    assert applied(price(pol, CUP=1, MILK=1)) == {}
+    priced = price(pol, CUP=2, MILK=1)
+    assert (priced.line("CUP").discount_vnd, priced.line("MILK").discount_vnd) == (2_500, 2_500)
+    assert price(policy(promotions=[promo("ZERO", Kind.BUNDLE, bundle=(("CUP", 0),))]), CUP=1).applied == ()

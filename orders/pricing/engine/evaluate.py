@@ -238,18 +238,20 @@ def _line_discounts(p: Promotion, lines: list[_Line]) -> tuple[dict[str, int], s
         return out, f"buy {p.buy_qty} get {p.get_qty} {what}"
     if p.kind == Kind.BUNDLE:
         by_sku = {line.sku: line for line in lines if line.net > 0}
-        if not p.bundle or any(sku not in by_sku for sku, _ in p.bundle):
+        needs: dict[str, int] = {}
+        for sku, need in p.bundle:  # a SKU listed twice needs both quantities
+            needs[sku] = needs.get(sku, 0) + need
+        if not needs or any(sku not in by_sku or need < 1 for sku, need in needs.items()):
             return {}, ""
-        count = min(by_sku[sku].qty // need for sku, need in p.bundle)
+        skus = sorted(needs)
+        count = min(by_sku[sku].qty // needs[sku] for sku in skus)
         if count <= 0:
             return {}, ""
-        values = [cumulative_share(by_sku[sku].net, 0, need * count, by_sku[sku].qty) for sku, need in p.bundle]
+        values = [cumulative_share(by_sku[sku].net, 0, needs[sku] * count, by_sku[sku].qty) for sku in skus]
         saving = sum(values) - count * p.bundle_price_vnd
         if saving <= 0:
             return {}, ""
-        parts = prorate(saving, values)
-        return ({sku: part for (sku, _), part in zip(p.bundle, parts, strict=True)},
-                f"{count} × bundle for {p.bundle_price_vnd} VND")
+        return dict(zip(skus, prorate(saving, values), strict=True)), f"{count} × bundle for {p.bundle_price_vnd} VND"
     return {}, ""
 
 

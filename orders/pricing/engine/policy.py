@@ -2,7 +2,7 @@
 
 Everything here is JSON-round-trippable (`policy_to_json` / `policy_from_json`), so the website's quote (policy
 loaded from the database) and an offline till (policy from its snapshot) evaluate the very same values.
-Times are ISO 8601 with an offset; local times of day are "HH:MM" in the store's time zone.
+Times are ISO 8601 with an offset; local times of day are "HH:MM" (or "HH:MM:SS") in the store's time zone.
 """
 
 from dataclasses import dataclass, field
@@ -152,7 +152,10 @@ def _parse_dt(value: str | None) -> datetime | None:
 
 
 def _tm(value: time | None) -> str | None:
-    return value.strftime("%H:%M") if value else None
+    """"HH:MM", or "HH:MM:SS" when the time has seconds (dropping them would price the till otherwise)."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="minutes" if not value.second and not value.microsecond else "auto")
 
 
 def _parse_tm(value: str | None) -> time | None:
