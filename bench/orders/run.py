@@ -43,8 +43,24 @@ CITIES = [  # name, lat, lon, spread (deg), stores
 ]
 
 
+POLICY = "keep"  # --policy: applied to every chain generate_chain makes or finds
+
+
+def apply_policy(seed: int) -> None:
+    if POLICY == "keep":
+        return
+    from bench.pricing.policy import clear_policy, load_bench_policy
+
+    print(load_bench_policy(seed=seed) if POLICY == "bench" else clear_policy() or "pricing policy: none", flush=True)
+
+
 def generate_chain(*, seed: int, skus: int) -> None:
-    """The chain, unless the database already has one."""
+    """The chain, unless the database already has one; then the --policy."""
+    _generate_chain(seed=seed, skus=skus)
+    apply_policy(seed)
+
+
+def _generate_chain(*, seed: int, skus: int) -> None:
     from django.core.management import call_command
 
     from inventory import services
@@ -432,9 +448,14 @@ def main() -> None:
                         "starting state; several as 60,100,150 (0: skip)")
     parser.add_argument("--proxy", choices=["nginx", "none"], default="nginx",
                         help="nginx in front of gunicorn, as deployed (default), or wrk straight to gunicorn")
+    parser.add_argument("--policy", choices=["keep", "none", "bench"], default="keep",
+                        help="pricing policy before the runs: keep what the database has, none (base prices only), "
+                        "or the pricing bench's (200 promotions, 5,000 price-list rows: bench/pricing/policy.py)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.command_line = "python bench/orders/run.py " + " ".join(sys.argv[1:])
+    global POLICY
+    POLICY = args.policy
     prepare_database(args.db, reset=args.reset)
     setup_django(args.db)
     t0 = time.perf_counter()
