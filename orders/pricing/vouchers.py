@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from loyalty import conf as loyalty_conf
@@ -68,3 +69,14 @@ def _voucher_for_key(idempotency_key: str) -> Code | None:
     if posting_id is None:
         return None
     return Code.objects.filter(voucher_posting_id=posting_id).first()
+
+
+def vouchers_of(*, member: Member, at: datetime | None = None) -> list[Code]:
+    """The member's vouchers bought with points that can still be used: not used (nor reserved by an open order),
+    not expired; the ones expiring first first."""
+    at = at or timezone.now()
+    return list(
+        Code.objects.filter(member_phone=member.phone, voucher_posting_id__isnull=False, uses__lt=F("max_uses"),
+                            expires_at__gt=at)
+        .order_by("expires_at", "pk")
+    )
