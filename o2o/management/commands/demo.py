@@ -27,6 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, addr: str, no_serve: bool, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("load_demo_chain")
+        call_command("load_demo_pricing")  # by name: o2o does not import orders
         call_command("loyalty_demo_member")
         credentials = self._credentials()
         self._print(addr, credentials)
