@@ -35,6 +35,10 @@ _STORE_STAFF = {
     # Counts and delivery notes are the store's own daily work: importing them for its own stores (the import is
     # store-scoped and goes through the same services as the till).
     "inventory.import_stock",
+    # Prices and promotions: what runs (read-only, with the price preview and the calendar) and the price exceptions
+    # their tills caused (the exception queue is store-scoped).
+    "pricing.view_promotion",
+    "pricing.view_priceexception",
 }
 # Regional managers also correct stock by hand, release holds, cancel and re-route orders (re-routing moves work
 # onto other stores, so store staff only report short picks) and act on deliveries and returns.
@@ -46,8 +50,10 @@ _REGIONAL = _STORE_STAFF | {
     "orders.change_delivery",
     "returns.change_return",
     "returns.change_returnline",
+    "pricing.change_priceexception",  # review their stores' price exceptions (accept, followed up)
 }
-# Head office also configures stores and products, looks up loyalty members and adjusts their points.
+# Head office also configures stores and products, looks up loyalty members and adjusts their points, and sets the
+# prices and promotions.
 _HEAD_OFFICE = _REGIONAL | {
     "inventory.change_store",
     "inventory.add_store",
@@ -58,6 +64,11 @@ _HEAD_OFFICE = _REGIONAL | {
     "loyalty.adjust_points",
     "loyalty.view_posting",
     "staff.view_staffscope",
+    # Head office sets the commercial policy: every change raises its version (tills and caches reload).
+    *(f"pricing.{verb}_{model}" for verb in ("view", "add", "change", "delete")
+      for model in ("storegroup", "pricelist", "pricelistrow", "promotion", "code", "deliveryfeerule")),
+    "pricing.view_promotionapplication",  # the results per promotion
+    "pricing.view_codeuse",
 }
 ROLES: dict[str, set[str]] = {HEAD_OFFICE: _HEAD_OFFICE, REGIONAL_MANAGER: _REGIONAL, STORE_STAFF: _STORE_STAFF}
 
