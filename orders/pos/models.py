@@ -10,7 +10,7 @@ created by the inventory app and keep its table names: pos/migrations/0001 took 
 """
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
@@ -70,6 +70,14 @@ class TillReceipt(models.Model):
     redeem_posting_id = models.BigIntegerField(null=True, blank=True)
     tenders = models.JSONField(default=list)
     result = models.JSONField(default=dict, help_text="The first answer, given again to replays.")
+    # What the till said it applied (codes, promotions, a manager's override), kept as sent for the record; the sync
+    # prices the receipt against the policy and queues what differs (orders.pricing.tills). The database default
+    # keeps the previous release's processes (whose COPY does not name this column) inserting during a deploy.
+    pricing = models.JSONField(
+        default=dict, db_default=Value({}, output_field=models.JSONField()), blank=True,
+        help_text="{codes, promotions: [{promotion, code, discount_vnd}], override: {reason, staff_id}} as the till "
+        "sent them; empty when it sent none.",
+    )
 
     class Meta:
         verbose_name = _("till receipt")

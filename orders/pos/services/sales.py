@@ -35,6 +35,8 @@ from orders.pos.models import (
     TillReceiptLine,
 )
 from orders.pos.services.common import MONEY_TENDERS, _lock_rows, _source, till_actor
+from orders.pricing import engine as pricing_engine
+from orders.pricing import tills as pricing
 from orders.services import reconcile_taken, takeable
 
 
@@ -59,7 +61,8 @@ class Tender:
 
 @dataclass(frozen=True)
 class Sale:
-    """One receipt as the till sent it (validated). `content_hash` identifies its content for replays."""
+    """One receipt as the till sent it (validated). `content_hash` identifies its content for replays (the codes,
+    promotions and override included: the same id with other codes is a reused id)."""
 
     receipt_id: str
     sold_at: datetime
@@ -67,6 +70,16 @@ class Sale:
     tenders: tuple[Tender, ...]
     content_hash: str
     member_phone: str | None = None
+    codes: tuple[str, ...] = ()  # codes the customer gave at the till
+    promotions: tuple[dict, ...] = ()  # what the till applied, for the record: {promotion, code?, discount_vnd}
+    override: dict | None = None  # a manager's price override: {reason, staff_id}
+
+    @property
+    def pricing(self) -> dict:
+        """What the till said about its prices, as the receipt keeps it ({} when it said nothing)."""
+        if not (self.codes or self.promotions or self.override):
+            return {}
+        return {"codes": list(self.codes), "promotions": [dict(p) for p in self.promotions], "override": self.override}
 
     @property
     def total_vnd(self) -> int:
@@ -108,7 +121,10 @@ def sync_sales(*, store: Store, sales: list[Sale | Outcome], till: str = "") -> 
     The receipts are applied in chunks of POS_SYNC_CHUNK_RECEIPTS, one transaction per chunk: the chunk's stock rows
     are locked once (one SELECT ... FOR UPDATE in primary-key order), each receipt is checked against the locked
     quantities as left by the receipts before it, its points are posted in a savepoint of its own, and the chunk's
-    movements, receipts and lines are written in a few statements at the end. A rejected receipt writes nothing
+    movements, receipts and lines are written in a few statements at the end. Each applied receipt's prices are
+    checked against the pricing policy in the same transaction (orders.pricing.tills.check_receipt: what differs is
+    queued as a price exception, codes are consumed; a sale is never refused for its prices). A rejected receipt
+    writes nothing
     (its checks run before any write; a loyalty refusal rolls back its savepoint), so each receipt is still all or
     nothing and one bad receipt never blocks the others. Should the chunk fail in the database (a concurrent resend
     of one of its receipt ids with other content, a deadlock), it is rolled back whole and its receipts are applied
@@ -131,6 +147,8 @@ def sync_sales(*, store: Store, sales: list[Sale | Outcome], till: str = "") -> 
             outcomes[index] = _replayed(sale, *known[sale.receipt_id])
         else:
             pending.append((index, sale))
+    # The pricing policy is read once per batch (the process's cached copy, one indexed read to see it is current).
+    policy = pricing.policy_for({line.sku for _, sale in pending for line in sale.lines}) if pending else None
     size = max(1, settings.POS_SYNC_CHUNK_RECEIPTS)
     for start in range(0, len(pending), size):
         chunk = pending[start:start + size]
@@ -138,11 +156,11 @@ def sync_sales(*, store: Store, sales: list[Sale | Outcome], till: str = "") -> 
         try:
             with transaction.atomic():
                 answers = _apply_chunk(store=store, chunk=chunk, till=till, products=products, known=known,
-                                       taken=taken)
+                                       taken=taken, policy=policy)
         except DatabaseError:
             taken = []
             answers = {index: _apply_one(store=store, sale=sale, till=till, products=products, known=known,
-                                         taken=taken)
+                                         taken=taken, policy=policy)
                        for index, sale in chunk}
         for index, outcome in answers.items():
             outcomes[index] = outcome
@@ -235,9 +253,22 @@ def _plan_sale(
     return _Plan(takes=takes, late=late, short=short)
 
 
+def _check_prices(*, store: Store, sale: Sale, policy: pricing_engine.Policy | None) -> pricing.ReceiptCheck:
+    """The receipt's prices against the policy at its time of sale (after its points: a receipt refused for them
+    never reaches this, so a rejected receipt queues nothing and consumes no code)."""
+    override = sale.override or {}
+    return pricing.check_receipt(
+        store=store, receipt_id=sale.receipt_id, sold_at=sale.sold_at,
+        lines=[pricing.TillLine(line.sku, line.qty, line.unit_price_vnd, line.discount_vnd) for line in sale.lines],
+        codes=list(sale.codes), member_phone=_e164(sale.member_phone) if sale.member_phone else None,
+        override_reason=override.get("reason", ""), override_staff=override.get("staff_id", ""), policy=policy,
+        reported_promotions=[p["promotion"] for p in sale.promotions],
+    )
+
+
 def _build_receipt(
     *, store: Store, sale: Sale, plan: _Plan, products: dict[str, Product], points: dict | None, till: str,
-    now: datetime,
+    now: datetime, check: pricing.ReceiptCheck,
 ) -> tuple[TillReceipt, list[TillReceiptLine], dict, list[StockChange]]:
     """The receipt row, its lines (receipt not yet set), its result and its stock movements — unsaved."""
     note = ""
@@ -278,6 +309,10 @@ def _build_receipt(
         "receipt_id": sale.receipt_id,
         "sold_at": sale.sold_at.isoformat(),
         "total_vnd": sale.total_vnd,
+        # What the pricing policy would have charged for these goods, and how many price exceptions the receipt
+        # queued for operations (the sale stands either way).
+        "policy_total_vnd": check.policy_total_vnd,
+        "price_exceptions": len(check.exceptions),
         "lines": out_lines,
         "needs_count": bool(plan.short),
         # Units the sale took from online checkouts and orders at this store: their holders are re-routed or told.
@@ -289,7 +324,7 @@ def _build_receipt(
         store=store, receipt_id=sale.receipt_id, content_hash=sale.content_hash, sold_at=sale.sold_at, received_at=now,
         till=till[:150], total_vnd=sale.total_vnd, money_vnd=sale.money_vnd, points_redeemed=sale.points,
         member_phone=points["member"] if points else "", earn_posting_id=earn_id, redeem_posting_id=redeem_id,
-        tenders=[t.__dict__ for t in sale.tenders], result=result,
+        tenders=[t.__dict__ for t in sale.tenders], result=result, pricing=sale.pricing,
     )
     return receipt, lines, result, changes
 
@@ -303,7 +338,7 @@ def _e164(phone: str) -> str | None:
 
 def _apply_chunk(
     *, store: Store, chunk: list[tuple[int, Sale]], till: str, products: dict[str, Product],
-    known: dict[str, tuple[str, dict]], taken: list[int],
+    known: dict[str, tuple[str, dict]], taken: list[int], policy: pricing_engine.Policy | None = None,
 ) -> dict[int, Outcome]:
     """One transaction for a chunk of receipts (see sync_sales). Adds what it applied to `known`, and the ids of the
     reservations it took (TakenReservation) to `taken`, on success."""
@@ -364,8 +399,9 @@ def _apply_chunk(
                 floor.undo(take)
             out[index] = _rejected(sale, exc)
             continue
+        check = _check_prices(store=store, sale=sale, policy=policy)
         receipt, lines, result, moves = _build_receipt(
-            store=store, sale=sale, plan=plan, products=products, points=points, till=till, now=now
+            store=store, sale=sale, plan=plan, products=products, points=points, till=till, now=now, check=check
         )
         if points is not None:
             unread[points["_member_id"]] = result["points"]
@@ -391,14 +427,14 @@ def _apply_chunk(
 
 def _apply_one(
     *, store: Store, sale: Sale, till: str, products: dict[str, Product], known: dict[str, tuple[str, dict]],
-    taken: list[int] | None = None,
+    taken: list[int] | None = None, policy: pricing_engine.Policy | None = None,
 ) -> Outcome:
     """One receipt in its own transaction (sync_sales' fallback, and what bench/pos/run.py times). The reservations
     it took are added to `taken` for the caller to reconcile, or reconciled here without it (as apply_sale does)."""
     if sale.receipt_id in known:
         return _replayed(sale, *known[sale.receipt_id])
     try:
-        result = apply_sale(store=store, sale=sale, till=till, products=products, taken=taken)
+        result = apply_sale(store=store, sale=sale, till=till, products=products, taken=taken, policy=policy)
     except DomainError as exc:
         return _rejected(sale, exc)
     if result.get("status") == "duplicate":
@@ -409,10 +445,11 @@ def _apply_one(
 
 def apply_sale(
     *, store: Store, sale: Sale, till: str = "", products: dict[str, Product] | None = None,
-    taken: list[int] | None = None,
+    taken: list[int] | None = None, policy: pricing_engine.Policy | None = None,
 ) -> dict:
     """Apply one receipt in its own transaction: stock down (never refused for stock: see _plan_sale), points
-    redeemed and earned, the receipt recorded — all or nothing. (sync_sales applies whole chunks at a time and falls
+    redeemed and earned, its prices checked against the policy (`policy`: the batch's; else the one in force), the
+    receipt recorded — all or nothing. (sync_sales applies whole chunks at a time and falls
     back to this.) The reservations the sale took are reconciled after the commit: by the caller when it passes
     `taken` (the TakenReservation ids are added to it), else here.
 
@@ -420,7 +457,7 @@ def apply_sale(
     receipt was applied meanwhile. Raises ReceiptIdReused, UnknownSku, TenderMismatch, MemberRequired, InvalidPhone,
     InsufficientPoints."""
     ids: list[int] = []
-    result = _apply_sale(store=store, sale=sale, till=till, products=products, taken=ids)
+    result = _apply_sale(store=store, sale=sale, till=till, products=products, taken=ids, policy=policy)
     if taken is not None:
         taken.extend(ids)
     else:
@@ -429,7 +466,8 @@ def apply_sale(
 
 
 def _apply_sale(
-    *, store: Store, sale: Sale, till: str, products: dict[str, Product] | None, taken: list[int]
+    *, store: Store, sale: Sale, till: str, products: dict[str, Product] | None, taken: list[int],
+    policy: pricing_engine.Policy | None,
 ) -> dict:
     now = timezone.now()
     actor = till_actor(store, till)
@@ -455,8 +493,11 @@ def _apply_sale(
                 late_counts=_late_counts(store, per_product, sale.sold_at), floor=floor,
             )
             points = _post_points(store=store, sale=sale, actor=actor, now=now)
+            if policy is None:
+                policy = pricing.policy_for(wanted)
+            check = _check_prices(store=store, sale=sale, policy=policy)
             receipt, lines, result, changes = _build_receipt(
-                store=store, sale=sale, plan=plan, products=products, points=points, till=till, now=now
+                store=store, sale=sale, plan=plan, products=products, points=points, till=till, now=now, check=check
             )
             apply_movement_batch(rows, changes, reason=MovementReason.SALE, actor=actor, now=now)
             receipt.save(force_insert=True)
