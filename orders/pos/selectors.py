@@ -1,6 +1,10 @@
 """POS reads, each scoped to the caller's store: another store's objects are simply not found (404)."""
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Q
@@ -10,6 +14,7 @@ from inventory.models import Product, Stock, Store
 from inventory.selectors import expired_hold_quantities, stores_near
 from orders.pos.exceptions import CountNotFound, ReceiptNotFound, TransferNotFound
 from orders.pos.models import GoodsReceipt, StockCount, StockTransfer, TillReceipt
+from orders.pricing import selectors as pricing
 
 
 def receipt_for_store(*, store: Store, receipt_id: str) -> TillReceipt:
@@ -108,3 +113,42 @@ def till_stock(*, store: Store, sku: str, radius_km: float | None = None, limit:
         available_online=0 if own.shortfall else max(0, own.on_hand - reserved - own.safety - own.unavailable),
         needs_count=own.needs_count, nearby=nearby,
     )
+
+
+# --- the pricing policy for offline tills ---------------------------------------------------------------------------
+
+
+def pricing_version() -> int:
+    """The policy's version: a till's snapshot is current while this has not moved."""
+    return pricing.policy_version()
+
+
+def pricing_snapshot(*, store: Store, at: datetime) -> dict:
+    """What an offline till needs to price as the server does: the store's part of the policy in force (its prices,
+    the price lists and promotions that can apply at this store for the tills' channel and have not ended), the
+    store's time zone (promotions' weekdays and times of day are in it), the version it is (unsigned)."""
+    channel = settings.PRICING_TILL_CHANNEL
+    policy = pricing.active_policy()
+    return {
+        "version": policy.version,
+        "changed": True,
+        "store": store.code,
+        "channel": channel,
+        "timezone": store.timezone,
+        "generated_at": at.isoformat(),
+        "policy": pricing.store_snapshot(policy, store_code=store.code, channel=channel, at=at),
+    }
+
+
+def canonical_json(body: dict) -> bytes:
+    """The bytes a snapshot's signature is computed over: UTF-8 JSON with the keys sorted at every level, no
+    whitespace, non-ASCII characters as themselves (RFC 8785's form for content of strings, integers, booleans and
+    nulls only, which a snapshot is)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def snapshot_signature(body: dict, *, key: str) -> str:
+    """`v1=<hex HMAC-SHA256 of canonical_json(body without "signature")>` keyed with the till's own API key (the
+    full `prefix.secret` it sends in Authorization; the server keeps only its hash and uses it as received)."""
+    unsigned = {k: v for k, v in body.items() if k != "signature"}
+    return "v1=" + hmac.new(key.encode(), canonical_json(unsigned), hashlib.sha256).hexdigest()

@@ -5,7 +5,12 @@ has them and that the SKUs and shapes match the serializers)."""
 
 from drf_spectacular.utils import OpenApiExample
 
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
+# 1.1: prices. POST /api/v1/pos/prices/ (the online till's price call: the website quote's breakdown) and
+#      GET /api/v1/pos/pricing/snapshot/ (the store's policy for offline tills: versioned, ETag, signed); a receipt
+#      may carry `codes`, `promotions` and a `price_override`, and its result `policy_total_vnd` and
+#      `price_exceptions` (checked against the policy, never refused for prices).
+# 1.0: the contract as of issue 18.
 
 RECEIPT = {
     "receipt_id": "Q1-T2-000123",
@@ -21,6 +26,9 @@ RECEIPT_RESULT = {
     "receipt_id": "Q1-T2-000123",
     "sold_at": "2025-06-01T10:15:00+07:00",
     "total_vnd": 463000,
+    # No promotion in force: the policy charges the base prices, and the shirts' 20,000 ₫ discount is one exception.
+    "policy_total_vnd": 483000,
+    "price_exceptions": 1,
     "lines": [
         {"sku": "AO-THUN-001-M", "qty": 2, "shortfall": 0, "late_for_count": False},
         {"sku": "NON-LA-01", "qty": 1, "shortfall": 0, "late_for_count": False},
@@ -145,3 +153,95 @@ DAMAGE_RESULT = {
     "lines": [{"sku": "NON-LA-01", "qty": 2, "quarantined": 2, "taken_from_online": 1, "shortfall": 0}],
     "needs_count": False,
 }
+
+
+# --- prices (1.1) --------------------------------------------------------------------------------------------------
+# The policy of these examples: the shirt at 179,000 ₫ on the chain-wide price list summer-2025 (199,000 ₫ base), 10 %
+# off the hat (promotion hat-10), and the single-use coupon SUMMER20K for 20,000 ₫ off the cart (coupon-20k), both
+# promotions for the website and the tills alike (tests/pos/conftest.py: example_policy).
+
+PRICE_REQUEST = {
+    "lines": [{"sku": "AO-THUN-001-M", "qty": 2}, {"sku": "NON-LA-01", "qty": 1}],
+    "member_phone": "0901234567", "codes": ["SUMMER20K"], "at": "2025-06-01T10:15:00+07:00",
+}
+PRICE_ANSWER = {
+    "policy_version": 42,
+    "lines": [
+        {"sku": "AO-THUN-001-M", "qty": 2, "base_price_vnd": 199000, "unit_price_vnd": 179000,
+         "price_source": "summer-2025", "gross_vnd": 358000, "discount_vnd": 16479, "net_vnd": 341521,
+         "discounts": [{"promotion": "coupon-20k#SUMMER20K", "amount_vnd": 16479}]},
+        {"sku": "NON-LA-01", "qty": 1, "base_price_vnd": 85000, "unit_price_vnd": 85000, "price_source": "base",
+         "gross_vnd": 85000, "discount_vnd": 12021, "net_vnd": 72979,
+         "discounts": [{"promotion": "coupon-20k#SUMMER20K", "amount_vnd": 3521},
+                       {"promotion": "hat-10", "amount_vnd": 8500}]},
+    ],
+    "promotions": [
+        {"promotion": "hat-10", "name": "10% off the hat", "kind": "percent_off", "code": None, "discount_vnd": 8500,
+         "rule": "10% off", "lines": [{"sku": "NON-LA-01", "discount_vnd": 8500}]},
+        {"promotion": "coupon-20k", "name": "20,000 ₫ off with a coupon", "kind": "amount_off", "code": "SUMMER20K",
+         "discount_vnd": 20000, "rule": "20000 VND off the cart",
+         "lines": [{"sku": "AO-THUN-001-M", "discount_vnd": 16479}, {"sku": "NON-LA-01", "discount_vnd": 3521}]},
+    ],
+    "codes": [{"code": "SUMMER20K", "promotion": "coupon-20k", "applied": True, "reason": ""}],
+    "subtotal_vnd": 443000, "discount_vnd": 28500, "total_vnd": 414500, "delivery_fee_vnd": 0,
+    "delivery_fee_rule": None, "delivery_fee_reason": "pickup", "grand_total_vnd": 414500,
+}
+PRICE_CODE_USED = {"code": "code_used_up", "message": "This code has already been used.",
+                   "details": {"code": "SUMMER20K"}}
+
+# The key SNAPSHOT's signature was computed with (an example only): a till checks its canonical JSON against it.
+SNAPSHOT_EXAMPLE_KEY = "Ab12Cd34.example-only-never-a-real-key-0001"
+SNAPSHOT = {
+    "version": 42, "changed": True, "store": "HCM-Q1-01", "channel": "store", "timezone": "Asia/Ho_Chi_Minh",
+    "generated_at": "2025-06-01T06:00:00+00:00",
+    "policy": {
+        "version": 42,
+        "base_prices": {"AO-THUN-001-M": 199000, "NON-LA-01": 85000},
+        "categories": {"AO-THUN-001-M": "ao-thun", "NON-LA-01": "non"},
+        "price_lists": [{"code": "summer-2025", "priority": 0, "channels": [], "stores": None, "starts_at": None,
+                         "ends_at": None, "prices": {"AO-THUN-001-M": 179000}}],
+        "promotions": [
+            {"code": "coupon-20k", "name": "20,000 ₫ off with a coupon", "kind": "amount_off", "target": "cart",
+             "skus": [], "categories": [], "percent": 0, "amount_vnd": 20000, "buy_qty": 0, "get_qty": 0,
+             "bundle": [], "bundle_price_vnd": 0, "min_spend_vnd": 0, "channels": ["website", "store"],
+             "stores": None, "tiers": [], "starts_at": None, "ends_at": None, "weekdays": [], "from_time": None,
+             "until_time": None, "exclusive": False, "priority": 0, "requires_code": True, "max_uses": None,
+             "max_uses_per_member": None, "max_discount_vnd": None},
+            {"code": "hat-10", "name": "10% off the hat", "kind": "percent_off", "target": "sku",
+             "skus": ["NON-LA-01"], "categories": [], "percent": 10, "amount_vnd": 0, "buy_qty": 0, "get_qty": 0,
+             "bundle": [], "bundle_price_vnd": 0, "min_spend_vnd": 0, "channels": ["website", "store"],
+             "stores": None, "tiers": [], "starts_at": None, "ends_at": None, "weekdays": [], "from_time": None,
+             "until_time": None, "exclusive": False, "priority": 0, "requires_code": False, "max_uses": None,
+             "max_uses_per_member": None, "max_discount_vnd": None},
+        ],
+        "fee_rules": [],
+    },
+    "signature": "v1=4ace7f160e0213a46a4f5b6fec3798bb0527dbf5240e7ae2959012ea3c2c03db",
+}
+SNAPSHOT_UNCHANGED = {"version": 42, "changed": False}
+
+# A receipt the till priced as the policy does (the coupon's share on each line, as the engine shares it), except the
+# hat: a manager sold it at 50,000 ₫ (a damaged brim). The shirts match the policy; the hat is one `override`
+# exception; the code is consumed.
+SALES_PRICED_REQUEST = {
+    "receipts": [{
+        "receipt_id": "Q1-T2-000130", "sold_at": "2025-06-01T10:25:00+07:00",
+        "lines": [{"sku": "AO-THUN-001-M", "qty": 2, "unit_price_vnd": 179000, "discount_vnd": 16479},
+                  {"sku": "NON-LA-01", "qty": 1, "unit_price_vnd": 85000, "discount_vnd": 35000}],
+        "tenders": [{"type": "cash", "amount_vnd": 391521}],
+        "codes": ["SUMMER20K"],
+        "promotions": [{"promotion": "coupon-20k", "code": "SUMMER20K", "discount_vnd": 20000}],
+        "price_override": {"reason": "damaged brim, sold as seen", "staff_id": "QL-0042"},
+    }],
+}
+SALES_PRICED_ANSWER = {
+    "results": [{"receipt_id": "Q1-T2-000130", "status": "applied", "result": {
+        "receipt_id": "Q1-T2-000130", "sold_at": "2025-06-01T10:25:00+07:00", "total_vnd": 391521,
+        "policy_total_vnd": 414500, "price_exceptions": 1,
+        "lines": [{"sku": "AO-THUN-001-M", "qty": 2, "shortfall": 0, "late_for_count": False},
+                  {"sku": "NON-LA-01", "qty": 1, "shortfall": 0, "late_for_count": False}],
+        "needs_count": False, "taken_from_online": [], "points": None,
+    }}],
+    "summary": {"applied": 1, "duplicate": 0, "rejected": 0},
+}
+

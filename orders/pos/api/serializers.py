@@ -21,12 +21,17 @@ def client_id(help_text: str) -> serializers.CharField:
 
 
 class AwareDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with a UTC offset (a till's local time without one is ambiguous), not in the future."""
+    """ISO 8601 with a UTC offset (a till's local time without one is ambiguous), not in the future (unless
+    `allow_future`)."""
 
     default_error_messages = {
         "naive": "Give a UTC offset, e.g. 2025-06-01T10:15:00+07:00.",
         "future": "This time is in the future.",
     }
+
+    def __init__(self, *args, allow_future: bool = False, **kwargs):
+        self.allow_future = allow_future
+        super().__init__(*args, **kwargs)
 
     def to_internal_value(self, value):
         if isinstance(value, str):
@@ -37,7 +42,7 @@ class AwareDateTimeField(serializers.DateTimeField):
             if naive:
                 self.fail("naive")
         parsed = super().to_internal_value(value)
-        if parsed > timezone.now() + FUTURE_SLACK:
+        if not self.allow_future and parsed > timezone.now() + FUTURE_SLACK:
             self.fail("future")
         return parsed
 
@@ -71,12 +76,45 @@ class TenderInput(serializers.Serializer):
         return attrs
 
 
+def code_field() -> serializers.CharField:
+    return serializers.CharField(max_length=40, help_text="A coupon or voucher code as the customer gave it")
+
+
+MAX_CODES = 10
+
+
+class AppliedPromotionInput(serializers.Serializer):
+    promotion = serializers.CharField(max_length=40, help_text="The promotion's code (the snapshot's promotions[].code)")
+    code = serializers.CharField(max_length=40, required=False, allow_blank=True,
+                                 help_text="The coupon or voucher code that unlocked it, if any")
+    discount_vnd = serializers.IntegerField(min_value=0, max_value=MAX_VND, help_text="What it took off the receipt")
+
+
+class PriceOverrideInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=300, help_text="Why the manager changed the price")
+    staff_id = serializers.CharField(max_length=64, help_text="The manager's staff id")
+
+
 class ReceiptInput(serializers.Serializer):
     receipt_id = client_id("The till's id of the receipt: unique per store, the idempotency key")
     sold_at = AwareDateTimeField(help_text="Time of sale at the till, with a UTC offset")
     lines = ReceiptLineInput(many=True, allow_empty=False, max_length=settings.POS_MAX_LINES_PER_RECEIPT)
     tenders = TenderInput(many=True, allow_empty=False, max_length=20)
     member_phone = serializers.CharField(max_length=25, required=False, allow_null=True, allow_blank=True)
+    codes = serializers.ListField(
+        child=code_field(), required=False, max_length=MAX_CODES,
+        help_text="Coupon and voucher codes the customer gave. A single-use code is consumed by the first receipt "
+        "that applies it, whatever the channel; on a later receipt it is a price exception (`code_refused`).",
+    )
+    promotions = AppliedPromotionInput(
+        many=True, required=False, max_length=50,
+        help_text="The promotions the till applied, for the record (the server prices the receipt itself).",
+    )
+    price_override = PriceOverrideInput(
+        required=False,
+        help_text="A manager's price override: the lines charged otherwise than the policy are queued as `override` "
+        "price exceptions with this reason and staff id.",
+    )
 
 
 class SalesSyncInput(serializers.Serializer):
@@ -108,6 +146,16 @@ class ReceiptResult(serializers.Serializer):
     receipt_id = serializers.CharField()
     sold_at = serializers.DateTimeField()
     total_vnd = serializers.IntegerField()
+    policy_total_vnd = serializers.IntegerField(
+        required=False, allow_null=True,
+        help_text="What the pricing policy in force at the time of sale would have charged for these goods (null: "
+        "it could not price them). Absent on receipts recorded before prices were checked.",
+    )
+    price_exceptions = serializers.IntegerField(
+        required=False,
+        help_text="Price exceptions the receipt queued for operations (lines charged otherwise than the policy, codes "
+        "refused, promotions over budget). The sale stands. Absent on receipts recorded before prices were checked.",
+    )
     lines = ReceiptLineResult(many=True)
     needs_count = serializers.BooleanField(help_text="A line sold beyond what the ledger had: the row waits for a count")
     taken_from_online = QtyLineOutput(
@@ -372,3 +420,87 @@ class MemberBalanceOutput(serializers.Serializer):
     pending = serializers.IntegerField()
     expiring_soon = serializers.IntegerField()
     expiring_soon_until = serializers.DateTimeField()
+
+
+# --- prices: the price call (online tills) and the policy snapshot (offline tills) ------------------------------------
+
+
+class PriceLineInput(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    qty = serializers.IntegerField(min_value=1, max_value=MAX_QTY)
+
+
+class PriceInput(serializers.Serializer):
+    lines = PriceLineInput(many=True, allow_empty=False, max_length=settings.POS_MAX_LINES_PER_RECEIPT,
+                           help_text="The cart; a SKU on several lines is priced once for their sum")
+    member_phone = serializers.CharField(max_length=25, required=False, allow_null=True, allow_blank=True,
+                                         help_text="The member's phone: tier promotions, per-member caps, own vouchers")
+    codes = serializers.ListField(child=code_field(), required=False, max_length=MAX_CODES)
+    at = AwareDateTimeField(required=False, allow_future=True,
+                            help_text="Price as at this time (default now), e.g. a sale made while offline")
+
+
+class SnapshotPriceListOutput(serializers.Serializer):
+    code = serializers.CharField()
+    priority = serializers.IntegerField()
+    channels = serializers.ListField(child=serializers.CharField(), help_text="Empty: every channel")
+    stores = serializers.ListField(child=serializers.CharField(), allow_null=True,
+                                   help_text="null: every store; else [this store]")
+    starts_at = serializers.DateTimeField(allow_null=True)
+    ends_at = serializers.DateTimeField(allow_null=True, help_text="Exclusive")
+    prices = serializers.DictField(child=serializers.IntegerField(), help_text="SKU → unit price (VND)")
+
+
+class SnapshotPromotionOutput(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField(help_text="percent_off | amount_off | buy_x_get_y | bundle | spend_threshold")
+    target = serializers.CharField(help_text="sku | category | cart")
+    skus = serializers.ListField(child=serializers.CharField())
+    categories = serializers.ListField(child=serializers.CharField())
+    percent = serializers.IntegerField()
+    amount_vnd = serializers.IntegerField()
+    buy_qty = serializers.IntegerField()
+    get_qty = serializers.IntegerField()
+    bundle = serializers.ListField(child=serializers.ListField(), help_text='[["SKU", qty], ...]')
+    bundle_price_vnd = serializers.IntegerField()
+    min_spend_vnd = serializers.IntegerField()
+    channels = serializers.ListField(child=serializers.CharField())
+    stores = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    tiers = serializers.ListField(child=serializers.CharField(), help_text="Empty: everyone")
+    starts_at = serializers.DateTimeField(allow_null=True)
+    ends_at = serializers.DateTimeField(allow_null=True)
+    weekdays = serializers.ListField(child=serializers.IntegerField(), help_text="0 = Monday; empty: every day")
+    from_time = serializers.CharField(allow_null=True, help_text='"HH:MM" store time, inclusive')
+    until_time = serializers.CharField(allow_null=True, help_text='"HH:MM" store time, exclusive')
+    exclusive = serializers.BooleanField()
+    priority = serializers.IntegerField()
+    requires_code = serializers.BooleanField()
+    max_uses = serializers.IntegerField(allow_null=True)
+    max_uses_per_member = serializers.IntegerField(allow_null=True)
+    max_discount_vnd = serializers.IntegerField(allow_null=True)
+
+
+class SnapshotPolicyOutput(serializers.Serializer):
+    """orders.pricing.engine.policy_to_json of the store's part of the policy."""
+
+    version = serializers.IntegerField()
+    base_prices = serializers.DictField(child=serializers.IntegerField(), help_text="SKU → the product's price (VND)")
+    categories = serializers.DictField(child=serializers.CharField(), help_text="SKU → category")
+    price_lists = SnapshotPriceListOutput(many=True)
+    promotions = SnapshotPromotionOutput(many=True)
+    fee_rules = serializers.ListField(child=serializers.DictField(), help_text="Empty: tills charge no delivery")
+
+
+class SnapshotOutput(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The policy's version (also the ETag); send it back as `since`")
+    changed = serializers.BooleanField(help_text="false: `since` is the current version, keep the snapshot you have "
+                                       "(no other field is sent)")
+    store = serializers.CharField(required=False)
+    channel = serializers.CharField(required=False, help_text="The tills' channel code in price lists and promotions")
+    timezone = serializers.CharField(required=False, help_text="The store's time zone: weekdays and times of day of "
+                                     "promotions are in it")
+    generated_at = serializers.DateTimeField(required=False)
+    policy = SnapshotPolicyOutput(required=False)
+    signature = serializers.CharField(required=False, help_text="v1=<hex HMAC-SHA256>: see the operation's "
+                                      "description")

@@ -36,4 +36,6 @@ urlpatterns = [
     path("pickups/<cid:code>/handover/", views.PickupHandoverView.as_view(), name="pos-pickup-handover"),
     path("stock/<str:sku>/", views.StockView.as_view(), name="pos-stock"),
     path("members/<str:phone>/balance/", views.MemberBalanceView.as_view(), name="pos-member-balance"),
+    path("prices/", views.PricesView.as_view(), name="pos-prices"),
+    path("pricing/snapshot/", views.PricingSnapshotView.as_view(), name="pos-pricing-snapshot"),
 ]

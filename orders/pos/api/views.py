@@ -4,6 +4,7 @@ Views parse, call one service or selector with the caller's store (request.auth.
 objects are not found (404); a sales-channel key is refused (401)."""
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 
 from inventory.models import Store
 from loyalty import selectors as loyalty_selectors
+from o2o.api_keys import key_from_request
 from o2o.domain_errors import InvalidInput
 from o2o.idempotency import request_fingerprint
 from orders.pos import selectors, services
@@ -20,6 +22,7 @@ from orders.pos.api import examples as ex
 from orders.pos.api import serializers as io
 from orders.pos.auth import IsStoreTill, StoreKeyAuthentication
 from orders.pos.exceptions import BatchTooLarge
+from orders.pricing.api import serializers as pricing_io
 
 TAG = ["POS"]
 ERRORS = {
@@ -60,7 +63,13 @@ class SalesSyncView(PosView):
         summary="Sync a batch of till receipts (idempotent per receipt id)",
         description=(
             "Receipts queued by a till (possibly offline) are applied one by one, each atomically: stock down, points "
-            "redeemed and earned. Per receipt the answer is `applied`, `duplicate` (same id, same content: the first "
+            "redeemed and earned, prices checked. Each applied receipt is priced as the policy in force would have "
+            "at its `sold_at` (this store, the tills' channel, its member and `codes`): a difference is never a "
+            "refusal (the goods have left) but a price exception in the operations queue (`price_exceptions` in the "
+            "result, with `policy_total_vnd`); a `price_override` records the manager's reason and staff id on them; "
+            "a single-use code is consumed by the first receipt that applies it, in any channel. The receipt's "
+            "`codes`, `promotions` and `price_override` are part of its content: resending the id with others is "
+            "`receipt_id_reused`. Per receipt the answer is `applied`, `duplicate` (same id, same content: the first "
             "result again) or `rejected` with a `reason`; one bad receipt never blocks the others, and a rejected "
             "receipt writes nothing. A receipt that does not validate is rejected with reason `invalid` and the field "
             f"errors in `details`. At most {settings.POS_MAX_RECEIPTS_PER_BATCH} receipts and "
@@ -76,8 +85,12 @@ class SalesSyncView(PosView):
             ex.request("Three receipts: a member paying partly with points, an unknown SKU, a malformed one",
                        ex.SALES_REQUEST),
             ex.response("Per receipt: applied or rejected (one bad receipt never blocks the others)", ex.SALES_ANSWER),
+            ex.request("A receipt with a coupon code, the promotions the till applied and a manager's override",
+                       ex.SALES_PRICED_REQUEST),
             ex.response("A resend: the first answer again (duplicate), a reused id with other content (rejected)",
                         ex.SALES_REPLAY),
+            ex.response("Applied with the code consumed and the overridden line queued as a price exception",
+                        ex.SALES_PRICED_ANSWER),
             ex.response("Too many receipts or bytes: the limits", ex.TOO_LARGE, 413),
         ],
     )
@@ -117,6 +130,9 @@ class SalesSyncView(PosView):
                     tenders=tuple(services.Tender(**tender) for tender in q["tenders"]),
                     member_phone=q.get("member_phone") or None,
                     content_hash=request_fingerprint(item),
+                    codes=tuple(q.get("codes") or ()),
+                    promotions=tuple(dict(p) for p in q.get("promotions") or ()),
+                    override=dict(q["price_override"]) if q.get("price_override") else None,
                 )
             )
         outcomes = services.sync_sales(store=self.store, sales=entries, till=self.till)
@@ -411,3 +427,107 @@ class MemberBalanceView(PosView):
              "available_value_vnd": b.available_value_vnd, "pending": b.pending, "expiring_soon": b.expiring_soon,
              "expiring_soon_until": b.expiring_soon_until}
         )
+
+
+class PricesView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_prices",
+        summary="Price a cart at this store (online tills)",
+        description=(
+            "The cart priced by the one pricing engine in this till's context: this store (its price lists, its "
+            f"promotions, its time zone), the tills' channel (`{settings.PRICING_TILL_CHANNEL}` in price lists' and "
+            "promotions' `channels`), the member's tier and caps, the codes, the time (`at`, default now). The answer "
+            "is the breakdown the website's quote (`POST /api/v1/pricing/quote/`) gives: the same cart in the same "
+            "context gets the same prices. Nothing is reserved or consumed: codes are taken when the receipt is "
+            "synced. A code that cannot be used is a 422 with its own `code` (`code_unknown`, `code_expired`, "
+            "`code_used_up`, `code_not_yours`, `code_out_of_scope`)."
+        ),
+        request=io.PriceInput,
+        responses={
+            200: pricing_io.PricedOutput, **ERRORS,
+            400: OpenApiResponse(description="Invalid input (`invalid`, `malformed_request`, `invalid_phone`)"),
+            422: OpenApiResponse(description="`unknown_sku` or a code's own error"),
+        },
+        examples=[
+            ex.request("Two shirts and a hat, a member, a coupon code", ex.PRICE_REQUEST),
+            ex.response("The breakdown: price list, promotions, the code", ex.PRICE_ANSWER),
+            ex.response("A single-use code already used", ex.PRICE_CODE_USED, 422),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        q = _validated(io.PriceInput, request.data)
+        return Response(services.till_price(
+            store=self.store, lines=[(line["sku"], line["qty"]) for line in q["lines"]],
+            member_phone=q.get("member_phone") or None, codes=q.get("codes"), at=q.get("at"),
+        ))
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match against our strong ETag (a weak comparison, as RFC 9110 asks for this header)."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+class PricingSnapshotView(PosView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="pos_pricing_snapshot",
+        summary="The pricing policy for this store's offline tills (versioned, signed)",
+        description=(
+            "What a till needs to price without the server, exactly as the server does: the product prices "
+            "(`policy.base_prices`), the price lists and promotions that can apply at this store for the tills' "
+            "channel and have not ended, and the store's `timezone`. Served to store keys only. Evaluate it with "
+            "the rules of orders/pricing/README.md (the reference is orders.pricing.engine: `policy_from_json` of "
+            "`policy`, then `price_cart` with channel `channel`, store `store`, time zone `timezone`); the answer "
+            "equals this store's price call for the same cart, member tier and codes. Codes are not in it (secrets, "
+            "and single-use across channels): offline, a till applies the promotion a code names (`requires_code`) "
+            "as the cashier picks it and reports the code on the receipt. What a till cannot know offline (codes "
+            "used elsewhere since, what is left of promotions' budgets, a member's tier) is settled when its "
+            "receipts sync: differences become price exceptions, never refusals.\n\n"
+            "**Versions.** `version` is the policy's version and the `ETag`. Send the version you hold as `since`: "
+            "while it is current the answer is `{\"version\": N, \"changed\": false}` and nothing else; or send "
+            "`If-None-Match: \"N\"` for a 304. Any other `since` (or none) gets the whole snapshot.\n\n"
+            "**Integrity.** `signature` is `v1=` and the hex HMAC-SHA256 of the body without `signature`, in "
+            "canonical form (UTF-8 JSON, keys sorted at every level, no whitespace, non-ASCII characters unescaped), "
+            "keyed with the till's own API key (the whole `prefix.secret` string it sends after `Api-Key`). A till "
+            "recomputes it whenever it loads its cached copy: a mismatch means the copy was corrupted or altered, "
+            "and it fetches again. The snapshot is served only over TLS to store keys; the signature protects the "
+            "copy at rest, not the connection. The example below is signed with the key "
+            f"`{ex.SNAPSHOT_EXAMPLE_KEY}`."
+        ),
+        parameters=[OpenApiParameter("since", int, required=False, description="The version the till holds")],
+        responses={
+            200: io.SnapshotOutput,
+            304: OpenApiResponse(description="If-None-Match names the current version: keep your copy"),
+            **ERRORS,
+        },
+        examples=[
+            ex.response("The whole snapshot (a till without one, or an older version)", ex.SNAPSHOT),
+            ex.response("?since= the current version: nothing changed", ex.SNAPSHOT_UNCHANGED),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        since = request.query_params.get("since")
+        if since is not None:
+            if not since.isdigit() or len(since) > 18:
+                raise InvalidInput("since must be a policy version (a whole number).", details={"since": since})
+            since = int(since)
+        version = selectors.pricing_version()
+        if _etag_matches(request.headers.get("If-None-Match"), f'"{version}"'):
+            answer = Response(status=status.HTTP_304_NOT_MODIFIED)
+        elif since == version:
+            answer = Response({"version": version, "changed": False})
+        else:
+            body = selectors.pricing_snapshot(store=self.store, at=timezone.now())
+            body["signature"] = selectors.snapshot_signature(body, key=key_from_request(request) or "")
+            version = body["version"]
+            answer = Response(body)
+        answer["ETag"] = f'"{version}"'
+        # Per store (and signed per key): a shared cache must not keep it; the till revalidates with the version.
+        answer["Cache-Control"] = "private, no-cache"
+        answer["Vary"] = "Authorization"
+        return answer

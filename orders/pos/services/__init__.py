@@ -1,5 +1,6 @@
 """Every POS write, by topic: till sales (sales.py), voids (voids.py), stock counts (counts.py), goods receipts
-(receipts.py), transfers (transfers.py), damage found on the shelf (damage.py) and pickup handovers (pickups.py). Refunds of a till's own receipts go
+(receipts.py), transfers (transfers.py), damage found on the shelf (damage.py), pickup handovers (pickups.py) and the
+online tills' price call (prices.py; a receipt's own prices are checked in sales.py). Refunds of a till's own receipts go
 through the one refund door, orders.returns.services.refund_till_receipt.
 
 Stock moves only through the stock service's own mechanism: the rows are locked with inventory.services.lock_stock_rows
@@ -51,6 +52,7 @@ from orders.pos.services.common import MONEY_TENDERS, TENDER_TYPES, till_actor
 from orders.pos.services.counts import CountLine, count_matches, ledger_on_hand_as_of, record_count
 from orders.pos.services.damage import report_damage
 from orders.pos.services.pickups import hand_over_pickup, pickup_at_store
+from orders.pos.services.prices import till_price
 from orders.pos.services.receipts import goods_receipt_matches, receive_goods
 from orders.pos.services.sales import Outcome, Sale, SaleLine, Tender, _apply_one, apply_sale, sync_sales  # noqa: F401
 from orders.pos.services.transfers import receive_transfer, ship_transfer, transfer_result
@@ -60,6 +62,6 @@ __all__ = [
     "MONEY_TENDERS", "TENDER_TYPES", "CountLine", "Outcome", "Sale", "SaleLine", "Tender", "apply_sale",
     "count_matches", "goods_receipt_matches", "hand_over_pickup", "ledger_on_hand_as_of", "pickup_at_store",
     "receive_goods", "receive_transfer", "record_count", "report_damage", "ship_transfer", "sync_sales", "till_actor",
-    "transfer_result", "void_receipt",
+    "till_price", "transfer_result", "void_receipt",
 ]
 # _apply_one: the sales bench (bench/pos/run.py) times one receipt's application without the batch around it.
