@@ -9,7 +9,9 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from import_export import fields as export_fields
 from import_export import resources
@@ -17,7 +19,7 @@ from import_export.formats import base_formats
 from import_export.forms import ImportForm
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from inventory.admin import has_import_permission
+from inventory.admin import format_vnd, has_import_permission
 from inventory.models import StockImport
 from inventory.staff.scope import ALL, StoreScopedAdmin, store_ids_for
 from orders.pos import imports
@@ -71,12 +73,69 @@ class TillRefundInline(ReadOnly, admin.TabularInline):
 
 @admin.register(TillReceipt)
 class TillReceiptAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ("receipt_id", "store", "status", "sold_at", "received_at", "total_vnd", "member_phone", "till")
+    """A till's receipt as synced, with what the till said about its prices (codes, promotions, a manager's
+    override) beside what the policy would have charged; the price exceptions it queued are in the pricing queue."""
+
+    list_display = ("receipt_id", "store", "status", "sold_at", "received_at", "total_vnd", "price_exceptions",
+                    "member_phone", "till")
     list_filter = ("status", "store__city")
     search_fields = ("receipt_id", "store__code", "member_phone")
     date_hierarchy = "sold_at"
     list_select_related = ("store",)
     inlines = [TillReceiptLineInline, TillRefundInline]
+    fieldsets = (
+        (None, {"fields": ("store", "receipt_id", "status", "sold_at", "received_at", "till", "total_vnd", "money_vnd",
+                           "points_redeemed", "member_phone", "tenders", "result")}),
+        (_("Prices"), {"fields": ("policy_total", "price_exceptions", "codes_given", "promotions_applied",
+                                  "price_override")}),
+    )
+    readonly_fields = (
+        "store", "receipt_id", "status", "sold_at", "received_at", "till", "total_vnd", "money_vnd", "points_redeemed",
+        "member_phone", "tenders", "result", "policy_total", "price_exceptions", "codes_given", "promotions_applied",
+        "price_override",
+    )
+
+    @admin.display(description=_("policy total (VND)"))
+    def policy_total(self, obj: TillReceipt):
+        value = (obj.result or {}).get("policy_total_vnd")
+        return "—" if value is None else format_vnd(value)
+
+    @admin.display(description=_("price exceptions"))
+    def price_exceptions(self, obj: TillReceipt):
+        count = (obj.result or {}).get("price_exceptions")
+        if count is None:
+            return "—"  # synced before receipts were priced
+        try:
+            url = reverse("admin:pricing_priceexception_changelist")
+        except NoReverseMatch:
+            return count
+        if not count:
+            return count
+        return format_html('<a href="{}?store__id__exact={}&amp;receipt_id={}">{}</a>', url, obj.store_id,
+                           obj.receipt_id, count)
+
+    @admin.display(description=_("codes given"))
+    def codes_given(self, obj: TillReceipt) -> str:
+        return ", ".join((obj.pricing or {}).get("codes") or []) or "—"
+
+    @admin.display(description=_("promotions the till applied"))
+    def promotions_applied(self, obj: TillReceipt):
+        rows = (obj.pricing or {}).get("promotions") or []
+        if not rows:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"), "{} {}: {}",
+            ((p.get("promotion", ""), f"({p['code']})" if p.get("code") else "", format_vnd(p.get("discount_vnd", 0)))
+             for p in rows),
+        )
+
+    @admin.display(description=_("price override"))
+    def price_override(self, obj: TillReceipt) -> str:
+        override = (obj.pricing or {}).get("override")
+        if not override:
+            return "—"
+        return _("%(reason)s (staff %(staff)s)") % {"reason": override.get("reason", ""),
+                                                    "staff": override.get("staff_id", "")}
 
 
 class StockCountLineInline(ReadOnly, admin.TabularInline):
