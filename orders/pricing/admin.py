@@ -448,7 +448,7 @@ class PromotionAdmin(PeriodColumns, PolicyAdmin):
             csv_url=reverse("admin:pricing_promotion_results_csv", args=[promo.pk]),
             channel_chart=bar_chart("chart-channels", [(r.key, r.discount) for r in res.by_channel], money=True),
             store_chart=bar_chart("chart-stores", [(r.key, r.discount) for r in res.by_store[:20]], money=True),
-            day_chart=day_chart("chart-days", [(r.key, r.redemptions) for r in res.by_day]),
+            day_chart=day_chart("chart-days", [(r.key, r.redemptions) for r in _every_day(res.by_day)]),
         )
 
     def results_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -541,6 +541,7 @@ class Preview:
     note: str = ""
     priced: engine.PricedCart | None = None
     lines: list | None = None
+    applied: list | None = None
     codes: list | None = None
     highlight: str = ""
     highlight_reason: str = ""
@@ -584,7 +585,10 @@ def preview(request: HttpRequest, *, policy: engine.Policy, initial: dict, highl
     names = dict(Product.objects.filter(sku__in=[line.sku for line in priced.lines]).values_list("sku", "name"))
     result.priced, result.at = priced, at
     result.zone = store.timezone if store else settings.PRICING_DEFAULT_TIMEZONE
-    result.lines = [{"line": line, "name": names.get(line.sku, "")} for line in priced.lines]
+    result.lines = [{"line": line, "name": names.get(line.sku, ""),
+                     "discounts": [(d.promotion.replace("#", " · "), d.amount_vnd) for d in line.discounts]}
+                    for line in priced.lines]
+    result.applied = [{"a": a, "kind": KIND_LABELS.get(a.kind, a.kind)} for a in priced.applied]
     outcomes = {c.code: c for c in priced.codes}
     result.codes = []
     for code in wanted:
@@ -629,7 +633,7 @@ class Calendar:
 
 def _hours(p: Promotion) -> str:
     days = ""
-    if p.weekdays:
+    if p.weekdays and set(p.weekdays) != set(range(7)):
         names = [gettext(d.strftime("%a")) for d in (date(2024, 1, 1) + timedelta(days=i) for i in sorted(p.weekdays))]
         days = ", ".join(names)
     hours = ""
@@ -714,14 +718,29 @@ def promotion_results(promo: Promotion, *, zone) -> Results:
     channel, by store (web orders without a store under “online”) and by day in `zone`."""
     applied = PromotionApplication.objects.filter(promotion=promo, cancelled=False)
     total = applied.aggregate(n=Count("pk"), d=Sum("discount_vnd"), r=Sum("revenue_vnd"))
-    by_day = _grouped(applied.annotate(day=TruncDate("at", tzinfo=zone)), "day")
+    by_day = sorted(_grouped(applied.annotate(day=TruncDate("at", tzinfo=zone)), "day"), key=lambda r: r.key)
     return Results(
         total=ResultRow(gettext("total"), total["n"], total["d"] or 0, total["r"] or 0),
         cancelled=PromotionApplication.objects.filter(promotion=promo, cancelled=True).count(),
         by_channel=_grouped(applied, "channel"),
         by_store=_grouped(applied, "store", blank=gettext("online (no store)")),
-        by_day=sorted(by_day, key=lambda r: r.key),
+        by_day=by_day,
     )
+
+
+DAYS_CHARTED = 120
+
+
+def _every_day(rows: list[ResultRow]) -> list[ResultRow]:
+    """Each day from the first redemption to the last (at most the last DAYS_CHARTED), days without any at 0, so
+    that the chart's columns are a time line."""
+    if not rows:
+        return []
+    found = {r.key: r for r in rows}
+    last = date.fromisoformat(max(found))
+    first = max(date.fromisoformat(min(found)), last - timedelta(days=DAYS_CHARTED - 1))
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return [found.get(day) or ResultRow(day, 0, 0, 0) for day in days]
 
 
 RESULT_COLUMNS = ("promotion", "by", "key", "redemptions", "discount_vnd", "revenue_vnd")
@@ -782,10 +801,11 @@ def day_chart(css_id: str, rows: list[tuple[str, int]]) -> SafeString:
         '<rect class="bar" x="{}" y="{}" width="{}" height="{}" fill="' + BAR + '"><title>{}: {}</title></rect>{}'
     ), (
         (i * col, 120 - round(110 * v / peak), max(col - 2, 1), round(110 * v / peak), key, group_thousands(v),
-         format_html('<text x="{}" y="135" font-size="10">{}</text>', i * col, key[5:]) if i % 7 == 0 else "")
+         format_html('<text x="{}" y="135" font-size="10">{}</text>', i * col, f"{key[8:10]}/{key[5:7]}")
+         if i % 7 == 0 else "")
         for i, (key, v) in enumerate(rows)
     ))
-    width = max(col * len(rows), 120)
+    width = max(col * len(rows), 160)
     return format_html('<svg id="{}" class="chart" role="img" width="{}" height="{}" viewBox="0 0 {} {}">{}</svg>',
                        css_id, width, height, width, height, cols)
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.conf import settings
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -24,6 +25,9 @@ from o2o.models import SalesChannel
 from . import services
 from .exceptions import InvalidPromotion
 from .models import Code, DeliveryFeeRule, PriceList, Promotion, StoreGroup
+
+# The admin's own style for a horizontal radio list (radio_fields with admin.HORIZONTAL), for check boxes.
+INLINE_CHECKBOXES = forms.CheckboxSelectMultiple(attrs={"class": "radiolist inline"})
 
 WEEKDAYS = [
     (0, _("Monday")), (1, _("Tuesday")), (2, _("Wednesday")), (3, _("Thursday")), (4, _("Friday")),
@@ -122,7 +126,7 @@ class ScopedPolicyForm(forms.ModelForm):
     """Channels as check boxes (the sales channels and the tills), for the price lists and promotions."""
 
     channels = forms.MultipleChoiceField(
-        label=_("channels"), required=False, widget=forms.CheckboxSelectMultiple,
+        label=capfirst(_("channels")), required=False, widget=INLINE_CHECKBOXES,
         help_text=_("None ticked: every channel."),
     )
 
@@ -133,7 +137,7 @@ class ScopedPolicyForm(forms.ModelForm):
 
 class StoreGroupForm(forms.ModelForm):
     fill_city = forms.ChoiceField(
-        label=_("add every store of a city"), required=False,
+        label=capfirst(_("add every store of a city")), required=False,
         help_text=_("Adds the city's stores (active or not) to those chosen above when you save."),
     )
 
@@ -155,14 +159,14 @@ class PriceListForm(ScopedPolicyForm):
 
 class PromotionForm(ScopedPolicyForm):
     skus = CommaListField(label=_("SKUs"), help_text=_("Comma-separated, e.g. AO-THUN-M, NON-LA."))
-    categories = CommaListField(label=_("categories"), help_text=_("Comma-separated product categories."))
-    bundle = BundleField(label=_("bundle"), help_text=_("One “SKU quantity” per line, e.g. AO-THUN-M 1."))
+    categories = CommaListField(label=capfirst(_("categories")), help_text=_("Comma-separated product categories."))
+    bundle = BundleField(label=capfirst(_("bundle")), help_text=_("One “SKU quantity” per line, e.g. AO-THUN-M 1."))
     tiers = forms.MultipleChoiceField(
-        label=_("member tiers"), required=False, widget=forms.CheckboxSelectMultiple,
+        label=capfirst(_("member tiers")), required=False, widget=INLINE_CHECKBOXES,
         help_text=_("None ticked: everyone, members or not."),
     )
     weekdays = forms.TypedMultipleChoiceField(
-        label=_("weekdays"), choices=WEEKDAYS, coerce=int, required=False, widget=forms.CheckboxSelectMultiple,
+        label=capfirst(_("weekdays")), choices=WEEKDAYS, coerce=int, required=False, widget=INLINE_CHECKBOXES,
         help_text=_("None ticked: every day (the store's local date)."),
     )
 
@@ -227,11 +231,11 @@ class CodeForm(forms.ModelForm):
 
 class DeliveryFeeRuleForm(forms.ModelForm):
     channels = forms.MultipleChoiceField(
-        label=_("channels"), required=False, widget=forms.CheckboxSelectMultiple,
+        label=capfirst(_("channels")), required=False, widget=INLINE_CHECKBOXES,
         help_text=_("None ticked: every channel."),
     )
     free_tiers = forms.MultipleChoiceField(
-        label=_("free for tiers"), required=False, widget=forms.CheckboxSelectMultiple,
+        label=capfirst(_("free for tiers")), required=False, widget=INLINE_CHECKBOXES,
     )
 
     class Meta:
@@ -259,22 +263,22 @@ class PreviewForm(forms.Form):
     prefix = "preview"
 
     cart = forms.CharField(
-        label=_("cart"), widget=forms.Textarea(attrs={"rows": 4, "cols": 30}),
+        label=capfirst(_("cart")), widget=forms.Textarea(attrs={"rows": 4, "cols": 30}),
         help_text=_("One “SKU quantity” per line, e.g. AO-THUN-M 2."),
     )
-    channel = forms.ChoiceField(label=_("channel"))
+    channel = forms.ChoiceField(label=capfirst(_("channel")))
     store = forms.ModelChoiceField(
-        label=_("store"), queryset=Store.objects.none(), to_field_name="code", required=False,
+        label=capfirst(_("store")), queryset=Store.objects.none(), to_field_name="code", required=False,
         help_text=_("Empty: a quote without a store (the website before a store is chosen)."),
     )
-    member_phone = forms.CharField(label=_("member phone"), required=False, max_length=25)
-    codes = CommaListField(label=_("codes"), upper=True, help_text=_("Comma-separated coupon or voucher codes."))
+    member_phone = forms.CharField(label=capfirst(_("member phone")), required=False, max_length=25)
+    codes = CommaListField(label=capfirst(_("codes")), upper=True, help_text=_("Comma-separated coupon or voucher codes."))
     at = forms.DateTimeField(
-        label=_("time"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        label=capfirst(_("time")), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text=_("Empty: now."),
     )
     distance_km = forms.FloatField(
-        label=_("delivery distance (km)"), required=False, min_value=0,
+        label=capfirst(_("delivery distance (km)")), required=False, min_value=0,
         help_text=_("Empty: pickup (no delivery fee)."),
     )
 
@@ -303,20 +307,20 @@ class PreviewForm(forms.Form):
 
 
 class GenerateCodesForm(forms.Form):
-    count = forms.IntegerField(label=_("how many codes"), min_value=1, max_value=100_000, initial=100)
+    count = forms.IntegerField(label=capfirst(_("how many codes")), min_value=1, max_value=100_000, initial=100)
     prefix = forms.CharField(
-        label=_("prefix"), required=False, max_length=12,
+        label=capfirst(_("prefix")), required=False, max_length=12,
         help_text=_("Letters and digits put before the random part, e.g. TET25-."),
     )
     max_uses = forms.IntegerField(
-        label=_("uses allowed per code"), required=False, min_value=1, initial=1,
+        label=capfirst(_("uses allowed per code")), required=False, min_value=1, initial=1,
         help_text=_("1 for single-use; empty for unlimited."),
     )
     expires_at = forms.DateTimeField(
-        label=_("expires at"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        label=capfirst(_("expires at")), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     campaign = forms.CharField(
-        label=_("campaign"), required=False, max_length=80,
+        label=capfirst(_("campaign")), required=False, max_length=80,
         help_text=_("Empty: the promotion's own campaign."),
     )
 

@@ -578,3 +578,16 @@ def test_roles_hold_the_pricing_permissions(db):
         assert f"pricing.change_{model}" in ROLES[HEAD_OFFICE]
     existing = {f"{p.content_type.app_label}.{p.codename}" for p in Permission.objects.select_related("content_type")}
     assert {p for role in ROLES.values() for p in role if p.startswith("pricing.")} <= existing
+
+
+def test_the_days_chart_is_a_time_line(admin_client, shop):
+    promo = _promotion()
+    now = timezone.now()
+    for i, days_ago in enumerate((0, 3)):
+        PromotionApplication.objects.create(promotion=promo, reference=f"order:{i}", channel="website",
+                                            discount_vnd=19_900, revenue_vnd=179_100, at=now - timedelta(days=days_ago))
+    html = admin_client.get(reverse("admin:pricing_promotion_results", args=[promo.pk])).content.decode()
+    chart = html.split('id="chart-days"')[1].split("</svg>")[0]
+    assert chart.count('class="bar"') == 4, "the days between without redemptions are columns of 0"
+    assert len(admin_client.get(reverse("admin:pricing_promotion_results_csv", args=[promo.pk])).content.decode()
+               .splitlines()) == 1 + 1 + 1 + 1 + 2  # header, total, a channel, a store, the two days with some
