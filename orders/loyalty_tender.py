@@ -5,8 +5,10 @@ The website holds points first (POST /api/v1/loyalty/redemptions/), then places 
 (`"loyalty": {"hold_id": 17}`, optionally `"phone"` when the member is not the customer). Placement captures the
 hold in the order's own transaction, so the order and the spent points commit together or not at all:
 
-    check_tender()  before anything is written: the hold is this channel's, still held, not expired, the member's,
-                    and worth no more than the cart (refused with 404/409/422, nothing written)
+    check_tender()  before anything is written: the hold is this channel's, still held, not expired, the member's
+                    (refused with 404/409/422, nothing written)
+    check_within_total()  once the order is priced, still before anything is written: the hold is worth no more
+                    than the order's total (goods after discounts, plus the delivery fee)
     apply_tender()  after the stock is reserved (the member's row is locked after the stock rows, as at the till):
                     captures the hold with the order number as reference and records it on the order
     on_status()     called by orders.services when the order's status changes (its row is locked):
@@ -15,7 +17,9 @@ hold in the order's own transaction, so the order and the spent points commit to
                     cancelled or failed -> give the spent points back.
 
 Every posting carries an idempotency key derived from the order number, so a replayed call changes nothing.
-Money paid = total_vnd - points_tender_vnd; the points pay their share of every line in proportion to its value.
+Money paid = total_vnd - points_tender_vnd. Points pay for the goods first and money pays the delivery fee (as
+returns count them): the order earns on the money paid for the goods, (total - fee) - points, in the share of the
+goods (at their prices after discounts) that was handed over.
 """
 
 import math
@@ -55,9 +59,10 @@ class CheckedTender:
 
 
 def check_tender(*, channel_code: str, loyalty_input: LoyaltyInput | None, customer_phone: str,
-                 subtotal_vnd: int, now: datetime) -> CheckedTender | None:
-    """Refuse a tender that cannot be captured, before the order writes anything. Read-only; apply_tender checks
-    again under the member's lock."""
+                 now: datetime) -> CheckedTender | None:
+    """Refuse a tender that cannot be captured, before the order writes anything (its value against the order's
+    total: check_within_total, once the order is priced). Read-only; apply_tender checks again under the member's
+    lock."""
     if loyalty_input is None:
         return None
     phone = normalize_phone(loyalty_input.phone) if loyalty_input.phone else customer_phone
@@ -77,9 +82,14 @@ def check_tender(*, channel_code: str, loyalty_input: LoyaltyInput | None, custo
     if member is None or owner != (member[1] or member[0]):
         raise RedemptionMemberMismatch(details={"hold_id": hold.pk, "phone": phone})
     value = hold.points * loyalty_conf.point_value_vnd()
-    if value > subtotal_vnd:
-        raise PointsExceedTotal(details={"hold_id": hold.pk, "value_vnd": value, "total_vnd": subtotal_vnd})
     return CheckedTender(phone=phone, hold_id=hold.pk, points=hold.points, value_vnd=value)
+
+
+def check_within_total(tender: CheckedTender | None, *, total_vnd: int) -> None:
+    """Points may pay the order's total (goods after discounts, plus the delivery fee), not more."""
+    if tender is not None and tender.hold_id is not None and tender.value_vnd > total_vnd:
+        raise PointsExceedTotal(details={"hold_id": tender.hold_id, "value_vnd": tender.value_vnd,
+                                         "total_vnd": total_vnd})
 
 
 def apply_tender(*, order: Order, tender: CheckedTender | None, actor: str, now: datetime) -> None:
@@ -117,12 +127,21 @@ def on_status(*, order: Order, status: str, actor: str, now: datetime) -> None:
 
 
 def handed_over_vnd(order: Order) -> int:
-    """The value, at order prices, of what was delivered or collected (short-picked and unserved units excluded)."""
-    prices = dict(OrderLine.objects.filter(order=order).values_list("product_id", "unit_price_vnd"))
-    lines = FulfillmentLine.objects.filter(
+    """The value, at the order's prices after discounts, of what was delivered or collected (short-picked and
+    unserved units excluded); each unit of a line is worth its share of the line's net (the refund rule)."""
+    lines = {pid: (qty, qty * price - discount) for pid, qty, price, discount in OrderLine.objects.filter(order=order)
+             .values_list("product_id", "qty", "unit_price_vnd", "discount_vnd")}
+    units: dict[int, int] = {}
+    for pid, qty, picked in FulfillmentLine.objects.filter(
         fulfillment__order=order, fulfillment__status__in=list(SUCCESS)
-    ).values_list("product_id", "qty", "picked_qty")
-    return sum(prices.get(pid, 0) * (qty if picked is None else picked) for pid, qty, picked in lines)
+    ).values_list("product_id", "qty", "picked_qty"):
+        units[pid] = units.get(pid, 0) + (qty if picked is None else picked)
+    value = 0
+    for pid, n in units.items():
+        if pid in lines:
+            qty, net = lines[pid]
+            value += net * min(n, qty) // qty
+    return value
 
 
 # Called in the transaction that earns an order's points, with (order=, actor=, now=). The returns app, which builds
@@ -133,14 +152,15 @@ AFTER_EARNING: list[Callable[..., object]] = []
 
 def _complete(*, order: Order, actor: str, now: datetime) -> None:
     fields = Order.objects.filter(pk=order.pk).values(
-        "member_id", "subtotal_vnd", "total_vnd", "points_tender_vnd", "redeem_posting_id", "earn_posting_id"
+        "member_id", "total_vnd", "delivery_fee_vnd", "points_tender_vnd", "redeem_posting_id", "earn_posting_id"
     ).get()
-    if fields["member_id"] is None or not fields["subtotal_vnd"]:
+    goods = fields["total_vnd"] - fields["delivery_fee_vnd"]
+    if fields["member_id"] is None or not goods:
         return
-    share = min(Fraction(handed_over_vnd(order), fields["subtotal_vnd"]), Fraction(1))
+    share = min(Fraction(handed_over_vnd(order), goods), Fraction(1))
     source = loyalty.PostingSource(channel=order.channel.code, reference=order.number, actor=actor)
     if fields["earn_posting_id"] is None:
-        money = fields["total_vnd"] - fields["points_tender_vnd"]
+        money = goods - min(fields["points_tender_vnd"], goods)
         posting = loyalty.earn_points(
             member=Member(pk=fields["member_id"]), amount_paid_vnd=math.floor(money * share), source=source,
             idempotency_key=f"order-earn:{order.number}", vest_at=loyalty_conf.online_vest_at(now), now=now,
@@ -166,4 +186,7 @@ def _give_back(*, order: Order, fraction: Fraction, actor: str, now: datetime, w
         pass
 
 
-__all__ = ["CheckedTender", "LoyaltyInput", "apply_tender", "check_tender", "handed_over_vnd", "on_status"]
+__all__ = [
+    "CheckedTender", "LoyaltyInput", "apply_tender", "check_tender", "check_within_total", "handed_over_vnd",
+    "on_status",
+]

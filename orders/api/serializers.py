@@ -13,6 +13,7 @@ from inventory.api.serializers import CartLineInput, plain_cart_lines
 from inventory.api.serializers import plain_json_number as _float
 from orders import selectors
 from orders.models import ChangeOfferStatus, Method, OrderStatus, PaymentState
+from orders.pricing.api.serializers import CODE_MAX_LENGTH, MAX_CODES, PricedOutput, codes_field
 
 
 def _merge_lines(lines):
@@ -40,6 +41,13 @@ class PromiseInput(serializers.Serializer):
     destination = DestinationInput(required=False)
     pickup_store = serializers.CharField(required=False, max_length=32, help_text="Store code: quote pickup there only")
     allow_split = serializers.BooleanField(required=False, default=True)
+    member_phone = serializers.CharField(
+        required=False, max_length=40,
+        help_text="The loyalty member the order will earn for (its `loyalty.phone`, else the customer's phone), any "
+        "common format: prices for the member's tier and per-member promotions. Quote with the member the order "
+        "will carry, or placing it may answer 409 price_changed.",
+    )
+    codes = codes_field()
 
     def validate_lines(self, lines):
         return _merge_lines(lines)
@@ -71,6 +79,16 @@ class PromiseOptionOutput(serializers.Serializer):
     window_end = serializers.DateTimeField(help_text="Delivered by / ready for pickup by")
     split = serializers.BooleanField(help_text="Served by more than one store (several parcels)")
     shipments = PromiseShipmentOutput(many=True)
+    delivery_fee_vnd = serializers.IntegerField(help_text="The delivery fee (0 for pickup); as in `pricing`.")
+    total_vnd = serializers.IntegerField(
+        help_text="What the customer pays with this option: goods after discounts plus the delivery fee "
+        "(`pricing.grand_total_vnd`)."
+    )
+    pricing = PricedOutput(
+        help_text="The price with this option: at its selling store (the pickup store, or the first shipment's), "
+        "with the fee of its farthest shipment. An order placed with the option is charged this, or refused with "
+        "409 price_changed."
+    )
 
 
 class PromiseOutput(serializers.Serializer):
@@ -116,7 +134,13 @@ class OrderInput(serializers.Serializer):
     loyalty = OrderLoyaltyInput(
         required=False,
         help_text="Earn points on this order (when it completes) and/or pay part of it with held points. "
-        'E.g. {"hold_id": 17} or {"phone": "0901234567"}.',
+        'E.g. {"hold_id": 17} or {"phone": "0901234567"}. Its member (else the customer) gets their tier\'s '
+        "prices and per-member promotions.",
+    )
+    codes = codes_field(
+        help_text="Coupon or voucher codes, reserved with the order and released if it is cancelled. Default: the "
+        "promise's. Refused: 422 code_unknown, code_expired, code_used_up (e.g. a single-use code another order "
+        "or a till took), code_not_yours, code_out_of_scope."
     )
 
     def validate_lines(self, lines):
@@ -136,8 +160,13 @@ class OrderLineOutput(serializers.Serializer):
     sku = serializers.CharField(source="product.sku")
     name = serializers.CharField(source="product.name")
     qty = serializers.IntegerField()
-    unit_price_vnd = serializers.IntegerField()
+    unit_price_vnd = serializers.IntegerField(help_text="The price that applied (a price list's or the base price).")
+    discount_vnd = serializers.IntegerField(help_text="This line's share of every discount.")
+    net_vnd = serializers.SerializerMethodField(help_text="What the line costs: qty × unit price - discount.")
     unfulfilled_qty = serializers.IntegerField()
+
+    def get_net_vnd(self, line) -> int:
+        return line.qty * line.unit_price_vnd - line.discount_vnd
 
 
 class FulfillmentLineOutput(serializers.Serializer):
@@ -208,13 +237,23 @@ class OrderOutput(serializers.Serializer):
     destination_address = serializers.CharField()
     pickup_store = serializers.CharField(source="pickup_store.code", allow_null=True, default=None)
     promise_option = serializers.CharField()
-    subtotal_vnd = serializers.IntegerField()
+    subtotal_vnd = serializers.IntegerField(help_text="The lines at their unit prices.")
+    discount_vnd = serializers.IntegerField(help_text="Promotions and codes, over all lines.")
+    delivery_fee_vnd = serializers.IntegerField()
     points_tender_vnd = serializers.IntegerField(help_text="Part of the total paid with loyalty points.")
     points_redeemed = serializers.IntegerField(help_text="Loyalty points spent on this order.")
-    total_vnd = serializers.IntegerField()
+    total_vnd = serializers.IntegerField(help_text="subtotal - discount + delivery fee.")
+    pricing = serializers.SerializerMethodField(
+        help_text="What was applied: each line's price and discounts, the promotions with their rules, the codes, "
+        "the fee. Null for orders placed before prices had a policy."
+    )
     created_at = serializers.DateTimeField()
     lines = OrderLineOutput(many=True)
     fulfillments = FulfillmentOutput(many=True)
+
+    @extend_schema_field(PricedOutput(allow_null=True))
+    def get_pricing(self, order):
+        return order.pricing or None
 
 
 @functools.cache
@@ -300,9 +339,12 @@ def placed_order_payload(placed: Any) -> dict:
         "pickup_store": None if pickup_store is None else _str(pickup_store.code),
         "promise_option": _str(order.promise_option),
         "subtotal_vnd": _int(order.subtotal_vnd),
+        "discount_vnd": _int(order.discount_vnd),
+        "delivery_fee_vnd": _int(order.delivery_fee_vnd),
         "points_tender_vnd": _int(order.points_tender_vnd),
         "points_redeemed": _int(order.points_redeemed),
         "total_vnd": _int(order.total_vnd),
+        "pricing": order.pricing or None,  # OrderOutput.get_pricing
         "created_at": created_at(order.created_at),
         "lines": [
             {
@@ -310,6 +352,8 @@ def placed_order_payload(placed: Any) -> dict:
                 "name": _str(line.product.name),
                 "qty": _int(line.qty),
                 "unit_price_vnd": _int(line.unit_price_vnd),
+                "discount_vnd": _int(line.discount_vnd),
+                "net_vnd": line.qty * line.unit_price_vnd - line.discount_vnd,  # OrderLineOutput.get_net_vnd
                 "unfulfilled_qty": _int(line.unfulfilled_qty),
             }
             for line in placed.lines
@@ -426,6 +470,20 @@ def _plain_loyalty(value) -> dict | None:
     return loyalty
 
 
+def _plain_codes(data: dict, q: dict) -> bool:
+    """codes_field(): a list of plain strings (trimmed, not blank), at most MAX_CODES; absent stays absent."""
+    if "codes" not in data:
+        return True
+    codes = data["codes"]
+    if type(codes) is not list or len(codes) > MAX_CODES:
+        return False
+    texts = [_text(code, CODE_MAX_LENGTH) for code in codes]
+    if any(text is None for text in texts):
+        return False
+    q["codes"] = texts
+    return True
+
+
 def _plain_place(data: dict, q: dict) -> bool:
     """destination and pickup_store, common to both inputs, into q; False when the serializer must decide."""
     if "destination" in data:
@@ -459,6 +517,13 @@ def plain_promise_input(data) -> dict | None:
         return None
     q: dict = {"lines": lines}
     if not _plain_place(data, q) or not _plain_allow_split(data, q):
+        return None
+    if "member_phone" in data:
+        member_phone = _text(data["member_phone"], 40)
+        if member_phone is None:
+            return None
+        q["member_phone"] = member_phone
+    if not _plain_codes(data, q):
         return None
     if "destination" not in q and "pickup_store" not in q:  # PromiseInput.validate
         return None
@@ -507,6 +572,8 @@ def plain_order_input(data) -> dict | None:
         if loyalty is None:
             return None
         q["loyalty"] = loyalty
+    if not _plain_codes(data, q):
+        return None
     # OrderInput.validate: a body its cross-field rules refuse gets the serializer's 400.
     if "promise" in q and "option" not in q:
         return None

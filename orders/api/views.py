@@ -39,8 +39,9 @@ class PromisesView(APIView):
         description=(
             "For a destination: express delivery within 1 h or 2 h (serving store or stores, split or not), pickup at "
             "nearby stores that can serve the whole cart (ready-by time), or a scheduled fallback. With "
-            "`pickup_store`: pickup there only. Place the order with the promise id and an option id before "
-            "`expires_at` to get what it showed."
+            "`pickup_store`: pickup there only. Each option carries its price (`pricing`: lines, discounts, codes, "
+            "delivery fee; pickup is free) for `member_phone` with `codes`. Place the order with the promise id and "
+            "an option id before `expires_at` to get what it showed."
         ),
         request=io.PromiseInput,
         responses={
@@ -48,7 +49,10 @@ class PromisesView(APIView):
             **ERRORS,
             404: OpenApiResponse(description="Address not found"),
             409: OpenApiResponse(description="insufficient_stock: no store can serve the cart"),
-            422: OpenApiResponse(description="unknown_sku, pickup_not_offered, unknown_store, out_of_delivery_area"),
+            422: OpenApiResponse(
+                description="unknown_sku, pickup_not_offered, unknown_store, out_of_delivery_area, code_unknown, "
+                "code_expired, code_used_up, code_not_yours, code_out_of_scope (no option can use the code)"
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -61,6 +65,7 @@ class PromisesView(APIView):
         promise = services.quote_promise(
             channel=request.auth.channel, lines=q["lines"], lat=lat, lon=lon, address=address,
             pickup_store_code=q.get("pickup_store"), allow_split=q["allow_split"],
+            member_phone=q.get("member_phone"), codes=q.get("codes"),
         )
         return Response(io.PromiseOutput(promise).data, status=status.HTTP_201_CREATED)
 
@@ -88,8 +93,11 @@ class OrdersView(APIView):
         summary="Place an order: reserve the stock and route it in one transaction",
         description=(
             "Needs an `Idempotency-Key` header: the same key and body returns the first answer; another body is a "
-            "422. Delivery: a destination and/or a promise with one of its options. Pickup: a store code. The answer "
-            "lists one fulfillment per serving store with its lines, promise time and (pickup) the pickup code."
+            "422. Delivery: a destination and/or a promise with one of its options. Pickup: a store code. The order "
+            "is priced at placement (the member's tier, the codes, the delivery fee); placed from a promise, the price "
+            "must be the option's or the answer is 409 price_changed with the new breakdown in `details.pricing` "
+            "(nothing is written: quote a new promise). The answer lists one fulfillment per serving store with its "
+            "lines, promise time and (pickup) the pickup code, and the price breakdown applied (`pricing`)."
         ),
         parameters=[IDEMPOTENCY_HEADER],
         request=io.OrderInput,
@@ -101,11 +109,13 @@ class OrdersView(APIView):
                 description="insufficient_stock (stock moved; placed from a promise, `details.fresh_promise` is a "
                 "new promise quoted now for the same cart and destination, as POST /promises/ answers it, or null "
                 "with `details.fresh_promise_unavailable` saying why), promise_expired, redemption_not_held (points "
-                "hold voided, expired or already used)"
+                "hold voided, expired or already used), price_changed (`details.pricing`: the price now), "
+                "promotion_budget_exhausted (a capped promotion ran out while the order was placed)"
             ),
             422: OpenApiResponse(
                 description="unknown_sku, pickup_not_offered, out_of_delivery_area, promise_mismatch, "
-                "idempotency_key_reused, redemption_member_mismatch, points_exceed_total"
+                "idempotency_key_reused, redemption_member_mismatch, points_exceed_total, code_unknown, "
+                "code_expired, code_used_up, code_not_yours, code_out_of_scope"
             ),
         },
     )
@@ -123,7 +133,7 @@ class OrdersView(APIView):
                 customer_phone=q["customer"]["phone"], method=q["method"], lat=lat, lon=lon, address=address,
                 pickup_store_code=q.get("pickup_store"), promise_id=q.get("promise"), option_id=q.get("option"),
                 payment_state=q["payment_state"], allow_split=q["allow_split"], actor=_actor(request),
-                loyalty=LoyaltyInput(**q["loyalty"]) if "loyalty" in q else None,
+                loyalty=LoyaltyInput(**q["loyalty"]) if "loyalty" in q else None, codes=q.get("codes"),
             )
             # The answer is built from what placement wrote (no read-back); it matches the order detail's fields.
             placed = getattr(order, "placed", None)

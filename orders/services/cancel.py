@@ -20,11 +20,13 @@ from orders.models import (
     Order,
     OrderStatus,
 )
+from orders.pricing import services as pricing
 from orders.services.fulfilment import (
     lock_order,
     retire_pickup_code,
     set_status,
 )
+from orders.services.plans import pricing_reference
 
 log = logging.getLogger(__name__)
 S = FulfillmentStatus
@@ -32,7 +34,8 @@ S = FulfillmentStatus
 
 @transaction.atomic
 def cancel_order(*, order: Order, actor: str, reason: str = "") -> Order:
-    """Cancel an order whose goods have not left any store: release every reservation. Cancelling twice is a no-op.
+    """Cancel an order whose goods have not left any store: release every reservation, give back its points and
+    the codes and promotion budgets it took. Cancelling twice is a no-op.
     Raises OrderNotCancellable (409) once something was handed to a courier or collected."""
     now = timezone.now()
     order = lock_order(order.pk)
@@ -54,6 +57,7 @@ def cancel_order(*, order: Order, actor: str, reason: str = "") -> Order:
         status=ChangeOfferStatus.WITHDRAWN, decided_at=now, decided_by=actor[:150]
     )
     loyalty_tender.on_status(order=order, status=OrderStatus.CANCELLED, actor=actor, now=now)  # points back
+    pricing.release(reference=pricing_reference(order.number), at=now)  # its codes and promotion budgets back
     emit(
         topic="order.cancelled", aggregate=order.aggregate, channel=order.channel,
         payload={"order": order.number, "reason": reason},

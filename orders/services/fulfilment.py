@@ -31,6 +31,8 @@ from orders.models import (
     OrderStatus,
     PickupCode,
 )
+from orders.pricing import services as pricing
+from orders.services.plans import pricing_reference
 
 log = logging.getLogger(__name__)
 S = FulfillmentStatus
@@ -38,7 +40,8 @@ SYSTEM = "system:orders"
 
 
 def sync_order_status(order: Order, *, now: datetime) -> str:
-    """Keep Order.status in step with its fulfillments (the caller holds the order's lock)."""
+    """Keep Order.status in step with its fulfillments (the caller holds the order's lock). An order completed
+    consumes the codes it reserved; one cancelled or failed in full releases them and its promotion budgets."""
     if order.status == OrderStatus.CANCELLED:
         return order.status
     statuses = set(order.fulfillments.values_list("status", flat=True))
@@ -55,6 +58,10 @@ def sync_order_status(order: Order, *, now: datetime) -> str:
         Order.objects.filter(pk=order.pk).update(status=new, updated_at=now)
         order.status = new
         loyalty_tender.on_status(order=order, status=new, actor=SYSTEM, now=now)  # earn, or give points back
+        if new == OrderStatus.COMPLETED:
+            pricing.consume(reference=pricing_reference(order.number), at=now)
+        elif new in (OrderStatus.CANCELLED, OrderStatus.FAILED):
+            pricing.release(reference=pricing_reference(order.number), at=now)
     return new
 
 

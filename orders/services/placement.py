@@ -1,5 +1,11 @@
-"""Placing an order: check the input, plan it (from the customer's promise, or routed now), write its rows, reserve
-its stock, capture a points tender, and emit order.placed and order.routed, in one transaction."""
+"""Placing an order: check the input, plan it (from the customer's promise, or routed now), price it, write its rows,
+reserve its stock, capture a points tender, record the codes and promotions it took, and emit order.placed and
+order.routed, in one transaction.
+
+The price: the cart priced at the plan's selling store with the delivery fee of its farthest shipment
+(orders.services.plans.price_plan), for the order's member (loyalty.phone, else the customer's phone: tier and
+per-member caps) with its codes (those of the promise when the body gives none). Placed from a promise, the price
+must be the option's, or the order is refused (409 price_changed with the new breakdown) and nothing is written."""
 
 import logging
 import uuid
@@ -36,15 +42,23 @@ from orders.models import (
     Promise,
     RoutingKind,
 )
+from orders.pricing import engine
+from orders.pricing import services as pricing
+from orders.pricing.exceptions import PriceChanged
 from orders.services.cart import Cart, any_store_delivers, load_cart, open_pickup_store, shortage
 from orders.services.plans import (
     PlannedOrder,
     PlannedShipment,
     check_planned,
+    current_policy,
     decision_from_option,
     decision_row,
+    farthest_km,
     new_pickup_code,
     planned_from_routed,
+    price_plan,
+    pricing_reference,
+    selling_store,
 )
 
 log = logging.getLogger(__name__)
@@ -54,7 +68,7 @@ S = FulfillmentStatus
 def _plan_from_promise(
     *, channel: SalesChannel, promise_id, option_id: str | None, cart: Cart, method: str, lat, lon,
     pickup_store_code: str | None, at: datetime,
-) -> tuple[PlannedOrder, Promise]:
+) -> tuple[PlannedOrder, Promise, dict]:
     promise = Promise.objects.filter(pk=promise_id, channel=channel).first()
     if promise is None:
         raise PromiseNotFound(details={"promise": str(promise_id)})
@@ -74,16 +88,21 @@ def _plan_from_promise(
     if method == Method.DELIVERY and lat is not None and lon is not None:
         if abs(lat - promise.destination_lat) > 1e-4 or abs(lon - promise.destination_lon) > 1e-4:
             raise PromiseMismatch("The destination differs from the promised one.")
-    stores = dict(Store.objects.filter(code__in=[s["store"] for s in option["shipments"]]).values_list("code", "pk"))
+    stores = {
+        code: (pk, time_zone, city)
+        for code, pk, time_zone, city in Store.objects.filter(code__in=[s["store"] for s in option["shipments"]])
+        .values_list("code", "pk", "timezone", "city")
+    }
     pid_of = {sku: pid for pid, sku in cart.skus.items()}
-    shipments = [
-        PlannedShipment(
-            stores[s["store"]], s["store"], s.get("distance_km"), {pid_of[line["sku"]]: line["qty"] for line in s["lines"]}
-        )
-        for s in option["shipments"]
-    ]
+    shipments = []
+    for s in option["shipments"]:
+        pk, time_zone, city = stores[s["store"]]
+        shipments.append(PlannedShipment(
+            pk, s["store"], s.get("distance_km"), {pid_of[line["sku"]]: line["qty"] for line in s["lines"]},
+            time_zone=time_zone, city=city,
+        ))
     promised_by = datetime.fromisoformat(option["window_end"])
-    return PlannedOrder(shipments, promised_by, option_id, decision_from_option(option)), promise
+    return PlannedOrder(shipments, promised_by, option_id, decision_from_option(option)), promise, option
 
 
 def _plan_now(
@@ -128,11 +147,17 @@ def place_order(
     payment_state: str = PaymentState.PENDING,
     allow_split: bool = True,
     loyalty: loyalty_tender.LoyaltyInput | None = None,
+    codes: list[str] | None = None,
 ) -> Order:
     """Reserve the stock and route the order in one transaction.
 
     With `loyalty`, the order earns for that member when it completes, and a points hold named in it is captured
-    as a tender in the same transaction (see orders.loyalty_tender).
+    as a tender in the same transaction (see orders.loyalty_tender); the hold may pay up to the order's total
+    (goods after discounts, plus the delivery fee).
+
+    The order is priced as the module docstring says; `codes` (default: the promise's, else none) are reserved with
+    the order (code_used_up 422 when another order or a till took a single-use code first; a promotion whose budget
+    ran out meanwhile: 409 promotion_budget_exhausted) and released if it is cancelled or fails.
 
     With a promise (and one of its options), the order gets exactly the option's stores and window, or
     InsufficientStock (409) if stock moved since. Without one, it is routed now (pickup at its store; delivery in the
@@ -146,10 +171,9 @@ def place_order(
         raise InvalidInput("The customer's name is required.")
     phone = normalize_phone(customer_phone)
     cart = load_cart(lines)
-    tender = loyalty_tender.check_tender(
-        channel_code=channel.code, loyalty_input=loyalty, customer_phone=phone, now=at,
-        subtotal_vnd=sum(cart.products[pid].price_vnd * qty for pid, qty in cart.wanted.items()),
-    )
+    tender = loyalty_tender.check_tender(channel_code=channel.code, loyalty_input=loyalty, customer_phone=phone, now=at)
+    member_phone = tender.phone if tender is not None else phone
+    policy = current_policy(cart)
     pickup_store = None
     if method == Method.PICKUP:
         if not pickup_store_code:
@@ -158,11 +182,11 @@ def place_order(
     elif promise_id is None and (lat is None or lon is None):
         raise InvalidInput("A delivery order needs a destination (lat and lon, or an address) or a promise.")
 
-    promise = None
+    promise = option = None
     attempts = 1 if promise_id else 2
     for attempt in range(attempts):
         if promise_id:
-            planned, promise = _plan_from_promise(
+            planned, promise, option = _plan_from_promise(
                 channel=channel, promise_id=promise_id, option_id=option_id, cart=cart, method=method, lat=lat, lon=lon,
                 pickup_store_code=pickup_store_code, at=at,
             )
@@ -175,15 +199,33 @@ def place_order(
                 cart=cart, method=method, lat=lat, lon=lon, pickup_store=pickup_store, allow_split=allow_split, at=at
             )
             check_planned(planned)
+        store = selling_store(planned, pickup_store=pickup_store, policy=policy)
+        if codes is None and promise is not None:
+            codes = list((promise.pricing_input or {}).get("codes") or [])
+        priced = price_plan(
+            channel=channel.code, lines=cart.by_sku, store=store, member_phone=member_phone, codes=codes or [], at=at,
+            farthest=farthest_km(method, [s.distance_km for s in planned.shipments]), policy=policy,
+        )
+        breakdown = pricing.priced_json(priced)
+        shown = option.get("pricing") if option is not None else None
+        if shown is not None and not pricing.same_prices(shown, breakdown):
+            # A promotion ended or ran out, a price list changed, the member or codes differ from the quote's:
+            # the customer sees the new price before anything is written.
+            raise PriceChanged(details={"promise": str(promise.pk), "option": option["id"], "pricing": breakdown})
+        loyalty_tender.check_within_total(tender, total_vnd=priced.grand_total_vnd)
         write = dict(
             channel=channel, cart=cart, planned=planned, customer_name=customer_name.strip()[:200], phone=phone,
             method=method, lat=lat, lon=lon, address=address, pickup_store=pickup_store, promise=promise,
             payment_state=payment_state, allow_split=allow_split, actor=actor, at=at, tender=tender,
+            priced=priced, breakdown=breakdown, store_code=store.code, member_phone=member_phone,
         )
         try:
-            if connection.in_atomic_block and use_sql() and _single_reservation(planned, method):
+            if (connection.in_atomic_block and use_sql() and _single_reservation(planned, method)
+                    and not _takes_codes_or_budgets(priced, policy)):
                 # Inside the caller's transaction (the idempotency record's): no savepoint. If the one reservation
                 # fails, reserve_stock has rolled back its own savepoint and _write_order deletes the rows it wrote.
+                # Codes and capped budgets are taken by conditional updates that can lose a race (a 422 or 409 after
+                # the rows are written): such an order takes the savepoint below, so that it rolls back whole.
                 return _write_order(**write)
             with transaction.atomic():  # own transaction, or a savepoint around several reservations
                 return _write_order(**write)
@@ -198,27 +240,46 @@ def _single_reservation(planned: PlannedOrder, method: str) -> bool:
     return len(planned.shipments) == 1 and method == Method.DELIVERY
 
 
+def _takes_codes_or_budgets(priced: engine.PricedCart, policy: engine.Policy) -> bool:
+    """Does recording this priced cart take a code or count against a capped promotion's budget?"""
+    if not priced.applied:
+        return False
+    if any(a.code for a in priced.applied):
+        return True
+    applied = {a.promotion for a in priced.applied}
+    return any(
+        p.code in applied and (p.max_uses is not None or p.max_discount_vnd is not None
+                               or p.max_uses_per_member is not None)
+        for p in policy.promotions
+    )
+
+
 def _write_order(
     *, channel, cart: Cart, planned: PlannedOrder, customer_name, phone, method, lat, lon, address, pickup_store,
-    promise, payment_state, allow_split, actor, at, tender=None,
+    promise, payment_state, allow_split, actor, at, priced: engine.PricedCart, breakdown: dict, store_code: str,
+    member_phone: str | None, tender=None,
 ) -> Order:
     """Write a routed order: the order, its lines, fulfillments, fulfillment lines and routing decision, then the
-    reservations (row locks on stock, held to commit, so taken last), then the two events.
+    reservations (row locks on stock, held to commit, so taken last), the points tender, the codes and promotion
+    budgets the price took, then the two events.
 
     The rows go in through orders.fast_paths.write_placement (one statement on PostgreSQL)."""
-    subtotal = sum(cart.products[pid].price_vnd * qty for pid, qty in cart.wanted.items())
     shipments = sorted(planned.shipments, key=lambda s: s.store_id)  # stores in id order (lock order)
     order = Order(
         number="", channel=channel, customer_name=customer_name, customer_phone=phone,
         method=method, destination_lat=lat if method == Method.DELIVERY else None,
         destination_lon=lon if method == Method.DELIVERY else None, destination_address=address[:300],
         pickup_store=pickup_store, promise=promise, promise_option=planned.option_id[:64], allow_split=allow_split,
-        payment_state=payment_state, subtotal_vnd=subtotal, total_vnd=subtotal, created_at=at, updated_at=at,
+        payment_state=payment_state, subtotal_vnd=priced.subtotal_vnd, discount_vnd=priced.discount_vnd,
+        delivery_fee_vnd=priced.delivery_fee_vnd, total_vnd=priced.grand_total_vnd, pricing=breakdown,
+        created_at=at, updated_at=at,
     )
-    lines = [
-        OrderLine(product=cart.products[pid], qty=qty, unit_price_vnd=cart.products[pid].price_vnd)
-        for pid, qty in sorted(cart.wanted.items())
-    ]
+    priced_lines = {line.sku: line for line in priced.lines}
+    lines = []
+    for pid, qty in sorted(cart.wanted.items()):
+        line = priced_lines[cart.skus[pid]]
+        lines.append(OrderLine(product=cart.products[pid], qty=qty, unit_price_vnd=line.unit_price_vnd,
+                               discount_vnd=line.discount_vnd))
     fulfillments = [
         Fulfillment(
             store_id=sh.store_id, round=1, method=method, promised_by=planned.promised_by,
@@ -248,6 +309,12 @@ def _write_order(
                 log.exception("could not undo a placement whose reservation failed (the transaction must roll back)")
         raise
     loyalty_tender.apply_tender(order=order, tender=tender, actor=actor, now=at)  # member row locked after stock
+    # Codes and capped budgets last (conditional updates; strict: a code or budget lost to a concurrent order or
+    # till raises, and the savepoint or transaction around this rolls the whole order back).
+    pricing.commit(
+        priced=priced, reference=pricing_reference(order.number), channel=channel.code, store_code=store_code,
+        member_phone=member_phone, at=at, strict=True,
+    )
     codes: dict[int, PickupCode] = {}
     if method == Method.PICKUP:
         for f in fulfillments:
@@ -262,6 +329,8 @@ def _write_order(
                     "order": order.number,
                     "method": method,
                     "total_vnd": order.total_vnd,
+                    "discount_vnd": order.discount_vnd,
+                    "delivery_fee_vnd": order.delivery_fee_vnd,
                     "promised_by": planned.promised_by,
                     "lines": [{"sku": sku, "qty": qty} for sku, qty in cart.by_sku.items()],
                 },

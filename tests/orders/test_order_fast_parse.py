@@ -55,13 +55,17 @@ loyalties = st.one_of(
 customers = st.one_of(
     st.fixed_dictionaries({}, optional={"name": texts, "phone": texts, "email": texts}), st.none(), st.text(max_size=3),
 )
+codes = st.one_of(
+    st.lists(texts, max_size=3), st.lists(st.just("TET2025"), min_size=10, max_size=11), st.just(["x" * 40]),
+    st.just(["x" * 41]), st.none(), st.text(max_size=5), st.just({"code": "TET2025"}),
+)
 
 order_bodies = st.fixed_dictionaries(
     {},
     optional={
         "lines": lines, "customer": customers, "method": choices, "destination": destinations, "pickup_store": texts,
         "promise": promises, "option": texts, "payment_state": choices, "allow_split": flags, "loyalty": loyalties,
-        "note": texts,
+        "codes": codes, "note": texts,
     },
 )
 
@@ -97,10 +101,15 @@ plain_destinations = mostly(
     ),
 )
 plain_customers = st.fixed_dictionaries({"name": plain_texts, "phone": plain_texts})
+plain_codes = mostly(
+    st.lists(st.sampled_from(["TET2025", " tet2025 ", "VABCD2345", "x" * 40]), max_size=3),
+    st.sampled_from([[""], [" "], ["x" * 41], ["TET2025"] * 11, [None]]),
+)
 plain_extras = {
     "promise": st.one_of(st.uuids().map(str), st.just(PROMISE_ID.upper())), "option": plain_texts,
     "payment_state": st.sampled_from(["pending", "authorized", "paid", "cod"]), "allow_split": st.booleans(),
     "loyalty": st.fixed_dictionaries({}, optional={"phone": plain_texts, "hold_id": st.integers(0, 10**6)}),
+    "codes": plain_codes,
 }
 plain_order_bodies = st.one_of(
     st.fixed_dictionaries(  # the website's delivery order
@@ -120,11 +129,12 @@ plain_order_bodies = st.one_of(
 
 promise_bodies = st.fixed_dictionaries(
     {}, optional={"lines": lines, "destination": destinations, "pickup_store": texts, "allow_split": flags,
-                  "customer": customers},
+                  "customer": customers, "member_phone": texts, "codes": codes},
 )
 plain_promise_bodies = st.fixed_dictionaries(
     {"lines": plain_lines},
-    optional={"destination": plain_destinations, "pickup_store": plain_texts, "allow_split": st.booleans()},
+    optional={"destination": plain_destinations, "pickup_store": plain_texts, "allow_split": st.booleans(),
+              "member_phone": plain_texts, "codes": plain_codes},
 )
 other_shapes = st.one_of(st.none(), st.text(max_size=5), st.lists(st.integers(), max_size=3), st.integers())
 
@@ -195,6 +205,11 @@ def test_typical_order_bodies_take_the_fast_path():
     assert fast["customer"]["name"] == "Trần Thị B"  # trimmed, as DRF trims
     assert_same_as_serializer(OrderInput, pickup, fast)
 
+    coded = {**pickup, "codes": [" TET2025", "VABCD2345"]}
+    fast = plain_order_input(coded)
+    assert fast["codes"] == ["TET2025", "VABCD2345"] and "codes" not in plain_order_input(pickup)
+    assert_same_as_serializer(OrderInput, coded, fast)
+
 
 def test_bodies_the_cross_field_rules_refuse_go_to_the_serializer():
     base = {"lines": [{"sku": "AO-THUN-M", "qty": 1}], "customer": {"name": "A", "phone": "0901234567"}}
@@ -216,6 +231,8 @@ def test_typical_promise_bodies_take_the_fast_path():
     for body in (
         {"lines": [{"sku": "AO-THUN-M", "qty": 2}], "destination": {"lat": 10.7725, "lon": 106}},
         {"lines": [{"sku": "AO-THUN-M", "qty": 2}], "pickup_store": "HCM-Q1-001", "allow_split": False},
+        {"lines": [{"sku": "AO-THUN-M", "qty": 2}], "pickup_store": "HCM-Q1-001", "member_phone": "0901 234 567",
+         "codes": [" tet2025 ", "VABCD2345"]},
     ):
         fast = plain_promise_input(body)
         assert fast is not None

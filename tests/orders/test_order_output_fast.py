@@ -14,7 +14,10 @@ from loyalty import services as loyalty
 from orders import services
 from orders.api import serializers as io
 from orders.models import Order
+from orders.pricing import services as pricing
+from orders.pricing.models import DeliveryFeeRule
 from tests.orders.conftest import BEN_THANH, CUSTOMER
+from tests.pricing.conftest import make_code, make_promotion
 
 pytestmark = pytest.mark.django_db
 
@@ -165,6 +168,25 @@ def test_order_paid_partly_with_points(api, chain, placements, fast_calls):
         key="k-4",
     )
     assert (answer["subtotal_vnd"], answer["points_tender_vnd"], answer["points_redeemed"]) == (398_000, 50_000, 500)
+
+
+def test_priced_order_with_promotions_a_code_and_a_delivery_fee(api, chain, placements, fast_calls):
+    make_promotion(code="shirts-10", kind="percent_off", target="sku", skus=["AO-THUN-M"], percent=10)
+    make_code(make_promotion(code="tet", kind="amount_off", amount_vnd=30_000, requires_code=True), "TET")
+    DeliveryFeeRule.objects.create(code="anywhere", max_km=20, fee_vnd=25_000)
+    pricing.policy_changed()
+    lines = [{"sku": "AO-THUN-M", "qty": 2}, {"sku": "TUI-VAI", "qty": 1}]
+    quote = _quote(api, {"lines": lines, "destination": BEN_THANH, "codes": ["TET"]})
+    option = _option(quote, "delivery")
+    _, answer = _place_and_check(
+        api, placements, fast_calls,
+        {"lines": lines, "method": "delivery", "promise": quote["id"], "option": option["id"], "codes": ["TET"]},
+        key="k-7",
+    )
+    assert (answer["subtotal_vnd"], answer["discount_vnd"], answer["delivery_fee_vnd"]) == (497_000, 69_800, 25_000)
+    assert answer["total_vnd"] == option["total_vnd"] == 452_200 and answer["pricing"] == option["pricing"]
+    shirts = next(line for line in answer["lines"] if line["sku"] == "AO-THUN-M")
+    assert shirts["net_vnd"] == 2 * 199_000 - shirts["discount_vnd"] and shirts["discount_vnd"] > 39_800
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Ho_Chi_Minh", "America/New_York"])
