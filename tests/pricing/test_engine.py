@@ -2,7 +2,9 @@
 orders/pricing/README.md is asserted at the end, so the document cannot drift from the engine."""
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -702,3 +704,45 @@ def test_bundle_listing_a_sku_twice_needs_both_units():
     priced = price(pol, CUP=2, MILK=1)
     assert (priced.line("CUP").discount_vnd, priced.line("MILK").discount_vnd) == (2_500, 2_500)
     assert price(policy(promotions=[promo("ZERO", Kind.BUNDLE, bundle=(("CUP", 0),))]), CUP=1).applied == ()
+
+
+# --- the worked example of orders/pricing/README.md -----------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "orders" / "pricing" / "README.md"
+
+
+def readme_block(marker: str) -> dict:
+    text = README.read_text()
+    start = text.index(f"<!-- worked-example:{marker} -->")
+    body = text[text.index("```json\n", start) + len("```json\n"):]
+    return json.loads(body[: body.index("```")])
+
+
+def test_the_readme_worked_example_is_what_the_engine_answers():
+    given = readme_block("input")
+    c = given["context"]
+    context = Context(channel=c["channel"], at=datetime.fromisoformat(c["at"]), timezone=c["timezone"],
+                      store=c["store"], tier=c["tier"],
+                      codes=tuple(CodeGrant(g["code"], g["promotion"], g.get("value_vnd")) for g in c["codes"]))
+    priced = price_cart(policy_from_json(given["policy"]), context, [CartLine(s, q) for s, q in given["cart"]])
+    answer = {
+        "lines": [
+            {"sku": line.sku, "qty": line.qty, "unit_price_vnd": line.unit_price_vnd, "price_source": line.price_source,
+             "gross_vnd": line.gross_vnd, "discount_vnd": line.discount_vnd, "net_vnd": line.net_vnd,
+             "discounts": {d.promotion: d.amount_vnd for d in line.discounts}}
+            for line in priced.lines
+        ],
+        "promotions": [{"promotion": a.promotion, "code": a.code, "discount_vnd": a.discount_vnd}
+                       for a in priced.applied],
+        "codes": [{"code": o.code, "applied": o.applied, "reason": o.reason} for o in priced.codes],
+        "subtotal_vnd": priced.subtotal_vnd, "discount_vnd": priced.discount_vnd, "total_vnd": priced.total_vnd,
+    }
+    assert answer == readme_block("output")
+    assert (priced.subtotal_vnd, priced.discount_vnd, priced.total_vnd) == (956_000, 316_253, 639_747)
+    # The exclusive flash sale was in force and lost (239,000 + the voucher's 30,000 < 316,253).
+    alone = replace(policy_from_json(given["policy"]), promotions=tuple(
+        p for p in policy_from_json(given["policy"]).promotions if p.code in ("flash-25", "points-voucher")))
+    assert price_cart(alone, context, [CartLine(s, q) for s, q in given["cart"]]).discount_vnd == 269_000
+    # The refund of the hats, one by one.
+    hats = priced.line("NON-LA").net_vnd
+    assert [cumulative_share(hats, k, 1, 2) for k in range(2)] == [113_007, 113_007]
