@@ -76,3 +76,41 @@ def backdate_ledger(hours: float = 3) -> None:
     from inventory.models import StockMovement
 
     StockMovement.objects.update(created_at=timezone.now() - timedelta(hours=hours))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pricing_policy():
+    """Each test prices with the policy its own rows make: the process's cached policy (kept while the policy's
+    version does not move, and products do not move it) is dropped before and after."""
+    from orders.pricing import selectors as pricing_selectors
+
+    pricing_selectors.forget_cached_policy()
+    yield
+    pricing_selectors.forget_cached_policy()
+
+
+EXAMPLE_STORE = "HCM-Q1-01"
+
+
+def example_policy(store=None) -> dict:
+    """The pricing policy of the POS contract's examples (orders/pos/api/examples.py), for the tills and the
+    website alike: the shirt at 179,000 ₫ on a chain-wide price list (199,000 ₫ base), 10 % off the hat, and a
+    single-use 20,000 ₫ coupon SUMMER20K off the cart. Creates the two SKUs unless they exist."""
+    from inventory.models import Product
+    from orders.pricing import services as pricing_services
+    from orders.pricing.models import Code, PriceList, PriceListRow, Promotion
+
+    shirt = Product.objects.filter(sku="AO-THUN-001-M").first() or ProductFactory(
+        sku="AO-THUN-001-M", name="Áo thun cotton trắng M", price_vnd=199_000, category="ao-thun")
+    hat = Product.objects.filter(sku="NON-LA-01").first() or ProductFactory(
+        sku="NON-LA-01", name="Nón lá Huế", price_vnd=85_000, category="non")
+    summer = PriceList.objects.create(code="summer-2025", name="Summer 2025")
+    PriceListRow.objects.create(price_list=summer, product=shirt, price_vnd=179_000)
+    hat10 = Promotion.objects.create(code="hat-10", name="10% off the hat", kind="percent_off", target="sku",
+                                     skus=["NON-LA-01"], percent=10, channels=["website", "store"])
+    coupon = Promotion.objects.create(code="coupon-20k", name="20,000 ₫ off with a coupon", kind="amount_off",
+                                      target="cart", amount_vnd=20_000, requires_code=True,
+                                      channels=["website", "store"])
+    code = Code.objects.create(code="SUMMER20K", promotion=coupon, max_uses=1)
+    pricing_services.policy_changed()
+    return {"shirt": shirt, "hat": hat, "price_list": summer, "hat10": hat10, "coupon": coupon, "code": code}

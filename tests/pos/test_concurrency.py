@@ -298,4 +298,10 @@ def test_a_chunk_refused_by_the_database_is_applied_receipt_by_receipt(channel_k
         assert Stock.objects.get(product=shirts).reserved == held - 2
     else:
         assert taken == []
+    # Prices likewise: one exception per receipt applied (each sold below the 199,000 ₫ policy), HOLD-1 by the other
+    # transaction; none left by the rolled-back chunk.
+    from orders.pricing.models import PriceException
+
+    assert sorted(PriceException.objects.values_list("receipt_id", "kind")) == [
+        ("HOLD-0", "below_policy"), ("HOLD-1", "below_policy"), ("HOLD-2", "below_policy")]
     assert audits_clean()

@@ -44,6 +44,7 @@ BODIES = {
     "pos-pickup-handover": lambda ids: None,
     "pos-damage": lambda ids: {"report_id": ids["damage"], "store": "HCM-Q1-B", "note": "crushed",
                                "lines": [{"sku": "NON-LA", "qty": 1}]},
+    "pos-prices": lambda ids: {"lines": [{"sku": "AO-THUN-M", "qty": 1}], "store": "HCM-Q1-B"},
 }
 
 

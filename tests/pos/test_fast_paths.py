@@ -1,5 +1,6 @@
 """The POS's fast path and its ORM twin (orders/pos/fast_paths.py) give the same answers and write the same rows:
-one batch of receipts synced at two identical stores, once with COPY and once with bulk_create."""
+one batch of receipts synced at two identical stores, once with COPY and once with bulk_create — stock, points and
+prices (the receipts' codes, promotions and override, the price exceptions they queue, the codes they consume)."""
 
 import json
 from datetime import timedelta
@@ -14,6 +15,8 @@ from loyalty import services as loyalty
 from loyalty.models import Posting
 from o2o.fast_paths import orm_twins
 from orders.pos.models import TillReceipt, TillReceiptLine
+from orders.pricing import services as pricing
+from orders.pricing.models import Code, CodeUse, PriceException, Promotion, PromotionApplication
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 from tests.pos.conftest import audits_clean, receipt, store_client, sync
@@ -25,8 +28,11 @@ PHONES = ("0912345678", "0912345679")  # one member per store, so each run start
 
 def _batch(phone: str, sold_at) -> list[dict]:
     return [
-        receipt([("PX-AO", 2, 150_000), ("PX-NON", 1)], rid="PX-1", phone=phone, sold_at=sold_at),
-        receipt([("PX-AO", 1, 150_000)], rid="PX-2", sold_at=sold_at),
+        # The open coupon's 5,000 ₫ not taken off by the till: above the policy.
+        receipt([("PX-AO", 2, 150_000), ("PX-NON", 1)], rid="PX-1", phone=phone, sold_at=sold_at, codes=["PX-OPEN"],
+                promotions=[{"promotion": "px-5k", "code": "PX-OPEN", "discount_vnd": 0}]),
+        receipt([("PX-AO", 1, 120_000)], rid="PX-2", sold_at=sold_at,  # a manager's price
+                price_override={"reason": "last one", "staff_id": "QL-1"}),
         receipt([("PX-NON", 9)], rid="PX-3", sold_at=sold_at),  # free units, then held ones, then a shortfall
         receipt([("PX-AO", 1, 150_000)], rid="PX-1", phone=phone, sold_at=sold_at),  # a reused id, other content
         receipt([("PX-AO", 1, 150_000)], rid="PX-4", phone=phone, sold_at=sold_at,  # points refused: takes nothing
@@ -75,6 +81,14 @@ def _rows(store) -> dict:
             "product__sku", "reference", "units", "kind", "cause", "outcome"))),
         "pending": TakenReservation.objects.filter(store=store, reconciled_at__isnull=True).count(),
         "points": sorted(Posting.objects.filter(store=store.code).values_list("kind", "points", "amount_vnd")),
+        "pricing": strip(list(receipts.values("receipt_id", "pricing"))),
+        "exceptions": strip(list(PriceException.objects.filter(store=store).values(
+            "receipt_id", "kind", "sku", "qty", "expected_vnd", "charged_vnd", "difference_vnd", "detail",
+            "override_reason", "override_staff"))),
+        "code_uses": strip(list(CodeUse.objects.filter(store=store.code).values("code__code", "reference", "status",
+                                                                                 "discount_vnd"))),
+        "applications": strip(list(PromotionApplication.objects.filter(store=store.code).values(
+            "promotion__code", "reference", "channel", "discount_vnd", "revenue_vnd"))),
     }
 
 
@@ -82,6 +96,10 @@ def _rows(store) -> dict:
 def test_copy_and_bulk_create_sync_the_same_batch_identically(scenario):
     (ao_units, ao_held), (non_units, non_held) = SCENARIOS[scenario]
     ao, non = ProductFactory(sku="PX-AO", price_vnd=150_000), ProductFactory(sku="PX-NON", price_vnd=100_000)
+    coupon = Promotion.objects.create(code="px-5k", name="5,000 ₫ off", kind="amount_off", amount_vnd=5_000,
+                                      requires_code=True)
+    Code.objects.create(code="PX-OPEN", promotion=coupon, max_uses=None)
+    pricing.policy_changed()
     stores = [StoreFactory(code=f"PX-{scenario[:5].upper()}-{i}") for i in range(2)]
     for store, phone in zip(stores, PHONES, strict=True):
         put_stock(store, ao, ao_units)
@@ -103,6 +121,9 @@ def test_copy_and_bulk_create_sync_the_same_batch_identically(scenario):
     assert first["receipts"] and first["movements"]
     assert first == second
     assert first["pending"] == 0  # every take reconciled in the request
+    kinds = sorted((dict(e)["receipt_id"], dict(e)["kind"]) for e in first["exceptions"])
+    assert kinds == [("PX-1", "above_policy"), ("PX-1", "above_policy"), ("PX-2", "override")]
+    assert len(first["code_uses"]) == 1 and dict(first["code_uses"][0])["status"] == "consumed"
     row = Stock.objects.get(store=stores[0], product=non)
     if scenario == "on-the-ledger":
         assert not first["taken"] and row.shortfall == 0 and not row.needs_count

@@ -7,8 +7,8 @@ from drf_spectacular.generators import SchemaGenerator
 from loyalty import services as loyalty
 from orders.pos.api import examples as ex
 from tests.conftest import put_stock
-from tests.factories import ProductFactory
-from tests.pos.conftest import sync
+from tests.factories import ProductFactory, StoreFactory
+from tests.pos.conftest import EXAMPLE_STORE, example_policy, store_client, sync
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,8 @@ def _pos_operations(schema):
 
 def test_every_pos_operation_has_request_and_response_examples(schema):
     operations = list(_pos_operations(schema))
-    assert len(operations) == 17  # 16 + POST /api/v1/pos/damage/ (issue #18)
+    # 16 + POST /api/v1/pos/damage/ (issue #18) + the price call and the policy snapshot (issue #19)
+    assert len(operations) == 19
     missing = []
     for path, method, operation in operations:
         assert operation["tags"] == ["POS"] and operation["operationId"].startswith("pos_"), (path, method)
@@ -107,3 +108,54 @@ def test_the_count_example_is_what_the_service_answers(shop):
     assert res.json() == ex.COUNT_RESULT
     again = shop["api_a"].post("/api/v1/pos/counts/", ex.COUNT_REQUEST, format="json")
     assert again.status_code == 200 and again.json() == ex.COUNT_RESULT
+
+
+def test_the_price_call_example_is_what_the_service_answers(db):
+    """The documented cart, member and coupon at the examples' store under the examples' policy: the documented
+    breakdown (the policy's version aside); once the coupon is used, the documented 422."""
+    from orders.pricing.models import Code
+
+    till = store_client(StoreFactory(code=EXAMPLE_STORE))
+    example_policy()
+    loyalty.get_or_create_member(phone="0901234567")
+    res = till.post("/api/v1/pos/prices/", ex.PRICE_REQUEST, format="json")
+    assert res.status_code == 200, res.content
+    assert {**res.json(), "policy_version": 42} == ex.PRICE_ANSWER
+    Code.objects.filter(code="SUMMER20K").update(uses=1)
+    used = till.post("/api/v1/pos/prices/", ex.PRICE_REQUEST, format="json")
+    assert used.status_code == 422 and used.json() == ex.PRICE_CODE_USED
+
+
+def test_the_snapshot_example_is_what_the_service_answers(db):
+    """The examples' store and policy: the documented snapshot, field for field but the version, the time and the
+    signature (which is the till's own key's); the same version again: the documented small answer."""
+    till = store_client(StoreFactory(code=EXAMPLE_STORE))
+    example_policy()
+    res = till.get("/api/v1/pos/pricing/snapshot/")
+    assert res.status_code == 200, res.content
+    got = res.json()
+    version = got["version"]
+    assert got["signature"].startswith("v1=") and len(got["signature"]) == 3 + 64
+    moving = {"version": 42, "generated_at": ex.SNAPSHOT["generated_at"], "signature": ex.SNAPSHOT["signature"]}
+    assert {**got, **moving, "policy": {**got["policy"], "version": 42}} == ex.SNAPSHOT
+    same = till.get("/api/v1/pos/pricing/snapshot/", {"since": version}).json()
+    assert {**same, "version": 42} == ex.SNAPSHOT_UNCHANGED
+
+
+def test_the_priced_receipt_example_is_what_the_service_answers(db):
+    """The documented receipt with the coupon and the manager's override, under the examples' policy: applied as
+    documented, the code consumed, the hat queued as an override with its reason and staff id."""
+    from orders.pricing.models import Code, CodeUse, PriceException
+
+    store = StoreFactory(code=EXAMPLE_STORE)
+    rows = example_policy()
+    put_stock(store, rows["shirt"], 5)
+    put_stock(store, rows["hat"], 5)
+    res = sync(store_client(store), ex.SALES_PRICED_REQUEST["receipts"])
+    assert res.status_code == 200
+    assert res.json() == ex.SALES_PRICED_ANSWER
+    e = PriceException.objects.get()
+    assert (e.kind, e.sku, e.expected_vnd, e.charged_vnd, e.override_reason, e.override_staff) == (
+        "override", "NON-LA-01", 72979, 50000, "damaged brim, sold as seen", "QL-0042")
+    assert Code.objects.get(code="SUMMER20K").uses == 1
+    assert CodeUse.objects.get().status == "consumed"
