@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -310,7 +311,7 @@ def test_channel_and_store_scope():
     assert applied(price(pol, ctx(channel="store", store="HN-1"), TEA=1)) == {"TILL": 5_000}
     assert applied(price(pol, ctx(channel="website", store="HCM-Q3"), TEA=1)) == {"Q1": 5_000}
     assert applied(price(pol, ctx(channel="website", store=None), TEA=1)) == {}
-    local = T0.astimezone()
+    local = T0.astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
     assert out_of_scope(till, ctx(), local) == "channel"
     assert out_of_scope(q1, ctx(store="HN-1"), local) == "store"
 
