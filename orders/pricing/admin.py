@@ -1002,8 +1002,7 @@ class ExceptionStatusFilter(admin.SimpleListFilter):
 class PriceExceptionAdmin(StoreScopedAdmin, admin.ModelAdmin):
     """Till lines sold at another price than the policy's (the sale stands): reviewed here, store by store."""
 
-    list_display = ("sold_at", "store_code", "receipt_id", "kind", "sku", "qty", "policy", "charged", "difference",
-                    "override_reason", "override_staff", "status", "reviewed_by", "reviewed_at")
+    list_display = ("sold", "receipt", "kind", "sku_qty", "policy_charged", "difference", "review", "override")
     list_filter = (ExceptionStatusFilter, "kind", StoreCityFilter, StoreFilter, ("sold_at", admin.DateFieldListFilter))
     search_fields = ("=receipt_id", "=sku", "=store__code")
     search_help_text = _("Exact receipt id, SKU or store code.")
@@ -1027,9 +1026,34 @@ class PriceExceptionAdmin(StoreScopedAdmin, admin.ModelAdmin):
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("pricing.change_priceexception")
 
-    @admin.display(description=_("store"), ordering="store__code")
-    def store_code(self, obj: PriceException) -> str:
-        return obj.store.code
+    @admin.display(description=_("sold at"), ordering="sold_at")
+    def sold(self, obj: PriceException) -> str:
+        return f"{timezone.localtime(obj.sold_at):%d/%m/%Y %H:%M}"
+
+    @admin.display(description=_("store / receipt"), ordering="store__code")
+    def receipt(self, obj: PriceException) -> str:
+        return format_html("{}<br>{}", obj.store.code, obj.receipt_id)
+
+    @admin.display(description=_("SKU"), ordering="sku")
+    def sku_qty(self, obj: PriceException) -> str:
+        return f"{obj.sku} × {obj.qty}" if obj.sku else "-"
+
+    @admin.display(description=_("override (staff)"))
+    def override(self, obj: PriceException) -> str:
+        if not obj.override_reason and not obj.override_staff:
+            return obj.detail or "-"
+        return f"{obj.override_reason} ({obj.override_staff or '?'})"
+
+    @admin.display(description=_("status"), ordering="status")
+    def review(self, obj: PriceException) -> str:
+        if obj.reviewed_at is None:
+            return obj.get_status_display()
+        return format_html("{}<br><small>{}, {}</small>", obj.get_status_display(), obj.reviewed_by,
+                           f"{timezone.localtime(obj.reviewed_at):%d/%m %H:%M}")
+
+    @admin.display(description=_("policy / charged"), ordering="expected_vnd")
+    def policy_charged(self, obj: PriceException) -> str:
+        return format_html("{}<br>{}", _vnd(obj.expected_vnd), _vnd(obj.charged_vnd))
 
     @admin.display(description=_("policy"), ordering="expected_vnd")
     def policy(self, obj: PriceException) -> str:

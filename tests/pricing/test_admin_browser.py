@@ -137,3 +137,40 @@ def test_head_office_edits_previews_and_reads_a_promotion(browser, live_server, 
     assert page.locator("#chart-days rect.bar").count() == 3
     _shot(page, "06-results")
     page.context.close()
+
+
+def test_a_store_sees_its_price_exceptions_and_its_regional_manager_follows_one_up(browser, live_server, priced_shop):
+    from inventory.models import Store
+    from inventory.staff.roles import REGIONAL_MANAGER, STORE_STAFF
+    from orders.pricing.models import PriceException
+
+    mine = Store.objects.get(code="HCM-Q1-001")
+    theirs = StoreFactory(code="HN-HK-001", name="Hoàn Kiếm", city="Hà Nội", lat=21.0245, lon=105.855)
+    for store, receipt in ((mine, "R-0042"), (theirs, "R-0007")):
+        PriceException.objects.create(store=store, receipt_id=receipt, sold_at=timezone.now(), kind="override",
+                                      sku="AO-THUN-M", qty=1, expected_vnd=179_100, charged_vnd=150_000,
+                                      difference_vnd=-29_100, override_reason="customer complaint",
+                                      override_staff="NV-12")
+    make_staff(username="lan.q1", password=PASSWORD, role=STORE_STAFF, stores=[mine])
+    make_staff(username="minh.south", password=PASSWORD, role=REGIONAL_MANAGER, stores=[mine])
+
+    page = _log_in(browser, live_server, "lan.q1")
+    page.goto(f"{live_server.url}/admin/pricing/priceexception/")
+    listing = page.inner_text("#result_list")
+    assert "R-0042" in listing and "R-0007" not in listing and "-29,100 ₫" in listing
+    assert page.locator("select[name=action] option[value=accept]").count() == 0  # store staff look only
+    _shot(page, "07-exceptions-store")
+    page.context.close()
+
+    page = _log_in(browser, live_server, "minh.south")
+    page.goto(f"{live_server.url}/admin/pricing/priceexception/")
+    page.locator("input[name=_selected_action]").first.check()
+    page.select_option("select[name=action]", "followed_up")
+    page.locator("button[name=index]").click()
+    page.wait_for_load_state("load")
+    assert "1 exception marked “Followed up with the store”" in page.inner_text("ul.messagelist")
+    _shot(page, "08-exceptions-followed-up")
+    done = PriceException.objects.get(receipt_id="R-0042")
+    assert (done.status, done.reviewed_by) == ("followed_up", "minh.south")
+    assert PriceException.objects.get(receipt_id="R-0007").status == "open"
+    page.context.close()
