@@ -343,3 +343,24 @@ def test_a_store_key_of_another_store_prices_at_its_own_store(pricing_chain):
     near = store_client(pricing_chain["near"]).post("/api/v1/pos/prices/", body, format="json").json()
     far = store_client(pricing_chain["far"]).post("/api/v1/pos/prices/", body, format="json").json()
     assert (near["lines"][0]["unit_price_vnd"], far["lines"][0]["unit_price_vnd"]) == (179_000, 199_000)
+
+
+def test_a_void_takes_the_receipts_promotions_out_of_their_results(pricing_chain):
+    """A receipt entered in error: its promotions leave the results per promotion and give their budget back; the
+    code it consumed stays used (it was given at the till); its price exceptions stay in the queue for review."""
+    near = pricing_chain["near"]
+    capped = make_promotion(code="bags-capped", kind="amount_off", target="sku", skus=["TUI-VAI"],
+                            amount_vnd=9_000, max_uses=5)
+    policy = _policy(near, [("TUI-VAI", 1), ("AO-THUN-M", 2)], codes=["TET2025"])
+    till = store_client(near)
+    body = _receipt(_till_lines(policy), rid="VOID-1", codes=["TET2025"])
+    assert sync(till, [body]).json()["results"][0]["result"]["price_exceptions"] == 0
+    capped.refresh_from_db()
+    assert capped.uses == 1
+    assert till.post("/api/v1/pos/sales/VOID-1/void/").status_code == 200
+    assert not PromotionApplication.objects.filter(cancelled=False).exists()
+    assert PromotionApplication.objects.filter(reference=f"pos:{near.code}:VOID-1").count() == 2
+    capped.refresh_from_db()
+    assert capped.uses == 0
+    assert Code.objects.get(code="TET2025").uses == 1
+    assert CodeUse.objects.get().status == "consumed"

@@ -1,4 +1,4 @@
-"""Voids: a receipt entered in error is cancelled, its stock and points undone."""
+"""Voids: a receipt entered in error is cancelled, its stock, points and promotions undone."""
 
 
 from collections import defaultdict
@@ -24,6 +24,7 @@ from orders.pos.models import (
     TillRefund,
 )
 from orders.pos.services.common import _lock_rows, _source, till_actor
+from orders.pricing import services as pricing
 
 
 def _lock_receipt(store: Store, receipt_id: str) -> TillReceipt:
@@ -59,8 +60,9 @@ def _reverse_points(*, receipt: TillReceipt, fraction: Fraction, key: str, sourc
 @transaction.atomic
 def void_receipt(*, store: Store, receipt_id: str, till: str = "") -> dict:
     """Cancel a receipt entered in error: the sale's ledger effect is undone (the units it took go back on hand),
-    earned points are reversed and redeemed points given back. Voiding twice returns the first answer. A receipt
-    with refunds cannot be voided (ReceiptAlreadyRefunded)."""
+    earned points are reversed and redeemed points given back, and the promotions the policy applied to it leave
+    the promotions' results and give their budgets back (a code it consumed stays used: it was given at the till).
+    Voiding twice returns the first answer. A receipt with refunds cannot be voided (ReceiptAlreadyRefunded)."""
     now = timezone.now()
     actor = till_actor(store, till)
     receipt = _lock_receipt(store, receipt_id)
@@ -93,6 +95,7 @@ def void_receipt(*, store: Store, receipt_id: str, till: str = "") -> dict:
         receipt=receipt, fraction=Fraction(1), key=f"pos:{store.pk}:{receipt_id}:void",
         source=_source(store, receipt_id, actor), now=now,
     )
+    pricing.release(reference=reference, at=now)
     TillReceipt.objects.filter(pk=receipt.pk).update(status=TillReceipt.Status.VOIDED)
     result = {"receipt_id": receipt_id, "kind": "void", "amount_vnd": receipt.total_vnd, "points": points,
               "lines": [{"sku": line.product.sku, "qty": line.qty, "restocked": line.taken} for line in
