@@ -25,6 +25,14 @@ content, a points tender the member cannot pay), never for stock:
       `shortfall` rises and it is flagged `needs_count` (its online ATP is 0 until a count), the line records its
       `shortfall`.
 
+Prices at the till (issue #19): a sale is never refused for its prices either. Each applied receipt is priced as
+the policy in force would have at its time of sale (orders.pricing.tills.check_receipt, in the receipt's transaction,
+after its points, with the policy read once per batch): the codes it gives are taken as for an order (a single-use
+code once across every channel), and whatever differs (a line below or above the policy, a manager's override, a code
+refused, a promotion over its budget) is queued as a price exception for operations. The receipt keeps what the till
+said (its codes, promotions and override) and its result what the policy would have charged. Online tills ask the
+same engine before the sale (prices.py); offline tills evaluate their store's snapshot of the policy.
+
 Receipts are idempotent by (store, receipt id) — a database unique constraint — plus a hash of their content: the
 same id and content returns the first answer (`duplicate`), the same id with other content is rejected
 (`receipt_id_reused`) and writes nothing. A batch is applied in chunks (one transaction each, see sync_sales);
