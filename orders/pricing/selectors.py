@@ -16,7 +16,7 @@ _cached: dict[str, engine.Policy] = {}
 
 
 def policy_version() -> int:
-    return PolicyVersion.objects.values_list("version", flat=True).order_by("pk").first() or 0
+    return PolicyVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
 
 def _stores_of(group) -> frozenset[str] | None:
@@ -69,17 +69,18 @@ def _load(version: int) -> engine.Policy:
 
 
 def active_policy() -> engine.Policy:
-    """The policy in force, from this process's cache while its version has not moved (one indexed read)."""
-    version = policy_version()
+    """The policy in force, from this process's cache while its version has not moved (one primary-key read). The
+    version's time is part of the key: a version row made again (a database restored or flushed) restarts at the
+    same number, and must not find the old policy."""
+    row = PolicyVersion.objects.filter(pk=1).values_list("version", "changed_at").first() or (0, None)
     cached = _cached.get("policy")
-    if cached is not None and cached.version == version:
+    if cached is not None and _cached.get("key") == row:
         return cached
     with _cache_lock:
-        cached = _cached.get("policy")
-        if cached is None or cached.version != version:
-            cached = _load(version)
-            _cached["policy"] = cached
-    return cached
+        if _cached.get("key") != row or "policy" not in _cached:
+            _cached["policy"] = _load(row[0])
+            _cached["key"] = row
+    return _cached["policy"]
 
 
 def forget_cached_policy() -> None:
