@@ -247,7 +247,8 @@ class PriceListAdmin(PeriodColumns, PolicyAdmin):
                                          .values_list("product__sku", flat=True)[:5]),
                        "channel": (obj.channels or [_default_channel()])[0]}
             extra["preview"] = preview(request, policy=with_price_list(selectors.active_policy(), obj), initial=initial,
-                                       note=gettext("Priced with this price list as saved, even if switched off."))
+                                       note=gettext("Priced with this price list as saved, even if switched off."),
+                                       channels=obj.channels or ())
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
 
@@ -398,6 +399,7 @@ class PromotionAdmin(PeriodColumns, PolicyAdmin):
             extra["preview"] = preview(
                 request, policy=with_promotion(selectors.active_policy(), obj), initial=_promotion_cart(obj),
                 highlight=obj.code, note=gettext("Priced with this promotion as saved, even if switched off."),
+                channels=obj.channels or (),
             )
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
@@ -496,11 +498,16 @@ class PromotionAdmin(PeriodColumns, PolicyAdmin):
 
 
 def _promotion_cart(promo: Promotion) -> dict:
-    """A cart that shows the promotion at work: its SKUs (bundle's quantities, buy X + get Y units)."""
+    """A cart that shows the promotion at work: its SKUs or some of its categories' (bundle's quantities, buy X +
+    get Y units); a cart promotion leaves the cart to fill in."""
+    units = max(promo.buy_qty + promo.get_qty, 1)
     if promo.bundle:
         lines = [(sku, qty) for sku, qty in promo.bundle]
-    elif promo.skus:
-        lines = [(sku, max(promo.buy_qty + promo.get_qty, 1)) for sku in promo.skus[:5]]
+    elif promo.target == engine.Target.SKU and promo.skus:
+        lines = [(sku, units) for sku in promo.skus[:5]]
+    elif promo.target == engine.Target.CATEGORY and promo.categories:
+        skus = Product.objects.filter(category__in=promo.categories, is_active=True).order_by("sku")
+        lines = [(sku, units) for sku in skus.values_list("sku", flat=True)[:2]]
     else:
         lines = []
     return {"cart": "\n".join(f"{sku} {qty}" for sku, qty in lines),
@@ -508,7 +515,7 @@ def _promotion_cart(promo: Promotion) -> dict:
 
 
 def _default_channel() -> str:
-    return SalesChannel.objects.order_by("code").values_list("code", flat=True).first() or "website"
+    return SalesChannel.objects.order_by("code").values_list("code", flat=True).first() or settings.PRICING_TILL_CHANNEL
 
 
 # --- the price preview ---------------------------------------------------------------------------------------------
@@ -550,11 +557,12 @@ class Preview:
 
 
 def preview(request: HttpRequest, *, policy: engine.Policy, initial: dict, highlight: str = "",
-            note: str = "") -> Preview:
+            note: str = "", channels: list[str] | tuple[str, ...] = ()) -> Preview:
     """The preview form (a GET form) and, once filled in, the priced cart. Codes are checked one by one and a refused
     code is shown with its reason instead of failing the page."""
     bound = PreviewForm.prefix + "-cart" in request.GET
-    form = PreviewForm(request.GET if bound else None, initial=initial, stores=scoped_stores(request))
+    form = PreviewForm(request.GET if bound else None, initial=initial, stores=scoped_stores(request),
+                       channels=channels)
     result = Preview(form=form, note=note, highlight=highlight)
     if not form.is_valid():
         return result

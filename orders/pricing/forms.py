@@ -282,9 +282,9 @@ class PreviewForm(forms.Form):
         help_text=_("Empty: pickup (no delivery fee)."),
     )
 
-    def __init__(self, *args, stores=None, **kwargs):
+    def __init__(self, *args, stores=None, channels: Iterable[str] = (), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["channel"].choices = channel_choices()
+        self.fields["channel"].choices = channel_choices(channels)
         self.fields["store"].queryset = (stores if stores is not None else Store.objects.all()).order_by("code")
 
     def clean_cart(self) -> dict[str, int]:
