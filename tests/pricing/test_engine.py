@@ -747,3 +747,18 @@ def test_the_readme_worked_example_is_what_the_engine_answers():
     # The refund of the hats, one by one.
     hats = priced.line("NON-LA").net_vnd
     assert [cumulative_share(hats, k, 1, 2) for k in range(2)] == [113_007, 113_007]
+
+
+def test_vouchers_come_off_after_every_promotion():
+    # They took their turn by priority and code among the cart promotions: a 10 % off the cart whose code sorted
+    # after "points-voucher" (lower case) was computed on the goods less the voucher, one in upper case was not.
+    voucher = (CodeGrant("V1", "points-voucher", value_vnd=100_000),)
+    for code in ("summer10", "SUMMER10"):
+        pol = policy(promotions=[VOUCHER, promo(code, Kind.PERCENT_OFF, percent=10)])
+        priced = price(pol, ctx(codes=voucher), TEA=20)
+        assert [(a.promotion, a.discount_vnd) for a in priced.applied] == [(code, 100_000), ("points-voucher", 100_000)]
+    urgent = promo("URGENT", Kind.AMOUNT_OFF, amount_vnd=5_000, priority=9)  # cart promotions keep their order
+    pol = policy(promotions=[VOUCHER, urgent, promo("CART10", Kind.PERCENT_OFF, percent=10)])
+    priced = price(pol, ctx(codes=voucher), TEA=20)
+    assert [(a.promotion, a.discount_vnd) for a in priced.applied] == [
+        ("URGENT", 5_000), ("CART10", 99_500), ("points-voucher", 100_000)]

@@ -198,9 +198,18 @@ class _Use:
         return f"{self.promotion.code}#{self.grant.code}" if self.grant else self.promotion.code
 
     @property
+    def voucher(self) -> bool:
+        return self.grant is not None and self.grant.value_vnd is not None
+
+    @property
+    def rank(self) -> tuple:
+        return (-self.promotion.priority, self.promotion.code, self.grant.code if self.grant else "")
+
+    @property
     def sort_key(self) -> tuple:
-        return (not self.promotion.line_level, -self.promotion.priority, self.promotion.code,
-                self.grant.code if self.grant else "")
+        """Line-level promotions, then cart-level ones, then vouchers (money already paid, like a tender: they
+        come off what the promotions leave, so a promotion's code never decides whether it counts before them)."""
+        return (not self.promotion.line_level, self.voucher, *self.rank)
 
 
 def _targeted(p: Promotion, line: _Line) -> bool:
@@ -357,10 +366,10 @@ def price_cart(
             uses.append(_Use(p, grant))
 
     # A voucher bought with points is money the member already paid: it goes with every choice.
-    vouchers = [u for u in uses if u.grant is not None and u.grant.value_vnd is not None]
-    rest = [u for u in uses if u not in vouchers]
+    vouchers = [u for u in uses if u.voucher]
+    rest = [u for u in uses if not u.voucher]
     choices = [[u for u in rest if not u.promotion.exclusive] + vouchers] + [
-        [u, *vouchers] for u in sorted((u for u in rest if u.promotion.exclusive), key=lambda u: u.sort_key[1:])
+        [u, *vouchers] for u in sorted((u for u in rest if u.promotion.exclusive), key=lambda u: u.rank)
     ]
     best_lines, best_applied, best_total = base, [], -1
     for choice in choices:
