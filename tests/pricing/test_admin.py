@@ -591,3 +591,22 @@ def test_the_days_chart_is_a_time_line(admin_client, shop):
     assert chart.count('class="bar"') == 4, "the days between without redemptions are columns of 0"
     assert len(admin_client.get(reverse("admin:pricing_promotion_results_csv", args=[promo.pk])).content.decode()
                .splitlines()) == 1 + 1 + 1 + 1 + 2  # header, total, a channel, a store, the two days with some
+
+
+def test_a_category_promotion_page_starts_from_its_products_and_its_channels(admin_client, shop):
+    promo = _promotion(code="HATS", target="category", skus=[], categories=["non"], channels=["app"])
+    page = admin_client.get(reverse("admin:pricing_promotion_change", args=[promo.pk]))
+    form = page.context["preview"].form
+    assert form.initial == {"cart": "NON-LA 1", "channel": "app"}
+    assert "app" in dict(form.fields["channel"].choices)  # named by the promotion, though no sales channel yet
+    priced = _preview(admin_client, reverse("admin:pricing_promotion_change", args=[promo.pk]), cart="NON-LA 1",
+                      channel="app").context["preview"].priced
+    assert priced.total_vnd == 135_000
+
+
+def test_the_generate_codes_command_writes_to_standard_output(shop):
+    _promotion(requires_code=True)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("generate_codes", "--promotion", "SHIRT10", "--count", "3", "--csv", "-", stdout=out, stderr=err)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert len(rows) == 3 and rows[0]["max_uses"] == "1" and "3 codes for SHIRT10" in err.getvalue()
