@@ -178,7 +178,7 @@ def test_points_are_reversed_on_the_money_really_paid(shop, channel):
     """A member pays 100,000 ₫ of a buy-2-get-1 order with 1,000 points and the rest, with a 15,000 ₫ delivery fee,
     in money. The free item refunds nothing and reverses nothing (a reversal on gross value would take back points
     for goods that cost nothing); all the goods back give back every point spent and reverse the points earned on
-    their money; the points earned on the fee's money stay (the fee is not refunded)."""
+    their money: the earning's share of the money it was earned on (the fee, not refunded, would keep its own)."""
     buy_2_get_1()
     order, priced = priced_order(channel, {"AO-POLO": 1, "AO-TRON": 1, "AO-BA-LO": 1}, fee_vnd=15_000, points=1_000)
     assert order.status == "completed" and order.earn_posting_id and order.points_tender_vnd == 100_000

@@ -56,6 +56,7 @@ class ReturnsMachine(RuleBasedStateMachine):
                             idempotency_key=f"sm-grant-{run}")
         self.receipts: list[tuple[str, str]] = []  # (store code, receipt id)
         self.orders: list[str] = []
+        self.handed_over: list[str] = []  # orders delivered: what a courier can collect
         self.collections: list[str] = []
         self.n = 0
 
@@ -111,6 +112,7 @@ class ReturnsMachine(RuleBasedStateMachine):
             return
         if handed_over:
             deliver(order)
+            self.handed_over.append(order.number)
         self.orders.append(order.number)
 
     @precondition(lambda self: self.orders)
@@ -169,10 +171,12 @@ class ReturnsMachine(RuleBasedStateMachine):
         except DomainError:
             pass
 
-    @precondition(lambda self: self.orders)
+    # Collections draw among delivered orders (return_order tries the others): drawing among every order, the
+    # derandomised runs could end without a single collection opened, and the end check failed.
+    @precondition(lambda self: self.handed_over)
     @rule(data=st.data(), qty=st.integers(1, 2), condition=conditions)
     def collect_order(self, data, qty, condition):
-        number = data.draw(st.sampled_from(self.orders))
+        number = data.draw(st.sampled_from(self.handed_over))
         sku = Order.objects.get(number=number).lines.values_list("product__sku", flat=True).first()
         try:
             ret = services.open_collection(channel=self.channel, order_number=number,
@@ -223,7 +227,7 @@ class ReturnsMachine(RuleBasedStateMachine):
             order = Order.objects.get(number=number)
             refunded = Return.objects.filter(order=order, status=ReturnStatus.REFUNDED).aggregate(
                 v=Sum("refund_vnd", default=0))["v"]
-            assert refunded <= order.total_vnd
+            assert refunded <= order.total_vnd - order.delivery_fee_vnd  # the goods, never the fee
             given = Return.objects.filter(order=order).aggregate(p=Sum("points_given_back", default=0))["p"]
             assert given <= order.points_redeemed
 
