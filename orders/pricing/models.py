@@ -48,6 +48,11 @@ class PolicyVersion(models.Model):
 
     version = models.PositiveBigIntegerField(default=1)
     changed_at = models.DateTimeField(default=timezone.now)
+    products_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="A digest of the products' SKUs, base prices, categories and active flags "
+        "when the version last moved: a product change (in the inventory app, which knows nothing of pricing) moves "
+        "the version too, within PRICING_PRODUCTS_RECHECK_SECONDS.",
+    )
 
     class Meta:
         verbose_name = _("pricing policy version")

@@ -1,10 +1,15 @@
 """Reads: the active policy as the engine's plain data, cached per process and reloaded when its version moves; a
 store's snapshot for offline tills; what is left of promotions' budgets."""
 
+import hashlib
 import threading
+import time
 from datetime import datetime
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import F, Prefetch
+from django.utils import timezone
 
 from inventory.models import Product
 
@@ -71,7 +76,14 @@ def _load(version: int) -> engine.Policy:
 def active_policy() -> engine.Policy:
     """The policy in force, from this process's cache while its version has not moved (one primary-key read). The
     version's time is part of the key: a version row made again (a database restored or flushed) restarts at the
-    same number, and must not find the old policy."""
+    same number, and must not find the old policy. Base prices live on the products, which the inventory app changes
+    without knowing of pricing: every PRICING_PRODUCTS_RECHECK_SECONDS a process compares the products' digest with
+    the one the version row keeps, and moves the version when they differ (once, by a conditional update), so that
+    every process and every till's snapshot reloads."""
+    now = time.monotonic()
+    if now - _cached.get("checked", float("-inf")) >= settings.PRICING_PRODUCTS_RECHECK_SECONDS:
+        _cached["checked"] = now
+        _note_product_changes()
     row = PolicyVersion.objects.filter(pk=1).values_list("version", "changed_at").first() or (0, None)
     cached = _cached.get("policy")
     if cached is not None and _cached.get("key") == row:
@@ -83,7 +95,33 @@ def active_policy() -> engine.Policy:
     return _cached["policy"]
 
 
+def products_fingerprint() -> str:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT md5(coalesce(string_agg(sku || ':' || price_vnd || ':' || category || ':' || is_active::text, "
+                "',' ORDER BY id), '')) FROM inventory_product"
+            )
+            return cursor.fetchone()[0]
+    digest = hashlib.md5()
+    for row in Product.objects.order_by("pk").values_list("sku", "price_vnd", "category", "is_active"):
+        digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+def _note_product_changes() -> None:
+    # A write from a read, on purpose: it is the cache's bookkeeping, not a business change (PolicyVersion's help).
+    fingerprint = products_fingerprint()
+    if PolicyVersion.objects.filter(pk=1).exclude(products_fingerprint=fingerprint).update(
+        version=F("version") + 1, changed_at=timezone.now(), products_fingerprint=fingerprint
+    ):
+        return
+    if not PolicyVersion.objects.filter(pk=1).exists():
+        PolicyVersion.objects.get_or_create(pk=1, defaults={"version": 1, "products_fingerprint": fingerprint})
+
+
 def forget_cached_policy() -> None:
+    """Drop this process's cached policy and its last product check (tests, benches)."""
     _cached.clear()
 
 
