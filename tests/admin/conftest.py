@@ -69,6 +69,10 @@ def store_day(channel, store, near, other) -> dict:
     _ok(till.post("/api/v1/pos/sales/", {"receipts": [{
         "receipt_id": rid, "sold_at": now, "lines": [{"sku": "NON-LA", "qty": 1, "unit_price_vnd": 150_000}],
         "tenders": [{"type": "cash", "amount_vnd": 150_000}]}]}, format="json"))
+    # A sale below the policy price (the till's own mistake): applied, and queued as a price exception of the store.
+    _ok(till.post("/api/v1/pos/sales/", {"receipts": [{
+        "receipt_id": f"{store.code}-R-9", "sold_at": now, "lines": [{"sku": "NON-LA", "qty": 1, "unit_price_vnd": 1_000}],
+        "tenders": [{"type": "cash", "amount_vnd": 1_000}]}]}, format="json"))
     _ok(till.post("/api/v1/pos/counts/", {"count_id": f"{store.code}-CC-1", "counted_at": now,
                                           "lines": [{"sku": "TUI-VAI", "counted": 6}]}, format="json"))
     _ok(till.post("/api/v1/pos/goods-receipts/", {"receipt_id": f"{store.code}-DN-1", "source": "DC Bình Dương",

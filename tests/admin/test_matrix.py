@@ -36,6 +36,7 @@ OWNER: dict[str, tuple[str, ...]] = {
     "orders.CourierEvent": ("delivery__fulfillment__store",),
     "returns.Return": ("receiving_store",),
     "returns.ReturnLine": ("ret__receiving_store",),
+    "pricing.PriceException": ("store",),
 }
 STANDARD_VIEWS = {"changelist", "add", "change", "history", "delete", "autocomplete"}
 
