@@ -1080,10 +1080,9 @@ class PriceExceptionAdmin(StoreScopedAdmin, admin.ModelAdmin):
     def _review(self, request: HttpRequest, queryset: QuerySet, status: str) -> None:
         """Open exceptions of the selection (already in the viewer's scope) take the status and the reviewer; one
         reviewed meanwhile by someone else is left as they left it (a conditional update)."""
-        selected = queryset.count()
-        done = queryset.filter(status=PriceException.Status.OPEN).update(
-            status=status, reviewed_by=request.user.get_username(), reviewed_at=timezone.now()
-        )
+        ids = list(queryset.values_list("pk", flat=True))
+        selected = len(ids)
+        done = services.review_exceptions(ids=ids, status=status, reviewer=request.user.get_username())
         label = PriceException.Status(status).label
         self.message_user(request, ngettext("%(n)d exception marked “%(status)s”.",
                                             "%(n)d exceptions marked “%(status)s”.", done)

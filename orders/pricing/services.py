@@ -16,12 +16,14 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from inventory.exceptions import UnknownSku
 from inventory.models import Product, Store
 from loyalty.models import Member
+from o2o.domain_errors import InvalidInput
 
 from . import engine, selectors
 from .exceptions import (
@@ -37,6 +39,7 @@ from .models import (
     Code,
     CodeUse,
     PolicyVersion,
+    PriceException,
     Promotion,
     PromotionApplication,
     PromotionMemberUse,
@@ -298,64 +301,87 @@ def consume(*, reference: str, at: datetime | None = None) -> int:
 
 def check_promotion(data: dict) -> None:
     """Refuse a promotion that cannot be right: dates reversed, a percent over 100, a discount larger than the
-    price it takes from, a buy-X-get-Y without Y, a bundle that costs more than its parts. Raises InvalidPromotion
-    with the field at fault (the admin and the API both call this)."""
+    price it takes from, a buy-X-get-Y without Y, a bundle that costs more than its parts or lists a SKU twice, a
+    minimum spend on a promotion of lines (the engine reads it only on cart promotions). Raises InvalidPromotion
+    with the field at fault, in the request's language (the admin and the API both call this)."""
     errors: dict[str, str] = {}
     starts, ends = data.get("starts_at"), data.get("ends_at")
     if starts and ends and ends <= starts:
-        errors["ends_at"] = "The end must be after the start."
+        errors["ends_at"] = gettext("The end must be after the start.")
     kind, target = data.get("kind"), data.get("target", engine.Target.CART)
     percent, amount = int(data.get("percent") or 0), int(data.get("amount_vnd") or 0)
+    line_level = kind in (engine.Kind.BUY_X_GET_Y, engine.Kind.BUNDLE) or (
+        target != engine.Target.CART and kind != engine.Kind.SPEND_THRESHOLD)
     if not 0 <= percent <= 100:
-        errors["percent"] = "A percent is between 0 and 100."
+        errors["percent"] = gettext("A percent is between 0 and 100.")
     if amount < 0:
-        errors["amount_vnd"] = "An amount cannot be negative."
+        errors["amount_vnd"] = gettext("An amount cannot be negative.")
     skus = list(data.get("skus") or [])
-    prices = dict(Product.objects.filter(sku__in=skus + [s for s, _ in data.get("bundle") or []])
-                  .values_list("sku", "price_vnd"))
+    bundle = data.get("bundle") or []
+    prices = dict(Product.objects.filter(sku__in=skus + [s for s, _ in bundle]).values_list("sku", "price_vnd"))
     unknown = sorted(set(skus) - set(prices))
     if unknown:
-        errors["skus"] = f"Unknown SKUs: {', '.join(unknown)}."
-    if target == engine.Target.SKU and not skus:
-        errors["skus"] = "Name the SKUs the promotion is for."
+        errors["skus"] = gettext("Unknown SKUs: %(skus)s.") % {"skus": ", ".join(unknown)}
+    if target == engine.Target.SKU and not skus and kind != engine.Kind.BUNDLE:
+        errors["skus"] = gettext("Name the SKUs the promotion is for.")
     if target == engine.Target.CATEGORY and not data.get("categories"):
-        errors["categories"] = "Name the categories the promotion is for."
+        errors["categories"] = gettext("Name the categories the promotion is for.")
+    if line_level and int(data.get("min_spend_vnd") or 0):
+        errors["min_spend_vnd"] = gettext("A minimum spend applies to cart promotions only.")
     if kind == engine.Kind.PERCENT_OFF and percent <= 0:
-        errors["percent"] = "A percent-off promotion needs a percent above 0."
+        errors["percent"] = gettext("A percent-off promotion needs a percent above 0.")
     if kind == engine.Kind.AMOUNT_OFF:
         if amount <= 0 and not data.get("requires_code"):
-            errors["amount_vnd"] = "An amount-off promotion needs an amount above 0."
-        if target == engine.Target.SKU and skus and prices and amount > min(prices.get(s, amount) for s in skus):
-            errors["amount_vnd"] = "The discount is larger than the price of a SKU it applies to."
+            errors["amount_vnd"] = gettext("An amount-off promotion needs an amount above 0.")
+        cheapest = None
+        if target == engine.Target.SKU and skus and prices:
+            cheapest = min(prices.get(s, amount) for s in skus)
+        elif target == engine.Target.CATEGORY and data.get("categories"):
+            cheapest = Product.objects.filter(category__in=data["categories"], is_active=True).aggregate(
+                low=Min("price_vnd"))["low"]
+        if cheapest is not None and amount > cheapest:
+            errors["amount_vnd"] = gettext("The discount is larger than the price of a SKU it applies to.")
         if target == engine.Target.CART and data.get("min_spend_vnd") and amount > int(data["min_spend_vnd"]):
-            errors["amount_vnd"] = "The discount is larger than the spend it requires."
+            errors["amount_vnd"] = gettext("The discount is larger than the spend it requires.")
     if kind == engine.Kind.BUY_X_GET_Y and (int(data.get("buy_qty") or 0) < 1 or int(data.get("get_qty") or 0) < 1):
-        errors["get_qty"] = "Buy X get Y needs X ≥ 1 and Y ≥ 1."
+        errors["get_qty"] = gettext("Buy X get Y needs X ≥ 1 and Y ≥ 1.")
     if kind == engine.Kind.BUY_X_GET_Y and percent <= 0:
-        errors["percent"] = "Buy X get Y needs the percent off the Y units (100 = free)."
+        errors["percent"] = gettext("Buy X get Y needs the percent off the Y units (100 = free).")
     if kind == engine.Kind.BUNDLE:
-        bundle = data.get("bundle") or []
+        listed = [s for s, _ in bundle]
         if not bundle or any(int(q) < 1 for _, q in bundle):
-            errors["bundle"] = 'A bundle lists SKUs and quantities: [["SKU-1", 1], ["SKU-2", 2]].'
-        elif all(s in prices for s, _ in bundle):
+            errors["bundle"] = gettext('A bundle lists SKUs and quantities: [["SKU-1", 1], ["SKU-2", 2]].')
+        elif len(set(listed)) != len(listed):
+            errors["bundle"] = gettext("A bundle lists each SKU once, with its quantity.")
+        elif all(s in prices for s in listed):
             worth = sum(prices[s] * int(q) for s, q in bundle)
             if int(data.get("bundle_price_vnd") or 0) >= worth:
-                errors["bundle_price_vnd"] = f"The bundle price must be below its parts' {worth} VND."
+                errors["bundle_price_vnd"] = gettext("The bundle price must be below its parts' %(worth)s VND.") % {
+                    "worth": worth}
         else:
-            errors["bundle"] = "Unknown SKUs in the bundle."
+            errors["bundle"] = gettext("Unknown SKUs in the bundle.")
     if kind == engine.Kind.SPEND_THRESHOLD:
         spend = int(data.get("min_spend_vnd") or 0)
         if spend <= 0:
-            errors["min_spend_vnd"] = "A spend threshold needs the spend."
+            errors["min_spend_vnd"] = gettext("A spend threshold needs the spend.")
         if amount > spend:
-            errors["amount_vnd"] = "The discount is larger than the spend it requires."
+            errors["amount_vnd"] = gettext("The discount is larger than the spend it requires.")
         if not amount and not percent:
-            errors["amount_vnd"] = "Give an amount or a percent off."
-    for field in ("weekdays",):
-        if any(not isinstance(d, int) or not 0 <= d <= 6 for d in data.get(field) or []):
-            errors[field] = "Weekdays are 0 (Monday) to 6 (Sunday)."
+            errors["amount_vnd"] = gettext("Give an amount or a percent off.")
+    if any(not isinstance(d, int) or not 0 <= d <= 6 for d in data.get("weekdays") or []):
+        errors["weekdays"] = gettext("Weekdays are 0 (Monday) to 6 (Sunday).")
     if errors:
         raise InvalidPromotion(details=errors)
+
+
+def review_exceptions(*, ids: list[int], status: str, reviewer: str, at: datetime | None = None) -> int:
+    """Mark open price exceptions accepted or followed up, with the reviewer. One reviewed meanwhile by someone else
+    is left as they left it (a conditional update). Returns how many were marked."""
+    if status not in (PriceException.Status.ACCEPTED, PriceException.Status.FOLLOWED_UP):
+        raise InvalidInput("Review as accepted or followed_up.", details={"status": status})
+    return PriceException.objects.filter(pk__in=ids, status=PriceException.Status.OPEN).update(
+        status=status, reviewed_by=reviewer[:150], reviewed_at=at or timezone.now()
+    )
 
 
 # --- codes in bulk and vouchers bought with points ------------------------------------------------------------------
