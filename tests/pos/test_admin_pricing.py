@@ -1,6 +1,8 @@
 """The till receipt admin shows what the till said about its prices (codes, promotions, a manager's override) and
 what the policy would have charged, read-only, with the price exceptions the receipt queued."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -26,3 +28,8 @@ def test_a_receipts_pricing_is_shown_read_only(shop, admin_client):
     assert "receipt_id=ADM-1" in html and ">2</a>" in html
     listing = admin_client.get(reverse("admin:pos_tillreceipt_changelist")).content.decode()
     assert "ADM-1" in listing
+    # The link opens the price-exception queue on this receipt's two exceptions.
+    link = re.search(r'href="([^"]*receipt_id=ADM-1)"', html).group(1).replace("&amp;", "&")
+    queue = admin_client.get(link)
+    assert queue.status_code == 200 and "ADM-1" in queue.content.decode()
+    assert queue.context["cl"].result_count == 2
