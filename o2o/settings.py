@@ -402,10 +402,11 @@ LOYALTY_EVENTS_CHANNEL = os.environ.get("LOYALTY_EVENTS_CHANNEL", "website")
 # The POS contract's tag in the OpenAPI schema, with its version (orders/pos/api/examples.py: CONTRACT_VERSION).
 SPECTACULAR_SETTINGS.setdefault("TAGS", []).append({
     "name": "POS",
-    "description": "POS contract v1.0, for the tills of one store each (`Authorization: Api-Key <store key>`). Receipt, "
+    "description": "POS contract v1.1, for the tills of one store each (`Authorization: Api-Key <store key>`). Receipt, "
     "refund, count, delivery-note and transfer ids are the till's own, unique per store, and the idempotency keys: "
     "resending returns the first answer. Another store's ids are not found (404). Changes to this contract are "
-    "additive within v1; a breaking change gets /api/v2/pos/.",
+    "additive within v1; a breaking change gets /api/v2/pos/. v1.1 added prices: the price call, the policy "
+    "snapshot for offline tills, and receipts' codes, applied promotions and manager overrides.",
 })
 # Prepare the loyalty ledger's hot statements once per connection (turn off behind a pooler that cannot keep them).
 LOYALTY_PREPARED_STATEMENTS = env_bool("LOYALTY_PREPARED_STATEMENTS", True)

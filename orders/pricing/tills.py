@@ -3,7 +3,7 @@ differs becomes a price exception in the ops queue (the sale stands: the goods h
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -12,6 +12,7 @@ from inventory.exceptions import UnknownSku
 from inventory.models import Store
 
 from . import engine, selectors
+from .engine import Applied, PricedCart
 from .models import CodeUse, PriceException
 from .services import commit, normalize_code, price
 
@@ -117,10 +118,28 @@ def check_receipt(
                 kind=kind(diff), qty=sum(qty.values()), expected_vnd=priced.total_vnd, charged_vnd=charged_total,
                 difference_vnd=diff, detail=detail(a.promotion for a in priced.applied), **base,
             ))
-    for problem in commit(priced=priced, reference=reference, channel=channel, store_code=store.code,
+    given_by_till = replace(priced, applied=tuple(
+        a for a in priced.applied if _till_gave(a, charged=charged, priced=priced, tolerance=tolerance,
+                                                 reported=set(reported_promotions))
+    ))
+    for problem in commit(priced=given_by_till, reference=reference, channel=channel, store_code=store.code,
                           member_phone=member_phone, at=sold_at, strict=False, status=CodeUse.Status.CONSUMED):
         what, _, name = problem.partition(":")
         refused = PriceException.Kind.OVER_BUDGET if what == "over_budget" else PriceException.Kind.CODE_REFUSED
         exceptions.append(PriceException(kind=refused, detail=f"{what.replace('_', ' ')}: {name}", **base))
     saved = PriceException.objects.bulk_create(exceptions) if exceptions else []
     return ReceiptCheck(policy_total_vnd=priced.total_vnd, exceptions=tuple(saved))
+
+
+def _till_gave(applied: Applied, *, charged: dict[str, int], priced: PricedCart, tolerance: int,
+               reported: set[str]) -> bool:
+    """Did the till give the customer this promotion of the policy's? Then it counts as a use (budget, code, the
+    promotion's results); a promotion the till missed (the customer paid more) does not. The receipt at the policy's
+    total: yes. Otherwise the till's own report when it sent one, else whether each line the promotion discounted
+    was charged no more than the policy's net for it."""
+    if abs(sum(charged.values()) - priced.total_vnd) <= tolerance:
+        return True
+    if reported:
+        return applied.promotion in reported
+    nets = {line.sku: line.net_vnd for line in priced.lines}
+    return all(charged.get(sku, 0) <= nets[sku] + tolerance for sku, _ in applied.lines)
