@@ -10,22 +10,40 @@ state machine, a pickup handover, a till sale with points earned and spent, retu
 at another store, an offline till sale that takes the last unit a delivery order held (recorded in full; the order
 re-routed at once with the receipt as the cause), and `inventory_audit` / `loyalty_audit` on what all that wrote.
 
+It also proves the one price policy's "done means" (issue #19) as its users meet it:
+  - a promotion created in the admin's add form shows the same discounted price in the website's quote
+    (POST /api/v1/pricing/quote/) and in the selling store's till price call (POST /api/v1/pos/prices/);
+  - the offline tills' snapshot (GET /api/v1/pos/pricing/snapshot/, signed with the till's key) moved to a higher
+    version with it, `?since=` that version answers `changed: false`, and switching the promotion off moves it again;
+  - a voucher bought with points on the website (the points leave the balance) is spent at another store's till:
+    the receipt charges what that till's price call gives with the code, is applied with no price exception, and
+    the code is then used up everywhere (the website's quote: 422 code_used_up);
+  - a till sale far below the policy's price is applied all the same and waits in the price-exception queue, where
+    the store's manager finds it in the admin.
+
 Who does what, as in production (the logins and the website key are the ones `manage.py demo` keeps in the
 credentials file):
-  the website      its sales-channel key: stores near, promise, points hold, order
+  the website      its sales-channel key: stores near, promise, points hold, order, price quotes, vouchers
   operations       the superuser `admin` in the Django admin: issues a POS key for each of the two stores' tills
-                   (Store (POS) API keys > Add; the key is shown once), over HTTP like everything else
-  store staff      `manager.q1` (scoped to HCM-Q1-001) in the admin's store queue: picking, packed, ready for pickup
-  the stores' POS  HCM-Q1-001 hands the pickup over and sells at its till; HCM-Q3-001 takes both returns
+                   (Store (POS) API keys > Add; the key is shown once), over HTTP like everything else; creates a
+                   promotion (Promotions > Add) and switches it off (the list's action)
+  store staff      `manager.q1` (scoped to HCM-Q1-001) in the admin's store queue: picking, packed, ready for pickup;
+                   and in its price-exception queue
+  the stores' POS  HCM-Q1-001 hands the pickup over, sells at its till, prices carts, fetches its snapshot;
+                   HCM-Q3-001 takes both returns and the voucher; either books a delivery (a goods receipt) first
+                   when an earlier walk on the same database sold what this one needs
 
 Each step prints one line with its key figures. The first failure prints the request, the status and the answer's
 body and exits 1 (2 for bad arguments or an unreadable credentials file). Every idempotency key and receipt id
-carries a run id, so running the walk again on the same database is a new walk, not a replay.
+carries a run id (so does the promotion's code), so running the walk again on the same database is a new walk,
+not a replay.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -51,6 +69,11 @@ ORDER_SKU, ORDER_QTY, ORDER_PRICE = "AT-COT-TRG-M", 2, 199_000  # picked up at Q
 TILL_SKU, TILL_PRICE = "AK-GIO-CAM-L", 499_000  # sold at Q1's till (its price there), returned at Q3's
 ORDER_POINTS = 300  # points held at checkout and paid with the order (30,000 ₫)
 TILL_POINTS = 100  # points tendered at the till (10,000 ₫)
+RESTOCK_QTY = 10  # a delivery when a store has too few of a SKU to sell (an earlier walk sold them)
+PROMO_CODE, PROMO_SKU, PROMO_QTY, PROMO_PERCENT = "walk-{run}-15pct", "TUI-TOTE-BE-OS", 2, 15  # made in the admin
+PROMO_GROUP = "TP. Hồ Chí Minh"  # the demo's store group of the HCMC stores (load_demo_pricing), the promotion's scope
+VOUCHER_POINTS, VOUCHER_SKU = 100, "TL-DA-DEN-105"  # a voucher bought online, spent at the returns store's till
+LOW_SKU, LOW_PRICE = "AT-COT-DEN-M", 1_000  # a 199,000 ₫ T-shirt sold for 1,000 ₫ at the selling store's till
 TIMEOUT = 30  # seconds per request: the demo is Django's runserver on a busy CI machine
 
 
@@ -130,6 +153,14 @@ class Walk:
     def order(self, number: str) -> dict:
         return expect(self.web.get(self.url(f"/api/v1/orders/{number}/"), timeout=TIMEOUT), 200, f"order {number}")
 
+    def deliver(self, till: requests.Session, store: str, sku: str, tag: str) -> int:
+        """The store books a delivery of RESTOCK_QTY units at its till (a goods receipt): what a walk sells again on
+        the same demo database (or a store that started with none) is there to sell. Returns the units."""
+        r = till.post(self.url("/api/v1/pos/goods-receipts/"), timeout=TIMEOUT, json={
+            "receipt_id": f"WALK-{self.run}-{tag}", "source": "DC (CI walk)", "lines": [{"sku": sku, "qty": RESTOCK_QTY}]})
+        expect(r, 201, f"a delivery of {RESTOCK_QTY} {sku} at {store}")
+        return RESTOCK_QTY
+
     def admin_login(self, username: str, password_field: str) -> requests.Session:
         """A browser's session in the Django admin: the login form with its CSRF token (a cookie and a field)."""
         admin = requests.Session()
@@ -157,7 +188,9 @@ class Walk:
         used = ["/api/v1/stores/", "/api/v1/promises/", "/api/v1/orders/", "/api/v1/orders/{number}/",
                 "/api/v1/loyalty/redemptions/", "/api/v1/loyalty/members/{phone}/balance/",
                 "/api/v1/pos/pickups/{code}/", "/api/v1/pos/pickups/{code}/handover/", "/api/v1/pos/sales/",
-                "/api/v1/pos/stock/{sku}/", "/api/v1/pos/returns/"]
+                "/api/v1/pos/stock/{sku}/", "/api/v1/pos/returns/", "/api/v1/pos/goods-receipts/",
+                "/api/v1/pricing/quote/", "/api/v1/pricing/vouchers/", "/api/v1/pos/prices/",
+                "/api/v1/pos/pricing/snapshot/"]
         missing = [p for p in used if p not in schema.get("paths", {})]
         check(not missing, f"the OpenAPI schema lacks {missing}")
         for name in ("website_api_key", "admin_password", "manager.q1_password"):
@@ -195,8 +228,12 @@ class Walk:
         return f"nearest pickup stores: {', '.join(codes)}"
 
     def promise(self) -> str:
-        """The checkout's quote for picking the cart up at the selling store."""
-        before = self.stock(self.q1, ORDER_SKU)
+        """The checkout's quote for picking the cart up at the selling store. An earlier walk's shop floor step sold
+        that store's shelf empty: then the store books a delivery at its till first (a goods receipt), as it would."""
+        before, delivered = self.stock(self.q1, ORDER_SKU), 0
+        if before["available_online"] < ORDER_QTY:
+            delivered = self.deliver(self.q1, SELLING_STORE, ORDER_SKU, "DC")
+            before = self.stock(self.q1, ORDER_SKU)
         check(before["available_online"] >= ORDER_QTY,
               f"{SELLING_STORE} has only {before['available_online']} {ORDER_SKU} online; the walk needs {ORDER_QTY}")
         r = self.web.post(self.url("/api/v1/promises/"), timeout=TIMEOUT,
@@ -208,7 +245,8 @@ class Walk:
               == [(SELLING_STORE, [{"sku": ORDER_SKU, "qty": ORDER_QTY}])], "the option should ship the cart from "
               f"{SELLING_STORE} alone", r)
         self.state.update(promise=body["id"], option=option["id"], stock_before_order=before)
-        return f"promise {body['id'][:8]}…: {option['id']}, ready by {option['window_end']}"
+        restocked = f" (after a delivery of {delivered} {ORDER_SKU})" if delivered else ""
+        return f"promise {body['id'][:8]}…: {option['id']}, ready by {option['window_end']}{restocked}"
 
     def points_hold(self) -> str:
         """Points as an online tender: the website holds them first, the order captures the hold."""
@@ -319,6 +357,8 @@ class Walk:
         """A sale at the selling store's till for the member: paid in cash and points. Points are redeemed, and
         earned on the cash only, available at once; the resend of the same batch is a duplicate that changes
         nothing."""
+        if self.stock(self.q1, TILL_SKU)["sellable_at_till"] < 1:
+            self.deliver(self.q1, SELLING_STORE, TILL_SKU, "DC-1")
         sku_before, before, multiplier = self.stock(self.q1, TILL_SKU), self.balance(), self.multiplier()
         check(sku_before["sellable_at_till"] >= 1, f"{SELLING_STORE} has no {TILL_SKU} to sell at its till")
         price = TILL_PRICE
@@ -475,6 +515,237 @@ class Walk:
                 f"({sold} units) recorded, took it; re-routed to {moved[0]} (cause {cause}); order.rerouted in the "
                 "outbox; resend: duplicate")
 
+    # --- the one price policy (issue #19) ----------------------------------------------------------------------------
+
+    def admin_messages(self, response: requests.Response) -> list[str]:
+        """The admin's messages and form errors on a page, as text (for a failure's message)."""
+        found = re.findall(r'<li class="(?:success|error|warning|info)"[^>]*>(.*?)</li>|<ul class="errorlist[^"]*"[^>]*>'
+                           r'(.*?)</ul>', response.text, re.S)
+        return [unescape(re.sub(r"<[^>]+>", " ", a or b)).strip() for a, b in found]
+
+    def promotion_ids(self, admin: requests.Session, **params: str) -> list[str]:
+        """The ids of the promotions the admin's changelist shows for a search (its action check boxes)."""
+        r = admin.get(self.url("/admin/pricing/promotion/"), params=params, timeout=TIMEOUT)
+        check(r.status_code == 200, f"the promotions' changelist for {params}", r)
+        return re.findall(r'name="_selected_action" value="(\d+)"', r.text)
+
+    def switch_off(self, admin: requests.Session, ids: list[str]) -> None:
+        """The changelist's action "Switch off the selected", as the browser posts it."""
+        changelist = self.url("/admin/pricing/promotion/")
+        r = admin.post(changelist, timeout=TIMEOUT, headers={"Referer": changelist},
+                       data={"csrfmiddlewaretoken": admin.cookies["csrftoken"], "action": "switch_off", "index": 0,
+                             "_selected_action": ids})
+        check(r.status_code in (200, 302), f"switch off promotions {ids} in the admin", r)
+
+    def snapshot(self, **params) -> requests.Response:
+        return self.q1.get(self.url("/api/v1/pos/pricing/snapshot/"), params=params, timeout=TIMEOUT)
+
+    def till_price(self, till: requests.Session, lines: list[dict], **context) -> dict:
+        """The online till's price call (POS): the cart priced in its store's context."""
+        return expect(till.post(self.url("/api/v1/pos/prices/"), json={"lines": lines, **context}, timeout=TIMEOUT),
+                      200, "till price call")
+
+    def new_promotion(self) -> str:
+        """Operations creates a promotion in the admin's add form: 15% off a SKU, on the website and at the tills,
+        for the HCMC stores' group, exclusive (one exclusive promotion or every stackable one, whichever gives more: 15% of
+        this SKU beats the tills' 10% happy hour, so both channels answer alike at any time of day), no dates.
+        The till's snapshot version is read first: step "till snapshot" checks that the change moved it."""
+        body = expect(self.snapshot(), 200, "snapshot before the promotion")
+        check(all(p["code"] != PROMO_CODE.format(run=self.run) for p in body["policy"]["promotions"]),
+              "the snapshot before the promotion does not have it")
+        admin = self.admin_login("admin", "admin_password")
+        # A walk that failed before switching its promotion off left it running: end it as operations would.
+        stale = self.promotion_ids(admin, q="walk-", is_active__exact="1")
+        if stale:
+            self.switch_off(admin, stale)
+        add = self.url("/admin/pricing/promotion/add/")
+        form = admin.get(add, timeout=TIMEOUT)
+        check(form.status_code == 200, "the promotion add form", form)
+        groups = dict((text.strip(), value) for value, text in re.findall(
+            r'<option value="(\d+)"[^>]*>([^<]*)</option>', form.text.split('name="store_group"', 1)[1].split(
+                "</select>", 1)[0]))
+        group = groups.get(PROMO_GROUP)
+        check(group is not None, f"the store group {PROMO_GROUP!r} among the form's {list(groups)}", form)
+        channels = re.findall(r'name="channels" value="([^"]+)"', form.text)
+        check({"website", body["channel"]} <= set(channels),
+              f"the form offers the website and the tills' channel {body['channel']!r} (it offers {channels})", form)
+        code = PROMO_CODE.format(run=self.run)
+        r = admin.post(add, timeout=TIMEOUT, allow_redirects=False, headers={"Referer": add}, data={
+            "csrfmiddlewaretoken": admin.cookies["csrftoken"], "code": code, "name": f"CI walk {self.run}: "
+            f"{PROMO_PERCENT}% off {PROMO_SKU}", "campaign": "ci-walk", "is_active": "on", "kind": "percent_off",
+            "target": "sku", "skus": PROMO_SKU, "categories": "", "percent": PROMO_PERCENT, "amount_vnd": 0,
+            "buy_qty": 0, "get_qty": 0, "bundle": "", "bundle_price_vnd": 0, "min_spend_vnd": 0,
+            "channels": ["website", body["channel"]], "store_group": group, "starts_at_0": "", "starts_at_1": "",
+            "ends_at_0": "", "ends_at_1": "", "from_time": "", "until_time": "", "priority": 0, "exclusive": "on",
+            "max_uses": "", "max_uses_per_member": "", "max_discount_vnd": "", "_save": "Save"})
+        check(r.status_code == 302, f"the admin saves promotion {code} (it said {self.admin_messages(r)})", r)
+        ids = self.promotion_ids(admin, q=code)
+        check(len(ids) == 1, f"promotion {code} in the admin's list")
+        self.state.update(promotion=code, promotion_id=ids[0], version_before=body["version"])
+        return (f"admin created {code}: {PROMO_PERCENT}% off {PROMO_SKU}, website + tills ({body['channel']}), "
+                f"stores of {PROMO_GROUP}, exclusive, no dates; the till's snapshot was v{body['version']}" + (f"; switched off {len(stale)} left by an earlier walk" if stale
+                                                  else ""))
+
+    def same_price(self) -> str:
+        """The website's quote at the selling store and that store's till price the same cart alike: the new
+        promotion applied, the same unit price, discount, net and total (15% computed here, rounded down)."""
+        code, cart = self.state["promotion"], [{"sku": PROMO_SKU, "qty": PROMO_QTY}]
+        r = self.web.post(self.url("/api/v1/pricing/quote/"), timeout=TIMEOUT,
+                          json={"lines": cart, "store": SELLING_STORE})
+        web = expect(r, 200, "website quote")
+        till = self.till_price(self.q1, cart)
+        fields = ("lines", "promotions", "subtotal_vnd", "discount_vnd", "total_vnd")
+        check({k: web[k] for k in fields} == {k: till[k] for k in fields},
+              f"the website's quote and {SELLING_STORE}'s till price alike:\n  website: "
+              f"{json.dumps({k: web[k] for k in fields})}\n  till:    {json.dumps({k: till[k] for k in fields})}")
+        [line] = web["lines"]
+        gross = line["unit_price_vnd"] * PROMO_QTY
+        off = gross * PROMO_PERCENT // 100
+        check([p["promotion"] for p in web["promotions"]] == [code] and line["discount_vnd"] == off
+              and line["net_vnd"] == web["total_vnd"] == gross - off,
+              f"{code} alone takes {PROMO_PERCENT}% ({off:,} ₫) off {PROMO_QTY} × {line['unit_price_vnd']:,} ₫", r)
+        unit = line["net_vnd"] / PROMO_QTY
+        return (f"{PROMO_QTY} × {PROMO_SKU} at {SELLING_STORE}: website quote = till price call = "
+                f"{line['unit_price_vnd']:,} ₫ − {PROMO_PERCENT}% → {unit:,.0f} ₫ each, net {line['net_vnd']:,} ₫ "
+                f"(−{off:,} ₫ by {code}), total {web['total_vnd']:,} ₫, policy v{web['policy_version']}")
+
+    def till_snapshot(self) -> str:
+        """The offline till's copy of the policy: the promotion moved the version and is in the snapshot, which is
+        signed with the till's own key; asking again with ?since= (or If-None-Match) says nothing changed. Then
+        operations switches the promotion off in the admin: the version moves again, the till's ?since= now gets a
+        snapshot without it, and the till's price is the list price again."""
+        r = self.snapshot()
+        body = expect(r, 200, "snapshot")
+        version, before, code = body["version"], self.state["version_before"], self.state["promotion"]
+        check(body["changed"] is True and version > before, f"creating {code} raised the version: v{before} -> "
+              f"v{version}", r)
+        check(any(p["code"] == code for p in body["policy"]["promotions"]), f"{code} in the snapshot's promotions")
+        key = self.q1.headers["Authorization"].removeprefix("Api-Key ")
+        unsigned = json.dumps({k: v for k, v in body.items() if k != "signature"}, sort_keys=True,
+                              separators=(",", ":"), ensure_ascii=False).encode()
+        signature = "v1=" + hmac.new(key.encode(), unsigned, hashlib.sha256).hexdigest()
+        check(body["signature"] == signature, "the snapshot's signature is HMAC-SHA256 of its canonical JSON under the "
+              f"till's key: got {body['signature']}, computed {signature}")
+        check(r.headers.get("ETag") == f'"{version}"', f"the snapshot's ETag is \"{version}\"", r)
+        r = self.snapshot(since=version)
+        check(expect(r, 200, "snapshot since") == {"version": version, "changed": False},
+              f"?since={version}: {{version: {version}, changed: false}}", r)
+        r = self.q1.get(self.url("/api/v1/pos/pricing/snapshot/"), headers={"If-None-Match": f'"{version}"'},
+                        timeout=TIMEOUT)
+        check(r.status_code == 304, f"If-None-Match \"{version}\": 304", r)
+        admin = self.admin_login("admin", "admin_password")
+        self.switch_off(admin, [self.state["promotion_id"]])
+        r = self.snapshot(since=version)
+        after = expect(r, 200, "snapshot since, after the switch-off")
+        check(after["changed"] is True and after["version"] > version
+              and all(p["code"] != code for p in after["policy"]["promotions"]),
+              f"switched off: ?since={version} gets a newer snapshot without {code}", r)
+        price = self.till_price(self.q1, [{"sku": PROMO_SKU, "qty": PROMO_QTY}])
+        check(all(p["promotion"] != code for p in price["promotions"]), f"{code} no longer applies at the till")
+        return (f"v{before} -> v{version} with {code} (signed with the till's key, ETag \"{version}\"); ?since={version}"
+                f": changed false; If-None-Match: 304; switched off in the admin: ?since={version} -> v{after['version']}"
+                f" without it, till price {price['total_vnd']:,} ₫")
+
+    def voucher_at_till(self) -> str:
+        """Points become a voucher online and are spent at another store's till: the website buys it (the points
+        leave the balance at once; the replay of its key is the same voucher), the till prices the cart with the
+        code, the receipt charges exactly that and is applied with no price exception, the code is consumed, and
+        the website then gets 422 code_used_up for it."""
+        before, multiplier = self.balance(), self.multiplier()
+        buy = {"phone": PHONE, "points": VOUCHER_POINTS}
+        headers = {"Idempotency-Key": f"walk-{self.run}-voucher"}
+        r = self.web.post(self.url("/api/v1/pricing/vouchers/"), json=buy, headers=headers, timeout=TIMEOUT)
+        voucher = expect(r, 201, "voucher bought with points")
+        code, value = voucher["code"], voucher["value_vnd"]
+        check(voucher["points"] == VOUCHER_POINTS and value == VOUCHER_POINTS * 100
+              and voucher["balance"]["available"] == before["available"] - VOUCHER_POINTS,
+              f"{VOUCHER_POINTS} points -> a {VOUCHER_POINTS * 100:,} ₫ voucher, available {before['available']} − "
+              f"{VOUCHER_POINTS}", r)
+        replay = self.web.post(self.url("/api/v1/pricing/vouchers/"), json=buy, headers=headers, timeout=TIMEOUT)
+        check(expect(replay, 201, "voucher replay")["code"] == code, "the replay gives the same voucher", replay)
+        bought = self.balance()
+        check(bought["available"] == before["available"] - VOUCHER_POINTS,
+              f"available {before['available']} − {VOUCHER_POINTS} once: got {bought['available']}")
+        listed = expect(self.web.get(self.url("/api/v1/pricing/vouchers/"), params={"phone": PHONE}, timeout=TIMEOUT),
+                        200, "member's vouchers")
+        check(code in [v["code"] for v in listed], f"{code} among the member's vouchers")
+        if self.stock(self.q3, VOUCHER_SKU)["sellable_at_till"] < 1:
+            self.deliver(self.q3, RETURNS_STORE, VOUCHER_SKU, "DC-V")
+        check(self.stock(self.q3, VOUCHER_SKU)["sellable_at_till"] >= 1,
+              f"{RETURNS_STORE} has no {VOUCHER_SKU} to sell at its till")
+        sold_at = datetime.now(UTC).isoformat()
+        cart = [{"sku": VOUCHER_SKU, "qty": 1}]
+        priced = self.till_price(self.q3, cart, member_phone=PHONE, codes=[code], at=sold_at)
+        [line] = priced["lines"]
+        check(priced["codes"] == [{"code": code, "promotion": priced["codes"][0]["promotion"], "applied": True,
+                                   "reason": ""}]
+              and any(p["code"] == code and p["discount_vnd"] == value for p in priced["promotions"]),
+              f"the till applies {code} for {value:,} ₫: {json.dumps(priced['promotions'])}")
+        cash = priced["total_vnd"]
+        receipt = {"receipt_id": f"WALK-{self.run}-V", "sold_at": sold_at, "member_phone": PHONE,
+                   "lines": [{"sku": VOUCHER_SKU, "qty": 1, "unit_price_vnd": line["unit_price_vnd"],
+                              "discount_vnd": line["discount_vnd"]}],
+                   "tenders": [{"type": "cash", "amount_vnd": cash}], "codes": [code],
+                   "promotions": [{"promotion": p["promotion"], "code": p["code"] or "",
+                                   "discount_vnd": p["discount_vnd"]} for p in priced["promotions"]]}
+        r = self.q3.post(self.url("/api/v1/pos/sales/"), json={"receipts": [receipt]}, timeout=TIMEOUT)
+        [outcome] = expect(r, 200, "till sync of the voucher receipt")["results"]
+        check(outcome["status"] == "applied" and outcome["result"]["price_exceptions"] == 0
+              and outcome["result"]["policy_total_vnd"] == cash,
+              f"applied at the policy's {cash:,} ₫ with no price exception", r)
+        earned = points_for(cash, multiplier)
+        after = self.balance()
+        check(after["available"] == bought["available"] + earned,
+              f"the receipt earns {earned} points on {cash:,} ₫: available {bought['available']} -> "
+              f"{after['available']}")
+        r = self.web.post(self.url("/api/v1/pricing/quote/"), timeout=TIMEOUT,
+                          json={"lines": cart, "member_phone": PHONE, "codes": [code]})
+        check(r.status_code == 422 and r.json().get("code") == "code_used_up",
+              f"the website's quote with {code} after the till used it: 422 code_used_up", r)
+        listed = expect(self.web.get(self.url("/api/v1/pricing/vouchers/"), params={"phone": PHONE}, timeout=TIMEOUT),
+                        200, "member's vouchers")
+        check(code not in [v["code"] for v in listed], f"{code} no longer among the member's usable vouchers")
+        return (f"website bought {code} ({VOUCHER_POINTS} points = {value:,} ₫): available {before['available']} -> "
+                f"{bought['available']}; {receipt['receipt_id']} at {RETURNS_STORE}: 1 × {VOUCHER_SKU} "
+                f"{line['unit_price_vnd']:,} ₫ − {line['discount_vnd']:,} ₫ ("
+                + ", ".join(f"{d['promotion']} {d['amount_vnd']:,}" for d in line["discounts"])
+                + f") = {cash:,} ₫ cash, 0 price exceptions, "
+                f"+{earned} points; the website then: 422 code_used_up")
+
+    def below_policy(self) -> str:
+        """A till sells below the policy's price: the receipt is applied (the goods have left) and its line waits
+        in the price-exception queue, where the store's manager finds it in the admin."""
+        if self.stock(self.q1, LOW_SKU)["sellable_at_till"] < 1:
+            self.deliver(self.q1, SELLING_STORE, LOW_SKU, "DC-LOW")
+        sold_at = datetime.now(UTC).isoformat()
+        policy = self.till_price(self.q1, [{"sku": LOW_SKU, "qty": 1}], at=sold_at)
+        receipt = {"receipt_id": f"WALK-{self.run}-LOW", "sold_at": sold_at,
+                   "lines": [{"sku": LOW_SKU, "qty": 1, "unit_price_vnd": LOW_PRICE}],
+                   "tenders": [{"type": "cash", "amount_vnd": LOW_PRICE}]}
+        r = self.q1.post(self.url("/api/v1/pos/sales/"), json={"receipts": [receipt]}, timeout=TIMEOUT)
+        [outcome] = expect(r, 200, "till sync below the policy")["results"]
+        check(outcome["status"] == "applied" and outcome["result"]["price_exceptions"] >= 1
+              and outcome["result"]["policy_total_vnd"] == policy["total_vnd"],
+              f"applied, policy total {policy['total_vnd']:,} ₫, price exceptions queued", r)
+        admin = self.admin_login("manager.q1", "manager.q1_password")
+        queue = admin.get(self.url("/admin/pricing/priceexception/"), params={"q": receipt["receipt_id"]},
+                          timeout=TIMEOUT)
+        rows = [dict((name, " ".join(unescape(re.sub(r"<[^>]+>", " ", cell)).split())) for name, cell in
+                     re.findall(r'<t[hd] class="field-([a-z_]+)"[^>]*>(.*?)</t[hd]>', row, re.S))
+                for row in re.findall(r"<tr\b.*?</tr>", queue.text.partition("<tbody")[2], re.S)
+                if f">{receipt['receipt_id']}<" in row]
+        check(queue.status_code == 200 and len(rows) == 1,
+              f"{receipt['receipt_id']} once in manager.q1's (open) price-exception queue", queue)
+        [row] = rows
+        policy_shown, charged_shown = (re.sub(r"\D", "", x) for x in row["policy_charged"].split(" ", 2)[::2])
+        check(LOW_SKU in row["sku_qty"] and (policy_shown, charged_shown) == (str(policy["total_vnd"]), str(LOW_PRICE)),
+              f"the queue's row shows {LOW_SKU}, the policy's {policy['total_vnd']:,} ₫ and the {LOW_PRICE:,} ₫ "
+              f"charged: {row}", queue)
+        return (f"{receipt['receipt_id']} at {SELLING_STORE}: 1 × {LOW_SKU} for {LOW_PRICE:,} ₫ (policy "
+                f"{policy['total_vnd']:,} ₫) applied with {outcome['result']['price_exceptions']} price exception; "
+                f"manager.q1's queue in the admin: {row['receipt']} | {row['kind']} | {row['sku_qty']} | policy / "
+                f"charged {row['policy_charged']} | {row['difference']} | {row['review']}")
+
     def audits(self) -> str:
         """Both ledgers against their rows, on the demo's file, after everything above wrote to it."""
         with ThreadPoolExecutor(2) as pool:  # both at once (they only read): the step takes as long as the slower
@@ -500,6 +771,11 @@ STEPS = [
     ("return receipt", Walk.return_receipt_elsewhere),
     ("return order", Walk.return_order_elsewhere),
     ("shop floor", Walk.shop_floor_truth),
+    ("promotion (admin)", Walk.new_promotion),
+    ("same price", Walk.same_price),
+    ("till snapshot", Walk.till_snapshot),
+    ("voucher at till", Walk.voucher_at_till),
+    ("below policy", Walk.below_policy),
     ("audits", Walk.audits),
 ]
 
