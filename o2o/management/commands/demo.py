@@ -82,7 +82,7 @@ o2o demo is ready ({connection.vendor}).
   Website API key: {key}
 
 Try:
-  curl -s -G -H 'Authorization: Api-Key {key}' {base}/api/v1/stores/ \
+  curl -s -G -H 'Authorization: Api-Key {key}' {base}/api/v1/stores/ \\
        --data-urlencode 'address=Chợ Bến Thành, Quận 1' -d service=pickup -d limit=3
 
   curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \\
@@ -92,22 +92,33 @@ Try:
   curl -s -H 'Authorization: Api-Key {key}' '{base}/api/v1/availability/network/?sku=AT-COT-TRG-M'
 
   # checkout: the options the chain can keep now, then place the order with one of them
-  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \
-       -d '{{"destination": {{"lat": 10.7769, "lon": 106.7009}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \\
+       -d '{{"destination": {{"lat": 10.7769, "lon": 106.7009}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \\
        {base}/api/v1/promises/
-  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-order-1' \
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-order-1' \\
        -d '{{"method": "delivery", "destination": {{"lat": 10.7769, "lon": 106.7009}}, \
-            "customer": {{"name": "Nguyễn Văn An", "phone": "0901234567"}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \
+            "customer": {{"name": "Nguyễn Văn An", "phone": "0901234567"}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \\
        {base}/api/v1/orders/
 
   # pay part of an order with points: hold 500 points (50,000 ₫), place the order with the hold, see the balance
-  HOLD=$(curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \
-       -H "Idempotency-Key: demo-hold-$RANDOM" -d '{{"phone": "0901234567", "points": 500}}' \
+  HOLD=$(curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \\
+       -H "Idempotency-Key: demo-hold-$RANDOM" -d '{{"phone": "0901234567", "points": 500}}' \\
        {base}/api/v1/loyalty/redemptions/ | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' -H "Idempotency-Key: demo-order-$HOLD" \
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' -H "Idempotency-Key: demo-order-$HOLD" \\
        -d '{{"method": "delivery", "destination": {{"lat": 10.7769, "lon": 106.7009}}, "loyalty": {{"hold_id": '$HOLD'}}, \
-            "customer": {{"name": "Nguyễn Văn An", "phone": "0901234567"}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \
+            "customer": {{"name": "Nguyễn Văn An", "phone": "0901234567"}}, "lines": [{{"sku": "AT-COT-TRG-M", "qty": 1}}]}}' \\
        {base}/api/v1/orders/
   curl -s -H 'Authorization: Api-Key {key}' {base}/api/v1/loyalty/members/0901234567/balance/
+
+  # prices: three T-shirts (buy 2 get 1 free) and the WELCOME50 code at {DEMO_STORE}: each discount and why
+  curl -s -H 'Authorization: Api-Key {key}' -H 'Content-Type: application/json' \\
+       -d '{{"store": "{DEMO_STORE}", "lines": [{{"sku": "AT-COT-TRG-M", "qty": 3}}], "codes": ["WELCOME50"]}}' \\
+       {base}/api/v1/pricing/quote/
+  # the same cart at a till of {DEMO_STORE}: a store key (printed once; run it with the demo's DATABASE_URL),
+  # then the till's price call: the same engine's breakdown, in the till's context (its store, the tills' channel)
+  POS_KEY=$(python3 manage.py create_store_key {DEMO_STORE} --name demo-till)
+  curl -s -H "Authorization: Api-Key $POS_KEY" -H 'Content-Type: application/json' \\
+       -d '{{"lines": [{{"sku": "AT-COT-TRG-M", "qty": 3}}], "codes": ["WELCOME50"]}}' \\
+       {base}/api/v1/pos/prices/
 """
         )
