@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from inventory import services as stock
 from inventory.models import Store
-from orders import promises
+from orders import fast_paths, promises
 from orders.exceptions import (
     InvalidPlan,
 )
@@ -198,7 +198,7 @@ def selling_store(planned: PlannedOrder, *, pickup_store: Store | None, policy: 
     first = planned.shipments[0]
     time_zone, city = first.time_zone, first.city
     if time_zone is None or (city is None and any(rule.city for rule in policy.fee_rules)):
-        time_zone, city = Store.objects.filter(pk=first.store_id).values_list("timezone", "city").get()
+        time_zone, city = fast_paths.store_place(first.store_id)
     return Store(pk=first.store_id, code=first.code, timezone=time_zone, city=city or "")
 
 

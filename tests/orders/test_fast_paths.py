@@ -20,12 +20,13 @@ from django.utils import timezone
 
 from inventory import services as stock
 from inventory.exceptions import InsufficientStock, UnknownSku
-from inventory.models import Product, Reservation, Stock, StockMovement
+from inventory.models import Product, Reservation, Stock, StockMovement, Store
 from o2o.fast_paths import orm_twins
 from o2o.models import OutboxEvent
 from orders import fast_paths, routing_input, services
 from orders.candidate_stores import bounding_box
 from orders.models import Fulfillment, FulfillmentLine, Order, OrderLine, PickupCode, RoutingDecision
+from orders.pricing import selectors as pricing_selectors
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
 from tests.orders.conftest import BEN_THANH, CUSTOMER
@@ -178,6 +179,8 @@ def district_1(channel):
         for product, n in zip((shirt, bag, scarce), units, strict=True):
             if n:
                 put_stock(store, product, n)
+    # The price policy's first read makes its version row: made here, before the twins' runs, both price with it.
+    pricing_selectors.active_policy()
     return {"channel": channel, "stores": stores, "shirt": shirt, "bag": bag, "scarce": scarce}
 
 
@@ -245,6 +248,16 @@ def test_products_by_sku_through_either_twin(district_1, spies, twin):
     assert all(isinstance(p, Product) and p.price_vnd for p in found.values())
     assert refused.value.details == UnknownSku(["FP-NONE", "FP-OLD"]).details
     assert spies == {f"_active_products_{twin}": 2}
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_store_place_through_either_twin(district_1, spies, twin):
+    store = StoreFactory(code="FP-HN", city="Hà Nội", timezone="Asia/Bangkok")
+    with orm_twins() if twin == "orm" else contextlib.nullcontext():
+        assert fast_paths.store_place(store.pk) == ("Asia/Bangkok", "Hà Nội")
+        with pytest.raises(Store.DoesNotExist):
+            fast_paths.store_place(store.pk + 10_000)
+    assert spies == {f"_store_place_{twin}": 2}
 
 
 def _candidate_key(c) -> tuple:
