@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("orders.api.urls")),
     path("api/v1/webhooks/couriers/", include("orders.couriers.api.urls")),
     path("api/v1/loyalty/", include("loyalty.api.urls")),
+    path("api/v1/pricing/policy/", include("orders.pricing.api.policy_urls")),  # head office (users, not keys)
     path("api/v1/pricing/", include("orders.pricing.api.urls")),  # quotes and vouchers (website)
     path("api/v1/pos/", include("orders.pos.api.urls")),
     path("api/v1/", include("orders.returns.api.urls")),  # /returns/ (website) and /pos/returns/ (tills)
