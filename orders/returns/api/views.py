@@ -5,6 +5,7 @@ of its own orders."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,6 +50,10 @@ def _validated(serializer_class, data):
 
 
 def _page(view: APIView, request: Request, queryset) -> Response:
+    # These lists filter on nothing: a parameter the client thinks filters them must not silently return everything.
+    unknown = sorted(set(request.query_params) - {"limit", "offset"})
+    if unknown:
+        raise ValidationError({"query": [f"Unknown query parameters: {', '.join(unknown)[:200]}."]})
     paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(io.ReturnOutput(page, many=True).data)
