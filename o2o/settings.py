@@ -427,5 +427,8 @@ PRICING_DEFAULT_TIMEZONE = os.environ.get("PRICING_DEFAULT_TIMEZONE", "Asia/Ho_C
 PRICING_VOUCHER_VALID_DAYS = int(os.environ.get("PRICING_VOUCHER_VALID_DAYS", "90"))
 # A till line whose price differs from the policy's by at most this much (VND) is not an exception (till rounding).
 PRICING_EXCEPTION_TOLERANCE_VND = int(os.environ.get("PRICING_EXCEPTION_TOLERANCE_VND", "0"))
+# How long a process prices with its cached policy before it looks at the version again: a change made in another
+# process reaches this one that much later (budgets and codes are always read live).
+PRICING_POLICY_RECHECK_SECONDS = float(os.environ.get("PRICING_POLICY_RECHECK_SECONDS", "1"))
 # How often a process checks the products' base prices and categories for changes (the policy's version moves then).
 PRICING_PRODUCTS_RECHECK_SECONDS = float(os.environ.get("PRICING_PRODUCTS_RECHECK_SECONDS", "10"))

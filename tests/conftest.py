@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 from inventory import services as stock_services
 from inventory.models import MovementReason
 from o2o.models import SalesChannelKey
+from orders.pricing import selectors as pricing_selectors
 from tests.factories import ProductFactory, SalesChannelFactory, StoreFactory
 
 
@@ -70,3 +71,12 @@ def put_stock(store, product, on_hand, *, safety=0):
     )
     if safety:
         stock_services.set_stock_levels(store=store, product=product, actor="test", safety=safety)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_policy_cache():
+    """Each process caches the price policy by its version, and versions start again in each test's rolled-back
+    database: forgotten around every test, so no test prices with another's promotions."""
+    pricing_selectors.forget_cached_policy()
+    yield
+    pricing_selectors.forget_cached_policy()

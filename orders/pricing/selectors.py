@@ -81,18 +81,61 @@ def active_policy() -> engine.Policy:
     the one the version row keeps, and moves the version when they differ (once, by a conditional update), so that
     every process and every till's snapshot reloads."""
     now = time.monotonic()
+    cached = _cached.get("policy")
+    # Within PRICING_POLICY_RECHECK_SECONDS of the last look, the cached policy is the answer without a query: a
+    # change made elsewhere reaches this process that much later (a change made in this process, at once:
+    # policy_changed forgets the cache). Budgets and codes are never cached (budgets_for, the conditional updates).
+    if cached is not None and now - _cached.get("looked", float("-inf")) < settings.PRICING_POLICY_RECHECK_SECONDS:
+        return cached
     if now - _cached.get("checked", float("-inf")) >= settings.PRICING_PRODUCTS_RECHECK_SECONDS:
         _cached["checked"] = now
         _note_product_changes()
-    row = PolicyVersion.objects.filter(pk=1).values_list("version", "changed_at").first() or (0, None)
-    cached = _cached.get("policy")
+    row = _version_row()
+    _cached["looked"] = now
     if cached is not None and _cached.get("key") == row:
         return cached
     with _cache_lock:
         if _cached.get("key") != row or "policy" not in _cached:
+            promotion_ids = dict(Promotion.objects.values_list("code", "pk"))
             _cached["policy"] = _load(row[0])
+            _cached["promotion_ids"] = promotion_ids
+            _cached["uses_tiers"] = _uses_tiers(_cached["policy"])
             _cached["key"] = row
     return _cached["policy"]
+
+
+def _version_row() -> tuple:
+    # A plain statement, valid on PostgreSQL and SQLite: the queryset's own cost was most of this read's.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version, changed_at FROM pricing_policyversion WHERE id = 1")
+        row = cursor.fetchone()
+    return tuple(row) if row else (0, None)
+
+
+def _uses_tiers(policy: engine.Policy) -> bool:
+    return any(p.tiers for p in policy.promotions) or any(r.free_tiers for r in policy.fee_rules)
+
+
+def policy_uses_tiers(policy: engine.Policy) -> bool:
+    """Does any promotion or fee of this policy depend on a member's tier? (If not, pricing skips the tier read.)"""
+    if _cached.get("policy") is policy:
+        return _cached["uses_tiers"]
+    return _uses_tiers(policy)
+
+
+def promotion_id(code: str) -> int:
+    """The primary key of a promotion of the cached policy (no query while the policy is cached)."""
+    ids = _cached.get("promotion_ids") or {}
+    if code in ids:
+        return ids[code]
+    return Promotion.objects.values_list("pk", flat=True).get(code=code)
+
+
+def member_tier(phone: str) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tier FROM loyalty_member WHERE phone = %s", [phone])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def products_fingerprint() -> str:
@@ -146,10 +189,21 @@ def store_snapshot(policy: engine.Policy, *, store_code: str, channel: str, at: 
     return data
 
 
-def budgets_for(policy: engine.Policy, *, member_phone: str | None) -> dict[str, engine.Budget]:
-    """What is left of the capped promotions' budgets now (one query, plus one for a member's own uses)."""
+def budgets_for(
+    policy: engine.Policy, *, member_phone: str | None, channel: str | None = None, store: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, engine.Budget]:
+    """What is left of the capped promotions' budgets now (one query, plus one for a member's own uses), for those
+    that can apply in this channel, at this store and time (none: no query)."""
+
+    def may_apply(p: engine.Promotion) -> bool:
+        return ((channel is None or not p.channels or channel in p.channels)
+                and (p.stores is None or store is None or store in p.stores)
+                and (at is None or ((p.starts_at is None or p.starts_at <= at) and (p.ends_at is None or at < p.ends_at))))
+
     capped = [p.code for p in policy.promotions
-              if p.max_uses is not None or p.max_discount_vnd is not None or p.max_uses_per_member is not None]
+              if (p.max_uses is not None or p.max_discount_vnd is not None or p.max_uses_per_member is not None)
+              and may_apply(p)]
     if not capped:
         return {}
     mine = {}

@@ -22,7 +22,6 @@ from django.utils.translation import gettext
 
 from inventory.exceptions import UnknownSku
 from inventory.models import Product, Store
-from loyalty.models import Member
 from o2o.domain_errors import InvalidInput
 
 from . import engine, selectors
@@ -56,6 +55,7 @@ def normalize_code(text: str) -> str:
 
 def policy_changed() -> int:
     """Raise the policy's version (call it in the transaction that changed the policy). Returns the new version."""
+    selectors.forget_cached_policy()  # this process sees its own change at once (others within the recheck time)
     updated = PolicyVersion.objects.filter(pk=1).update(version=F("version") + 1, changed_at=timezone.now())
     if not updated:
         try:
@@ -75,12 +75,14 @@ class Customer:
     tier: str | None = None
 
 
-def customer(phone: str | None) -> Customer:
-    """The member (and tier) behind a phone already normalised; not a member: no tier."""
+def customer(phone: str | None, *, policy: engine.Policy | None = None) -> Customer:
+    """The member (and tier) behind a phone already normalised; not a member: no tier. With a `policy` that no tier
+    changes (no tier-only promotion, no fee free for a tier), the tier is not read."""
     if not phone:
         return Customer()
-    tier = Member.objects.filter(phone=phone).values_list("tier", flat=True).first()
-    return Customer(phone=phone, tier=tier)
+    if policy is not None and not selectors.policy_uses_tiers(policy):
+        return Customer(phone=phone)
+    return Customer(phone=phone, tier=selectors.member_tier(phone))
 
 
 def _grants(texts: list[str], *, who: Customer, at: datetime) -> tuple[tuple[engine.CodeGrant, ...], dict[str, Code]]:
@@ -108,7 +110,8 @@ def context(
     return engine.Context(
         channel=channel, at=at, timezone=store.timezone if store else settings.PRICING_DEFAULT_TIMEZONE,
         store=store.code if store else None, member=who.phone, tier=who.tier, codes=codes,
-        budgets=selectors.budgets_for(policy, member_phone=who.phone),
+        budgets=selectors.budgets_for(policy, member_phone=who.phone, channel=channel,
+                                      store=store.code if store else None, at=at),
     )
 
 
@@ -122,7 +125,7 @@ def price(
     would have, and the refusal becomes a price exception)."""
     at = at or timezone.now()
     policy = policy or selectors.active_policy()
-    who = customer(member_phone)
+    who = customer(member_phone, policy=policy)
     grants: tuple[engine.CodeGrant, ...] = ()
     if codes:
         if strict_codes:
@@ -191,7 +194,8 @@ def same_prices(a: dict, b: dict) -> bool:
 
 def commit(
     *, priced: engine.PricedCart, reference: str, channel: str, store_code: str = "", member_phone: str | None = None,
-    at: datetime | None = None, strict: bool = True, status: str = CodeUse.Status.RESERVED,
+    at: datetime | None = None, strict: bool = True, status: str = CodeUse.Status.RESERVED, fresh: bool = False,
+    policy: engine.Policy | None = None,
 ) -> list[str]:
     """Record the codes and promotions a priced cart applied, in the caller's transaction.
 
@@ -199,17 +203,22 @@ def commit(
     single-use code twice nor pass a cap. `strict` (web checkout): a code or budget lost to a concurrent use raises
     CodeUsedUp (422) or BudgetExhausted (409) and the caller's transaction rolls back. Not strict (a till receipt:
     the goods have left): what could not be taken is returned as problems ("code_refused:<code>",
-    "over_budget:<promotion>") for the price-exception queue. A replay of the same reference takes nothing again."""
+    "over_budget:<promotion>") for the price-exception queue. A replay of the same reference takes nothing again
+    (`fresh`: the reference was made in this transaction, so it cannot be a replay: no look). `policy`: the one the
+    cart was priced with (its caps; no read of the promotions)."""
     at = at or timezone.now()
     problems: list[str] = []
     if not priced.applied:
         return problems
-    if PromotionApplication.objects.filter(reference=reference).exists():
+    if not fresh and PromotionApplication.objects.filter(reference=reference).exists():
         return problems  # already recorded (a replay)
-    promotions = {p.code: p for p in Promotion.objects.filter(code__in={a.promotion for a in priced.applied})}
+    codes = {a.promotion for a in priced.applied}
+    known = {p.code: p for p in policy.promotions if p.code in codes} if policy is not None else {}
+    if known.keys() != codes:
+        known = {p.code: selectors.promotion_data(p, None) for p in Promotion.objects.filter(code__in=codes)}
     taken: list[engine.Applied] = []
     for applied in priced.applied:
-        promo = promotions[applied.promotion]
+        promo = known[applied.promotion]
         if applied.code:
             ok = Code.objects.filter(code=applied.code).filter(
                 Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses"))
@@ -232,7 +241,7 @@ def commit(
         taken.append(applied)
     PromotionApplication.objects.bulk_create([
         PromotionApplication(
-            promotion=promotions[a.promotion], reference=reference, channel=channel, store=store_code,
+            promotion_id=selectors.promotion_id(a.promotion), reference=reference, channel=channel, store=store_code,
             member_phone=member_phone or "", code=a.code or "", discount_vnd=a.discount_vnd,
             revenue_vnd=priced.total_vnd, at=at,
         )
@@ -241,10 +250,13 @@ def commit(
     return problems
 
 
-def _take_budget(promo: Promotion, discount: int, member_phone: str | None) -> bool:
+def _take_budget(promo: engine.Promotion, discount: int, member_phone: str | None) -> bool:
     """Count one use and its discount against the caps, only if they hold (one conditional update each)."""
+    if promo.max_uses is None and promo.max_discount_vnd is None and promo.max_uses_per_member is None:
+        return True
+    pk = selectors.promotion_id(promo.code)
     if promo.max_uses is not None or promo.max_discount_vnd is not None:
-        cond = Q(pk=promo.pk)
+        cond = Q(pk=pk)
         if promo.max_uses is not None:
             cond &= Q(uses__lt=F("max_uses"))
         if promo.max_discount_vnd is not None:
@@ -253,12 +265,12 @@ def _take_budget(promo: Promotion, discount: int, member_phone: str | None) -> b
                                                        discount_given_vnd=F("discount_given_vnd") + discount):
             return False
     if promo.max_uses_per_member is not None and member_phone:
-        PromotionMemberUse.objects.get_or_create(promotion=promo, member_phone=member_phone)
+        PromotionMemberUse.objects.get_or_create(promotion_id=pk, member_phone=member_phone)
         if not PromotionMemberUse.objects.filter(
-            promotion=promo, member_phone=member_phone, uses__lt=promo.max_uses_per_member
+            promotion_id=pk, member_phone=member_phone, uses__lt=promo.max_uses_per_member
         ).update(uses=F("uses") + 1):
             if promo.max_uses is not None or promo.max_discount_vnd is not None:  # give the chain-wide count back
-                Promotion.objects.filter(pk=promo.pk).update(uses=F("uses") - 1,
+                Promotion.objects.filter(pk=pk).update(uses=F("uses") - 1,
                                                              discount_given_vnd=F("discount_given_vnd") - discount)
             return False
     return True

@@ -217,7 +217,7 @@ def place_order(
             channel=channel, cart=cart, planned=planned, customer_name=customer_name.strip()[:200], phone=phone,
             method=method, lat=lat, lon=lon, address=address, pickup_store=pickup_store, promise=promise,
             payment_state=payment_state, allow_split=allow_split, actor=actor, at=at, tender=tender,
-            priced=priced, breakdown=breakdown, store_code=store.code, member_phone=member_phone,
+            priced=priced, breakdown=breakdown, store_code=store.code, member_phone=member_phone, policy=policy,
         )
         try:
             if (connection.in_atomic_block and use_sql() and _single_reservation(planned, method)
@@ -257,7 +257,7 @@ def _takes_codes_or_budgets(priced: engine.PricedCart, policy: engine.Policy) ->
 def _write_order(
     *, channel, cart: Cart, planned: PlannedOrder, customer_name, phone, method, lat, lon, address, pickup_store,
     promise, payment_state, allow_split, actor, at, priced: engine.PricedCart, breakdown: dict, store_code: str,
-    member_phone: str | None, tender=None,
+    member_phone: str | None, tender=None, policy: engine.Policy | None = None,
 ) -> Order:
     """Write a routed order: the order, its lines, fulfillments, fulfillment lines and routing decision, then the
     reservations (row locks on stock, held to commit, so taken last), the points tender, the codes and promotion
@@ -313,7 +313,7 @@ def _write_order(
     # till raises, and the savepoint or transaction around this rolls the whole order back).
     pricing.commit(
         priced=priced, reference=pricing_reference(order.number), channel=channel.code, store_code=store_code,
-        member_phone=member_phone, at=at, strict=True,
+        member_phone=member_phone, at=at, strict=True, fresh=True, policy=policy,
     )
     codes: dict[int, PickupCode] = {}
     if method == Method.PICKUP:

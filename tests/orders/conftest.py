@@ -8,19 +8,8 @@ from inventory import services as stock
 from inventory.exceptions import InsufficientStock
 from inventory.models import OpeningHours, Reservation
 from orders.models import Fulfillment, FulfillmentLine, Order
-from orders.pricing import selectors as pricing_selectors
 from tests.conftest import put_stock
 from tests.factories import ProductFactory, StoreFactory
-
-
-@pytest.fixture(autouse=True)
-def _fresh_policy_cache():
-    """Each process caches the price policy by its version, and versions start again in each test's rolled-back
-    database: forgotten around every test, so no test prices with another's promotions."""
-    pricing_selectors.forget_cached_policy()
-    yield
-    pricing_selectors.forget_cached_policy()
-
 
 BEN_THANH = {"lat": 10.7725, "lon": 106.6980}  # District 1
 HANOI = {"lat": 21.0285, "lon": 105.8542}

@@ -302,7 +302,7 @@ def test_a_budget_lost_after_pricing_is_a_409_and_nothing_is_written(api, pricin
     make_promotion(code="first-100", percent=10, max_uses=100)
     Promotion.objects.filter(code="first-100").update(uses=100)
     real = selectors.budgets_for
-    monkeypatch.setattr(selectors, "budgets_for", lambda policy, member_phone: {})  # pricing saw budget left
+    monkeypatch.setattr(selectors, "budgets_for", lambda policy, **_: {})  # pricing saw budget left
     refused = place(api, {"lines": [{"sku": "AO-THUN-M", "qty": 1}], "method": "delivery", "destination": BEN_THANH},
                     key="k-1", status=409)
     assert refused["code"] == "promotion_budget_exhausted"
