@@ -125,7 +125,7 @@ def load_bench_policy(*, seed: int, promotions: int = 200, lists: int = 25, rows
         Promotion.objects.bulk_create(made)
 
         fees = []
-        for city in Store.objects.values_list("city", flat=True).distinct():
+        for city in Store.objects.order_by("city").values_list("city", flat=True).distinct():
             for km, fee in ((3, 15_000), (6, 22_000), (10, 30_000)):
                 fees.append(DeliveryFeeRule(code=f"fee-{city.lower()}-{km}", city=city, max_km=km, fee_vnd=fee,
                                             free_over_vnd=700_000, free_tiers=["gold"]))
