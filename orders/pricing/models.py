@@ -11,11 +11,20 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from inventory.models import Product, Store
 
 from .engine import Kind, Target
 
+KIND_CHOICES = [
+    (Kind.PERCENT_OFF, _("Percent off")),
+    (Kind.AMOUNT_OFF, _("Amount off")),
+    (Kind.BUY_X_GET_Y, _("Buy X get Y")),
+    (Kind.BUNDLE, _("Bundle price")),
+    (Kind.SPEND_THRESHOLD, _("Spend threshold")),
+]
+TARGET_CHOICES = [(Target.SKU, _("SKUs")), (Target.CATEGORY, _("Categories")), (Target.CART, _("Cart"))]
 CHANNELS_HELP = _('Sales channel codes, "store" for the tills; empty for every channel.')
 
 
@@ -109,7 +118,8 @@ class PriceList(_Scoped):
 
 
 class PriceListRow(models.Model):
-    price_list = models.ForeignKey(PriceList, on_delete=models.CASCADE, related_name="rows")
+    price_list = models.ForeignKey(PriceList, on_delete=models.CASCADE, related_name="rows",
+                                   verbose_name=_("price list"))
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+", verbose_name=_("product"))
     price_vnd = models.BigIntegerField(_("price (VND)"), validators=[MinValueValidator(0)])
 
@@ -122,7 +132,7 @@ class PriceListRow(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.price_list_id}: {self.product_id} at {self.price_vnd}"
+        return f"{self.price_vnd:,} ₫".replace(",", ".")
 
 
 class Promotion(_Scoped):
@@ -131,8 +141,9 @@ class Promotion(_Scoped):
     code = models.SlugField(_("code"), max_length=40, unique=True)
     name = models.CharField(_("name"), max_length=160)
     campaign = models.CharField(_("campaign"), max_length=80, blank=True, db_index=True)
-    kind = models.CharField(_("kind"), max_length=20, choices=[(k, k.replace("_", " ")) for k in Kind.ALL])
-    target = models.CharField(_("target"), max_length=10, choices=[(t, t) for t in Target.ALL], default=Target.CART)
+    kind = models.CharField(_("kind"), max_length=20, choices=KIND_CHOICES)
+    target = models.CharField(pgettext_lazy("promotion", "target"), max_length=10, choices=TARGET_CHOICES,
+                              default=Target.CART)
     skus = models.JSONField(_("SKUs"), default=list, blank=True)
     categories = models.JSONField(_("categories"), default=list, blank=True)
     percent = models.PositiveSmallIntegerField(
@@ -219,7 +230,7 @@ class Code(models.Model):
     value_vnd = models.BigIntegerField(_("voucher value (VND)"), null=True, blank=True,
                                        help_text=_("A voucher's own value, replacing the promotion's amount."))
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
-    voucher_posting_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    voucher_posting_id = models.BigIntegerField(_("loyalty posting"), null=True, blank=True, editable=False)
     points_spent = models.PositiveBigIntegerField(_("points spent"), default=0, editable=False)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
@@ -246,15 +257,16 @@ class CodeUse(models.Model):
         CONSUMED = "consumed", _("Consumed")
         RELEASED = "released", _("Released (order cancelled)")
 
-    code = models.ForeignKey(Code, on_delete=models.PROTECT, related_name="code_uses")
-    reference = models.CharField(max_length=120, help_text=_("'order:<number>' or 'pos:<store>:<receipt>'."))
-    status = models.CharField(max_length=10, choices=Status.choices)
-    channel = models.CharField(max_length=64)
-    store = models.CharField(max_length=32, blank=True)
-    member_phone = models.CharField(max_length=20, blank=True)
-    discount_vnd = models.BigIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    code = models.ForeignKey(Code, on_delete=models.PROTECT, related_name="code_uses", verbose_name=_("code"))
+    reference = models.CharField(_("reference"), max_length=120,
+                                 help_text=_("'order:<number>' or 'pos:<store>:<receipt>'."))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices)
+    channel = models.CharField(_("channel"), max_length=64)
+    store = models.CharField(_("store"), max_length=32, blank=True)
+    member_phone = models.CharField(_("member"), max_length=20, blank=True)
+    discount_vnd = models.BigIntegerField(_("discount (VND)"), default=0)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("code use")
@@ -271,16 +283,18 @@ class CodeUse(models.Model):
 class PromotionApplication(models.Model):
     """One promotion applied to one order or receipt: the results per promotion read these."""
 
-    promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="applications")
-    reference = models.CharField(max_length=120, db_index=True)
-    channel = models.CharField(max_length=64)
-    store = models.CharField(max_length=32, blank=True, db_index=True)
-    member_phone = models.CharField(max_length=20, blank=True)
-    code = models.CharField(max_length=40, blank=True)
-    discount_vnd = models.BigIntegerField()
-    revenue_vnd = models.BigIntegerField(help_text=_("The goods total of the cart it applied to, after discounts."))
-    cancelled = models.BooleanField(default=False)
-    at = models.DateTimeField(default=timezone.now, db_index=True)
+    promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="applications",
+                                  verbose_name=_("promotion"))
+    reference = models.CharField(_("reference"), max_length=120, db_index=True)
+    channel = models.CharField(_("channel"), max_length=64)
+    store = models.CharField(_("store"), max_length=32, blank=True, db_index=True)
+    member_phone = models.CharField(_("member"), max_length=20, blank=True)
+    code = models.CharField(_("code"), max_length=40, blank=True)
+    discount_vnd = models.BigIntegerField(_("discount (VND)"))
+    revenue_vnd = models.BigIntegerField(_("revenue (VND)"),
+                                         help_text=_("The goods total of the cart it applied to, after discounts."))
+    cancelled = models.BooleanField(_("cancelled"), default=False)
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
 
     class Meta:
         verbose_name = _("promotion application")
@@ -349,7 +363,7 @@ class PriceException(models.Model):
     detail = models.CharField(_("detail"), max_length=300, blank=True)
     override_reason = models.CharField(_("override reason"), max_length=300, blank=True)
     override_staff = models.CharField(_("override staff id"), max_length=64, blank=True)
-    policy_version = models.PositiveBigIntegerField(default=0)
+    policy_version = models.PositiveBigIntegerField(_("policy version"), default=0)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
     reviewed_by = models.CharField(_("reviewed by"), max_length=150, blank=True)
     reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
