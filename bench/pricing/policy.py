@@ -1,8 +1,9 @@
 """The issue's bench policy on a bench chain: 200 active promotions and 5,000 price-list rows (25 lists of 200 SKUs,
 scoped by city group, store format and channel, some with validity periods), 10 categories over the SKUs, delivery
-fee bands per city. Promotions are of every kind and scope: per SKU, per category, cart, spend thresholds, buy X
-get Y, bundles, tier-only, happy hours, exclusive ones, code-only ones, and a few with budget caps (big enough that
-the bench never exhausts them, so every use of them takes the capped-budget path).
+fee bands per city. Promotions are of every kind and scope, in a chain's proportions: 120 on products (percent or
+amount off), 20 on a category, 20 buy-2-get-1 on product families, 10 bundles, and 30 on the cart (spend
+thresholds, percent off, tier-only, happy hours, code-only campaigns); 15 % exclusive, a few with budget caps (big
+enough that the bench never exhausts them, so every use of them takes the capped-budget path).
 
     from bench.pricing.policy import load_bench_policy, clear_policy
     load_bench_policy(seed=7)      # replaces any pricing policy in the database
@@ -80,7 +81,13 @@ def load_bench_policy(*, seed: int, promotions: int = 200, lists: int = 25, rows
         PriceListRow.objects.bulk_create(rows, batch_size=5000)
 
         made = []
-        kinds = ["sku_pct", "sku_amt", "cat_pct", "cart_pct", "spend", "bxgy", "bundle", "tier", "happy", "code"]
+        # A chain's mix: most promotions are the week's deals on products (the leaflet), some on a category or a
+        # product family (buy 2 get 1), a few bundles, and a handful on the whole cart (spend thresholds, a tier's
+        # discount, a happy hour at the tills, coupon campaigns).
+        mix = [("sku_pct", 70), ("sku_amt", 50), ("cat_pct", 20), ("bxgy", 20), ("bundle", 10), ("spend", 5),
+               ("cart_pct", 5), ("tier", 5), ("happy", 5), ("code", 10)]
+        kinds = [k for k, n in mix for _ in range(n)]
+        rng.shuffle(kinds)
         for i in range(promotions):
             k = kinds[i % len(kinds)]
             pick = rng.sample(products, 3)
@@ -106,7 +113,7 @@ def load_bench_policy(*, seed: int, promotions: int = 200, lists: int = 25, rows
                 p = Promotion(kind=Kind.SPEND_THRESHOLD, target=Target.CART, min_spend_vnd=500_000,
                               amount_vnd=rng.choice([30_000, 50_000]), **common)
             elif k == "bxgy":
-                p = Promotion(kind=Kind.BUY_X_GET_Y, target=Target.CATEGORY, categories=[rng.choice(CATEGORIES)],
+                p = Promotion(kind=Kind.BUY_X_GET_Y, target=Target.SKU, skus=[s for _, s, _ in pick],
                               buy_qty=2, get_qty=1, percent=rng.choice([50, 100]), **common)
             elif k == "bundle":
                 p = Promotion(kind=Kind.BUNDLE, target=Target.SKU, bundle=[[s, 1] for _, s, _ in pick[:2]],

@@ -14,7 +14,7 @@ from django.utils import timezone
 from inventory.models import Product
 
 from . import engine
-from .models import Code, DeliveryFeeRule, PolicyVersion, PriceList, PriceListRow, Promotion, PromotionMemberUse
+from .models import Code, DeliveryFeeRule, PolicyVersion, PriceList, PriceListRow, Promotion
 
 _cache_lock = threading.Lock()
 _cached: dict[str, engine.Policy] = {}
@@ -201,23 +201,33 @@ def budgets_for(
                 and (p.stores is None or store is None or store in p.stores)
                 and (at is None or ((p.starts_at is None or p.starts_at <= at) and (p.ends_at is None or at < p.ends_at))))
 
-    capped = [p.code for p in policy.promotions
+    capped = [p for p in policy.promotions
               if (p.max_uses is not None or p.max_discount_vnd is not None or p.max_uses_per_member is not None)
               and may_apply(p)]
     if not capped:
         return {}
-    mine = {}
-    if member_phone:
-        mine = dict(PromotionMemberUse.objects.filter(promotion__code__in=capped, member_phone=member_phone)
-                    .values_list("promotion__code", "uses"))
+    codes = [p.code for p in capped]
+    mine: dict[str, int] = {}
+    with connection.cursor() as cursor:  # plain statements: the queryset's own cost was most of this read's
+        if member_phone and any(p.max_uses_per_member is not None for p in capped):
+            cursor.execute(
+                "SELECT p.code, u.uses FROM pricing_promotionmemberuse u JOIN pricing_promotion p ON p.id = "
+                "u.promotion_id WHERE u.member_phone = %s AND p.code IN (" + ", ".join(["%s"] * len(codes)) + ")",
+                [member_phone, *codes],
+            )
+            mine = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT code, uses, discount_given_vnd FROM pricing_promotion WHERE code IN ("
+            + ", ".join(["%s"] * len(codes)) + ")", codes,
+        )
+        counters = {code: (uses, given) for code, uses, given in cursor.fetchall()}
     out = {}
-    for code, max_uses, uses, max_vnd, given, per_member in Promotion.objects.filter(code__in=capped).values_list(
-        "code", "max_uses", "uses", "max_discount_vnd", "discount_given_vnd", "max_uses_per_member"
-    ):
-        out[code] = engine.Budget(
-            uses_left=None if max_uses is None else max_uses - uses,
-            member_uses_left=None if per_member is None else per_member - mine.get(code, 0),
-            vnd_left=None if max_vnd is None else max_vnd - given,
+    for p in capped:
+        uses, given = counters.get(p.code, (0, 0))
+        out[p.code] = engine.Budget(
+            uses_left=None if p.max_uses is None else p.max_uses - uses,
+            member_uses_left=None if p.max_uses_per_member is None else p.max_uses_per_member - mine.get(p.code, 0),
+            vnd_left=None if p.max_discount_vnd is None else p.max_discount_vnd - given,
         )
     return out
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -239,14 +239,18 @@ def commit(
             problems.append(f"over_budget:{promo.code}")
             continue
         taken.append(applied)
-    PromotionApplication.objects.bulk_create([
-        PromotionApplication(
-            promotion_id=selectors.promotion_id(a.promotion), reference=reference, channel=channel, store=store_code,
-            member_phone=member_phone or "", code=a.code or "", discount_vnd=a.discount_vnd,
-            revenue_vnd=priced.total_vnd, at=at,
-        )
-        for a in taken
-    ])
+    if taken:
+        # One multi-row INSERT in plain SQL (valid on PostgreSQL and SQLite): bulk_create's own cost per row was most
+        # of the statement's.
+        rows = [(selectors.promotion_id(a.promotion), reference, channel, store_code, member_phone or "", a.code or "",
+                 a.discount_vnd, priced.total_vnd, False, connection.ops.adapt_datetimefield_value(at)) for a in taken]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO pricing_promotionapplication (promotion_id, reference, channel, store, member_phone, "
+                "code, discount_vnd, revenue_vnd, cancelled, at) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows)),
+                [value for row in rows for value in row],
+            )
     return problems
 
 

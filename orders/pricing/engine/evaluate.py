@@ -212,6 +212,18 @@ class _Use:
         return (not self.promotion.line_level, self.voucher, *self.rank)
 
 
+def _touches(p: Promotion, skus: set[str], categories: set[str]) -> bool:
+    """Could this promotion discount anything in the cart? (Those that cannot are left out before the stacking
+    choice: the same answer, without evaluating a chain's every deal for every cart.)"""
+    if p.kind == Kind.BUNDLE:
+        return bool(p.bundle) and all(sku in skus for sku, _ in p.bundle)
+    if not p.line_level or p.target == Target.CART:
+        return True
+    if p.target == Target.SKU:
+        return not skus.isdisjoint(p.skus)
+    return not categories.isdisjoint(p.categories)
+
+
 def _targeted(p: Promotion, line: _Line) -> bool:
     if p.target == Target.SKU:
         return line.sku in p.skus
@@ -344,8 +356,11 @@ def price_cart(
     outcomes: dict[str, CodeOutcome] = {}
     uses: list[_Use] = []
     taken: dict[str, int] = {}  # uses per promotion so far: several vouchers of one promotion keep its use cap
+    in_cart = set(skus)
+    categories = {line.category for line in base}
     for p in sorted(policy.promotions, key=lambda p: p.code):
-        if not p.requires_code and not out_of_scope(p, ctx, local) and not _exhausted(ctx.budgets.get(p.code)):
+        if (not p.requires_code and _touches(p, in_cart, categories) and not out_of_scope(p, ctx, local)
+                and not _exhausted(ctx.budgets.get(p.code))):
             uses.append(_Use(p, None))
             taken[p.code] = 1
     seen_promotions: set[str] = set()
