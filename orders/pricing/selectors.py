@@ -8,13 +8,13 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Prefetch
+from django.db.models import F
 from django.utils import timezone
 
 from inventory.models import Product
 
 from . import engine
-from .models import Code, DeliveryFeeRule, PolicyVersion, PriceList, PriceListRow, Promotion
+from .models import Code, DeliveryFeeRule, PolicyVersion, PriceList, PriceListRow, Promotion, StoreGroup
 
 _cache_lock = threading.Lock()
 _cached: dict[str, engine.Policy] = {}
@@ -22,12 +22,6 @@ _cached: dict[str, engine.Policy] = {}
 
 def policy_version() -> int:
     return PolicyVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
-
-
-def _stores_of(group) -> frozenset[str] | None:
-    if group is None:
-        return None
-    return frozenset(s.code for s in group.stores.all())
 
 
 def promotion_data(p: Promotion, stores: frozenset[str] | None) -> engine.Promotion:
@@ -44,33 +38,42 @@ def promotion_data(p: Promotion, stores: frozenset[str] | None) -> engine.Promot
 
 
 def _load(version: int) -> engine.Policy:
+    """The policy from its tables in a fixed number of flat reads (no model instance per row: a chain's lists hold
+    thousands of rows, its groups hundreds of stores)."""
     base, categories = {}, {}
     for sku, price, category in Product.objects.filter(is_active=True).values_list("sku", "price_vnd", "category"):
         base[sku] = price
         categories[sku] = category
-    lists = []
-    rows = Prefetch("rows", queryset=PriceListRow.objects.annotate(sku=F("product__sku")).only("price_vnd"))
-    for pl in PriceList.objects.filter(is_active=True).select_related("store_group").prefetch_related(
-        rows, "store_group__stores"
+    members: dict[int, set[str]] = {}
+    for group_id, code in StoreGroup.stores.through.objects.values_list("storegroup_id", "store__code"):
+        members.setdefault(group_id, set()).add(code)
+    groups = {gid: frozenset(codes) for gid, codes in members.items()}
+
+    def stores(group_id: int | None) -> frozenset[str] | None:
+        return None if group_id is None else groups.get(group_id, frozenset())
+
+    prices: dict[int, dict[str, int]] = {}
+    for list_id, sku, price in PriceListRow.objects.filter(price_list__is_active=True).values_list(
+        "price_list_id", "product__sku", "price_vnd"
     ):
-        lists.append(engine.PriceList(
-            code=pl.code, prices={r.sku: r.price_vnd for r in pl.rows.all()}, priority=pl.priority,
-            channels=tuple(pl.channels or ()), stores=_stores_of(pl.store_group), starts_at=pl.starts_at,
-            ends_at=pl.ends_at,
-        ))
+        prices.setdefault(list_id, {})[sku] = price
+    lists = [
+        engine.PriceList(
+            code=pl.code, prices=prices.get(pl.pk, {}), priority=pl.priority, channels=tuple(pl.channels or ()),
+            stores=stores(pl.store_group_id), starts_at=pl.starts_at, ends_at=pl.ends_at,
+        )
+        for pl in PriceList.objects.filter(is_active=True).order_by("code")
+    ]
     promotions = tuple(
-        promotion_data(p, _stores_of(p.store_group))
-        for p in Promotion.objects.filter(is_active=True).select_related("store_group").prefetch_related(
-            "store_group__stores"
-        ).order_by("code")
+        promotion_data(p, stores(p.store_group_id)) for p in Promotion.objects.filter(is_active=True).order_by("code")
     )
     fees = tuple(
         engine.FeeRule(code=r.code, max_km=r.max_km, fee_vnd=r.fee_vnd, city=r.city, channels=tuple(r.channels or ()),
                        free_over_vnd=r.free_over_vnd, free_tiers=tuple(r.free_tiers or ()))
         for r in DeliveryFeeRule.objects.filter(is_active=True).order_by("code")
     )
-    return engine.Policy(version=version, base_prices=base, categories=categories,
-                         price_lists=tuple(sorted(lists, key=lambda pl: pl.code)), promotions=promotions, fee_rules=fees)
+    return engine.Policy(version=version, base_prices=base, categories=categories, price_lists=tuple(lists),
+                         promotions=promotions, fee_rules=fees)
 
 
 def active_policy() -> engine.Policy:
