@@ -56,13 +56,17 @@ def normalize_code(text: str) -> str:
 def policy_changed() -> int:
     """Raise the policy's version (call it in the transaction that changed the policy). Returns the new version."""
     selectors.forget_cached_policy()  # this process sees its own change at once (others within the recheck time)
-    updated = PolicyVersion.objects.filter(pk=1).update(version=F("version") + 1, changed_at=timezone.now())
+    # The products as they stand go with the version: the next product check finds nothing to move it again for.
+    fingerprint = selectors.products_fingerprint()
+    updated = PolicyVersion.objects.filter(pk=1).update(version=F("version") + 1, changed_at=timezone.now(),
+                                                        products_fingerprint=fingerprint)
     if not updated:
         try:
             with transaction.atomic():
-                PolicyVersion.objects.create(pk=1, version=2)
+                PolicyVersion.objects.create(pk=1, version=2, products_fingerprint=fingerprint)
         except IntegrityError:
-            PolicyVersion.objects.filter(pk=1).update(version=F("version") + 1, changed_at=timezone.now())
+            PolicyVersion.objects.filter(pk=1).update(version=F("version") + 1, changed_at=timezone.now(),
+                                                      products_fingerprint=fingerprint)
     return selectors.policy_version()
 
 
