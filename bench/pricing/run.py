@@ -42,6 +42,21 @@ from bench.common import (  # noqa: E402 - after the path insert
     start_gunicorn,
 )
 
+# Counts 200s and the rest per wrk thread; one RESULT line of JSON at the end (read by _wrk).
+LUA_RESULT = """
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local o, x = 0, 0
+  for _, t in ipairs(threads) do o = o + t:get("ok"); x = x + t:get("other") end
+  io.write(string.format('RESULT {"ok":%%d,"other":%%d,"requests":%%d,"errors":%%d,"p50_ms":%%.2f,"p99_ms":%%.2f,' ..
+    '"max_ms":%%.2f,"duration_s":%%.3f}\\n', o, x, summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000, summary.duration / 1e6))
+end
+"""
+
 QUOTE_LUA = """
 local skus = {%(skus)s}
 local stores = {%(stores)s}
@@ -66,18 +81,7 @@ function request()
   return wrk.format("POST", "/api/v1/pricing/quote/", {
     ["Content-Type"] = "application/json", ["Authorization"] = "Api-Key %(key)s"}, body)
 end
-function response(status, headers, body)
-  if status == 200 then ok = ok + 1 else other = other + 1 end
-end
-function done(summary, latency, requests)
-  local o, x = 0, 0
-  for _, t in ipairs(threads) do o = o + t:get("ok"); x = x + t:get("other") end
-  io.write(string.format('RESULT {"ok":%%d,"other":%%d,"requests":%%d,"errors":%%d,"p50_ms":%%.2f,"p99_ms":%%.2f,' ..
-    '"max_ms":%%.2f,"duration_s":%%.3f}\\n', o, x, summary.requests,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000, summary.duration / 1e6))
-end
-"""
+""" + LUA_RESULT
 
 GET_LUA = """
 counter, ok, other = 0, 0, 0
@@ -87,18 +91,7 @@ function request()
   return wrk.format("GET", "/api/v1/pos/pricing/snapshot/", {["Authorization"] = "Api-Key %(key)s",
     ["Accept-Encoding"] = "gzip"})
 end
-function response(status, headers, body)
-  if status == 200 then ok = ok + 1 else other = other + 1 end
-end
-function done(summary, latency, requests)
-  local o, x = 0, 0
-  for _, t in ipairs(threads) do o = o + t:get("ok"); x = x + t:get("other") end
-  io.write(string.format('RESULT {"ok":%%d,"other":%%d,"requests":%%d,"errors":%%d,"p50_ms":%%.2f,"p99_ms":%%.2f,' ..
-    '"max_ms":%%.2f,"duration_s":%%.3f}\\n', o, x, summary.requests,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000, summary.duration / 1e6))
-end
-"""
+""" + LUA_RESULT
 
 
 def _wrk(lua: str, *, url: str, connections: int, seconds: int, cpu) -> dict:

@@ -37,6 +37,7 @@ from inventory.admin import StoreCityFilter, StoreFilter, format_vnd
 from inventory.exceptions import UnknownSku
 from inventory.models import Product, Store
 from inventory.staff.scope import StoreScopedAdmin, scoped_stores
+from o2o.admin import ReadOnlyAdminMixin
 from o2o.models import SalesChannel
 from o2o.templatetags.money import group_thousands
 
@@ -933,15 +934,8 @@ class DeliveryFeeRuleAdmin(PolicyAdmin):
 # --- what was applied (read-only) --------------------------------------------------------------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What checkouts and tills recorded: staff look, they do not edit."""
 
 
 @admin.register(PromotionApplication)
