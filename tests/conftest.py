@@ -10,6 +10,19 @@ from orders.pricing import selectors as pricing_selectors
 from tests.factories import ProductFactory, SalesChannelFactory, StoreFactory
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Passwords hashed with MD5 in tests only: each HTTP Basic request (the head office's pricing API, which the
+    API fuzz calls with made-up users) would otherwise run PBKDF2's 870,000 rounds, ~0.4 s of CPU."""
+    from django.conf import settings
+    from django.contrib.auth.hashers import get_hashers, get_hashers_by_algorithm
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    get_hashers.cache_clear()
+    get_hashers_by_algorithm.cache_clear()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     """Tests never call out: any connection to a non-loopback address fails loudly."""
