@@ -80,7 +80,7 @@ def test_bad_requests_are_4xx_and_write_nothing(client, delivery, case, status, 
     elif case == "stale_timestamp":
         response = signed_post(client, "local", good, timestamp=now - 301)
     elif case == "future_timestamp":
-        response = signed_post(client, "local", good, timestamp=now + 301)
+        response = signed_post(client, "local", good, timestamp=now + 360)  # slack: a loaded machine is slow
     elif case == "other_providers_secret":
         response = signed_post(client, "local", good, secret=SECRETS["ahamove"][0])
     elif case == "unknown_provider":
